@@ -1,0 +1,18 @@
+"""rffsurgery: exact receptive fields, receptive-field-freeze plans and layer rewrites for PyTorch models.
+
+Public API::
+
+    from rffsurgery import analyze
+    plan = analyze("resnet50")          # or analyze(model, input_size=(3, 224, 224))
+    plan["layer4.2.relu_2"].rf          # (427, 427)
+"""
+
+__version__ = "0.1.0"
+
+from .analysis import LayerRF, Plan, UnknownOpError, analyze  # noqa: E402
+from .geometry.algebra import AxisMap, AxisRF  # noqa: E402
+from .trace import TraceError  # noqa: E402
+from .zoo import ModelNotFound  # noqa: E402
+
+__all__ = ["AxisMap", "AxisRF", "LayerRF", "ModelNotFound", "Plan", "TraceError", "UnknownOpError", "analyze",
+           "__version__"]

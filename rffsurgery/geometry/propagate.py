@@ -1,0 +1,212 @@
+"""One pass over the traced graph: concrete shapes and geometry for every node.
+
+Shapes come from running the graph on the meta device (no memory, no compute),
+except for ops whose rule says the output has the input's shape: their output
+reuses the input's meta tensor.  On resnet50 that skips the Python-level meta
+kernels of every BatchNorm and ReLU and makes the pass several times faster.
+Parameters of a real model are handed to the meta run as meta views via
+``torch.func.functional_call``; the model itself is never modified.
+
+fx already stores nodes in topological order, so a single forward walk is the
+whole DAG traversal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.func import functional_call
+
+from .call import Call, RuleError
+from .rules import lookup
+from .tensor import Geo, Misaligned, TensorGeom, Unknown
+
+__all__ = ["NodeState", "ShapeError", "propagate"]
+
+
+class ShapeError(RuntimeError):
+    """The graph could not be run for shapes at the requested input size."""
+
+
+@dataclass
+class NodeState:
+    """What the pass learns about one node."""
+
+    value: Any  # meta tensor, tuple of them, or a plain Python value (sizes)
+    geo: Geo
+    rule: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _to_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.device.type != "meta":
+        return value.to("meta")
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_meta(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_meta(v) for k, v in value.items()}
+    return value
+
+
+def _is_tensors(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    return isinstance(value, (tuple, list)) and bool(value) and all(_is_tensors(v) for v in value)
+
+
+def _geo_of_value(value: Any, geo: TensorGeom) -> Geo:
+    """Broadcast one geometry over a (possibly nested) tensor output."""
+    if isinstance(value, torch.Tensor):
+        return geo if geo.rank == value.dim() else geo.globalised(value.dim())
+    if isinstance(value, (tuple, list)):
+        return tuple(_geo_of_value(v, geo) for v in value)
+    return None
+
+
+def _flat_geos(geo: Any) -> list:
+    if isinstance(geo, (tuple, list)):
+        return [g for item in geo for g in _flat_geos(item)]
+    if isinstance(geo, dict):
+        return [g for item in geo.values() for g in _flat_geos(item)]
+    return [geo]
+
+
+class _Pass:
+    def __init__(self, gm: fx.GraphModule, names: dict[fx.Node, str], real: bool) -> None:
+        self.gm = gm
+        self.names = names
+        self.real = real
+        self.modules = dict(gm.named_modules())
+        self.states: dict[fx.Node, NodeState] = {}
+
+    # -- shapes -------------------------------------------------------------
+    def _attr(self, target: str) -> Any:
+        obj: Any = self.gm
+        for part in target.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def _execute(self, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+        if not self.real:
+            args, kwargs = _to_meta(args), _to_meta(kwargs)
+        if node.op == "call_module":
+            module = self.modules[node.target]
+            if self.real or all(t.device.type == "meta" for t in module.state_dict().values()):
+                return module(*args, **kwargs)
+            state = {k: v.to("meta") for k, v in module.state_dict(keep_vars=True).items()}
+            return functional_call(module, state, args, kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        self_obj, *rest = args
+        return getattr(self_obj, node.target)(*rest, **kwargs)
+
+    # -- geometry -----------------------------------------------------------
+    def _geometry(self, node: fx.Node, module: nn.Module | None, args: tuple, kwargs: dict, out: Any) -> NodeState:
+        geo_args = fx.node.map_arg(node.args, lambda n: self.states[n].geo)
+        geo_kwargs = fx.node.map_arg(node.kwargs, lambda n: self.states[n].geo)
+        if not _is_tensors(out):
+            return NodeState(out, None)
+        inputs = [g for g in _flat_geos((geo_args, geo_kwargs)) if g is not None]
+        for g in inputs:
+            if isinstance(g, (Unknown, Misaligned)):
+                return NodeState(out, g)
+        tensors = [g for g in inputs if isinstance(g, TensorGeom)]
+        rule = lookup(node.op, node.target, module)
+        if tensors and all(g.const for g in tensors):
+            return NodeState(out, _geo_of_value(out, tensors[0]), rule and rule.name)
+        if tensors and all(g.const or g.is_global for g in tensors):
+            # whatever the op, an output computed from inputs that each depend on the
+            # whole image depends on the whole image
+            glob = next(g for g in tensors if not g.const)
+            return NodeState(out, _geo_of_value(out, glob), rule and rule.name)
+        if not tensors:
+            # a factory (torch.arange, zeros) or a literal: independent of the input
+            return NodeState(out, _geo_of_value(out, TensorGeom.constant(0)), rule and rule.name)
+        name = self.names[node]
+        if rule is None:
+            what = type(module).__qualname__ if module is not None else _op_name(node)
+            return NodeState(out, Unknown(f"no geometry rule for {what}", name))
+        call = Call(node, module, args, kwargs, geo_args, geo_kwargs, out)
+        try:
+            geo = rule.fn(call)
+        except RuleError as exc:
+            geo = Unknown(f"{rule.name}: {exc}", name)
+        if isinstance(geo, (Unknown, Misaligned)) and not geo.origin:
+            geo = type(geo)(geo.reason, name)
+        return NodeState(out, geo, rule.name, call.notes)
+
+    # -- driver -------------------------------------------------------------
+    def run(self, example: torch.Tensor) -> dict[fx.Node, NodeState]:
+        spatial = example.dim() - 2
+        placeholders = 0
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                if placeholders == 0:
+                    self.states[node] = NodeState(example, TensorGeom.image(example.dim(), spatial))
+                elif node.args:
+                    self.states[node] = NodeState(node.args[0], None)
+                else:
+                    raise ShapeError(f"the model takes more than one required input ('{node.target}')")
+                placeholders += 1
+                continue
+            if node.op == "output":
+                self.states[node] = NodeState(None, None)
+                continue
+            if node.op == "get_attr":
+                value = self._attr(node.target)
+                value = value if self.real else _to_meta(value)
+                geo = TensorGeom.constant(value.dim()) if isinstance(value, torch.Tensor) else None
+                self.states[node] = NodeState(value, geo)
+                continue
+            args = fx.node.map_arg(node.args, lambda n: self.states[n].value)
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: self.states[n].value)
+            module = self.modules.get(node.target) if node.op == "call_module" else None
+            rule = lookup(node.op, node.target, module)
+            out = _known_output(rule, args, kwargs) if rule is not None else None
+            if out is None:
+                try:
+                    out = self._execute(node, args, kwargs)
+                except Exception as exc:
+                    raise ShapeError(
+                        f"running node '{self.names[node]}' ({_op_name(node)}) for shapes failed: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+            self.states[node] = self._geometry(node, module, args, kwargs, out)
+        return self.states
+
+
+def _known_output(rule: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """A stand-in output for ops whose output shape is their first argument's, or ``None``."""
+    first = args[0] if args else None
+    if rule.shape is None or not isinstance(first, torch.Tensor):
+        return None
+    if rule.shape == "broadcast":
+        tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+        if any(t.shape != first.shape for t in tensors):
+            return None
+    # a fresh contiguous stand-in: a later .view() must see what .contiguous() would give
+    return first if first.is_contiguous() else torch.empty(first.shape, dtype=first.dtype, device=first.device)
+
+
+def _op_name(node: fx.Node) -> str:
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    target = node.target
+    return getattr(target, "__name__", str(target))
+
+
+def propagate(
+    gm: fx.GraphModule, names: dict[fx.Node, str], input_shape: tuple[int, ...], real: bool = False
+) -> dict[fx.Node, NodeState]:
+    """Shapes and geometry of every node for one input of ``input_shape`` (batch included).
+
+    With ``real=True`` the graph runs on CPU zeros instead of the meta device, for
+    models whose forward needs real values (it is slower and allocates memory).
+    """
+    device = "cpu" if real else "meta"
+    example = torch.zeros(input_shape, device=device)
+    with torch.no_grad():
+        return _Pass(gm, names, real).run(example)

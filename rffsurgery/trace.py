@@ -1,0 +1,123 @@
+"""torch.fx tracing with module-path node names (``layer2.0.conv2``, ``layer1.0.add``).
+
+Node names follow torchvision's feature extractor so that users can paste them
+into ``create_feature_extractor``: a leaf module is named by its path, any
+other op by the path of the module it was called in plus the op name, with a
+``_1``, ``_2`` suffix when a name repeats.  Parameters and buffers read in
+``forward`` (``get_attr``) are named by their attribute path.  torchvision's own ``NodePathTracer``
+de-duplicates by scanning every earlier name, which is quadratic in graph size;
+here a counter per name keeps tracing linear.
+
+timm marks the modules and functions that fx cannot trace (dynamic 'SAME'
+padding, window reshapes); we honour those lists whenever timm is loaded, so a
+timm model traces exactly as under ``timm.create_feature_extractor``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import fx, nn
+
+__all__ = ["TraceError", "Traced", "trace"]
+
+
+class TraceError(RuntimeError):
+    """The model cannot be traced by torch.fx; the message names the module and the fix."""
+
+
+@dataclass
+class Traced:
+    """A traced model: the fx graph module and the module-path name of every node."""
+
+    graph_module: fx.GraphModule
+    names: dict[fx.Node, str]
+    module_outputs: dict[str, str]  # non-leaf module path → name of the node holding its output
+
+    @property
+    def graph(self) -> fx.Graph:
+        return self.graph_module.graph
+
+
+class _PathTracer(fx.Tracer):
+    def __init__(self, leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> None:
+        super().__init__(autowrap_functions=tuple(autowrap_functions))
+        self._leaf_types = tuple(leaf_modules)
+        self._path = ""
+        self._path_type = ""
+        self.names: dict[fx.Node, str] = {}
+        self.module_outputs: dict[str, fx.Node] = {}
+        self._seen: dict[str, int] = defaultdict(int)
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, self._leaf_types) or super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward: Callable, args: Any, kwargs: Any) -> Any:
+        outer, outer_type = self._path, self._path_type
+        try:
+            self._path = self.path_of_module(m)
+            self._path_type = type(m).__qualname__
+            if not self.is_leaf_module(m, self._path):
+                out = forward(*args, **kwargs)
+                if isinstance(out, fx.Proxy) and self._path:
+                    self.module_outputs[self._path] = out.node
+                return out
+            return self.create_proxy("call_module", self._path, args, kwargs)
+        finally:
+            self._path, self._path_type = outer, outer_type
+
+    def create_node(self, kind: str, target: Any, args: Any, kwargs: Any, name: str | None = None,
+                    type_expr: Any | None = None) -> fx.Node:
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        if kind in ("call_module", "get_attr"):
+            base = str(target)
+        else:
+            op = node.name.rsplit("_", 1)[0] if node.name.rsplit("_", 1)[-1].isdigit() else node.name
+            base = f"{self._path}.{op}" if self._path else op
+        count = self._seen[base]
+        self._seen[base] += 1
+        self.names[node] = base if count == 0 else f"{base}_{count}"
+        return node
+
+
+def _timm_notrace() -> tuple[list[type], list[Callable]]:
+    if "timm" not in sys.modules:
+        return [], []
+    from timm.layers import get_notrace_functions, get_notrace_modules
+
+    return list(get_notrace_modules()), list(get_notrace_functions())
+
+
+def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_functions: Iterable[Callable] = ()) -> Traced:
+    """Trace ``model`` in eval mode (restoring its mode afterwards).
+
+    ``leaf_modules`` are kept as single nodes (give them a geometry rule);
+    ``autowrap_functions`` are recorded as calls instead of traced through.
+    """
+    timm_leaves, timm_functions = _timm_notrace()
+    tracer = _PathTracer([*timm_leaves, *leaf_modules], [*timm_functions, *autowrap_functions])
+    was_training = model.training
+    model.eval()
+    try:
+        graph = tracer.trace(model)
+    except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, AttributeError…
+        where = tracer._path or "<top level>"
+        raise TraceError(
+            f"torch.fx cannot trace {type(model).__name__}: in module '{where}' ({tracer._path_type or 'model'}): "
+            f"{type(exc).__name__}: {exc}\n"
+            "Fix: pass that module's class as a leaf (analyze(..., leaf_modules=[Cls]) / "
+            "--leaf package.module:Cls) and, if it changes spatial geometry, add a rule for it "
+            "to rffsurgery.geometry.rules.TABLE."
+        ) from exc
+    finally:
+        model.train(was_training)
+    root = tracer.root
+    gm = fx.GraphModule(root, graph, class_name=type(root).__name__)
+    # GraphModule copies the graph; carry the names over to its nodes (same order).
+    names = {new: tracer.names[old] for old, new in zip(graph.nodes, gm.graph.nodes)}
+    outputs = {path: tracer.names[node] for path, node in tracer.module_outputs.items()}
+    return Traced(gm, names, outputs)

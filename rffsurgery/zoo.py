@@ -1,0 +1,160 @@
+"""Model names → modules, never downloading weights.
+
+Resolution order for a bare name: rffsurgery's built-in models, torchvision,
+then timm.  Prefixes force a source: ``torchvision:resnet50``, ``timm:resnet50``,
+``rffsurgery:rff-base-cnn``; ``package.module:factory`` or ``path/to/file.py:factory``
+call user code (a function or class, called with no arguments).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import importlib.util
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["ModelNotFound", "ModelSpec", "resolve", "build"]
+
+DEFAULT_INPUT = (3, 224, 224)
+
+
+class ModelNotFound(LookupError):
+    """The name matches no known model; the message lists close matches."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model name: how to build it and at what input size it is normally used."""
+
+    name: str
+    source: str
+    builder: Callable[[], nn.Module]
+    input_size: tuple[int, ...] = DEFAULT_INPUT
+
+    def build(self, device: str = "cpu") -> nn.Module:
+        """Construct with random (or, on ``"meta"``, unallocated) weights."""
+        with torch.device(device):
+            model = self.builder()
+        return model.eval()
+
+
+def _builtin(name: str) -> ModelSpec | None:
+    from .models import BUILTIN
+
+    entry = BUILTIN.get(name)
+    if entry is None:
+        return None
+    factory, size = entry
+    return ModelSpec(name, "rffsurgery", factory, size)
+
+
+@functools.lru_cache(maxsize=1)
+def _torchvision_names() -> frozenset[str]:
+    import torchvision
+
+    return frozenset(torchvision.models.list_models())
+
+
+def _torchvision(name: str) -> ModelSpec | None:
+    if name not in _torchvision_names():
+        return None
+    import torchvision
+
+    builder = torchvision.models.get_model_builder(name)
+    size = DEFAULT_INPUT
+    try:
+        crop = torchvision.models.get_model_weights(name).DEFAULT.transforms.keywords.get("crop_size")
+        if isinstance(crop, int):
+            size = (3, crop, crop)
+    except (ValueError, AttributeError, TypeError):
+        pass
+    kwargs = {"weights": None}
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        kwargs["weights_backbone"] = None  # segmentation/detection builders default to downloading it
+    if name == "inception_v3" or name == "googlenet":
+        kwargs["init_weights"] = False  # avoid the slow scipy-based init and its warning
+        kwargs["aux_logits"] = False
+    return ModelSpec(name, "torchvision", functools.partial(builder, **kwargs), size)
+
+
+def _timm(name: str) -> ModelSpec | None:
+    import timm
+
+    if not timm.is_model(name):
+        return None
+    size = DEFAULT_INPUT
+    cfg = timm.get_pretrained_cfg(name, allow_unregistered=True) if hasattr(timm, "get_pretrained_cfg") else None
+    if cfg is not None and getattr(cfg, "input_size", None):
+        size = tuple(cfg.input_size)
+    return ModelSpec(name, "timm", functools.partial(timm.create_model, name, pretrained=False), size)
+
+
+def _user(spec: str) -> ModelSpec:
+    where, _, attr = spec.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise ModelNotFound(f"no such file: {where}")
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ImportError as exc:
+        raise ModelNotFound(f"cannot import '{where}' for '{spec}': {exc}") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelNotFound(f"'{where}' has no callable '{attr}'")
+    size = tuple(getattr(factory, "default_input_size", DEFAULT_INPUT))
+    return ModelSpec(spec, "user", factory, size)
+
+
+_SOURCES = {"rffsurgery": _builtin, "torchvision": _torchvision, "timm": _timm}
+
+
+def resolve(spec: str) -> ModelSpec:
+    """Turn a model name into a :class:`ModelSpec` (see the module docstring for the forms)."""
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in _SOURCES:
+        found = _SOURCES[prefix](rest)
+        if found is None:
+            raise ModelNotFound(_not_found(rest, source=prefix))
+        return found
+    if sep:
+        return _user(spec)
+    for source in ("rffsurgery", "torchvision", "timm"):
+        found = _SOURCES[source](spec)
+        if found is not None:
+            return found
+    raise ModelNotFound(_not_found(spec))
+
+
+def _not_found(name: str, source: str | None = None) -> str:
+    from .models import BUILTIN
+
+    candidates: list[str] = []
+    if source in (None, "rffsurgery"):
+        candidates += list(BUILTIN)
+    if source in (None, "torchvision"):
+        candidates += sorted(_torchvision_names())
+    if source in (None, "timm"):
+        import timm
+
+        candidates += timm.list_models()
+    close = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=6, cutoff=0.6)
+    where = f" in {source}" if source else " (searched rffsurgery, torchvision, timm)"
+    hint = f" Close matches: {', '.join(close)}." if close else ""
+    return f"unknown model '{name}'{where}.{hint} User models: 'package.module:factory' or 'file.py:factory'."
+
+
+def build(spec: str, device: str = "cpu") -> nn.Module:
+    """Resolve and construct a model (random weights; nothing is downloaded)."""
+    return resolve(spec).build(device)
