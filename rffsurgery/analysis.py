@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import fx, nn
@@ -18,6 +18,10 @@ from .geometry.algebra import AxisRF
 from .geometry.propagate import NodeState, ShapeError, propagate
 from .geometry.tensor import Misaligned, TensorGeom, Unknown
 from .trace import Traced, trace
+
+if TYPE_CHECKING:
+    from .plan import FreezePlan, Schedule
+    from .tags import Tag
 
 __all__ = ["LayerRF", "Plan", "UnknownOpError", "analyze", "parse_input_size"]
 
@@ -154,6 +158,27 @@ class Plan:
         """The last tensor-producing node before the graph output."""
         tensors = [l for l in self if l.status != "none" and l.kind != "output"]
         return tensors[-1]
+
+    # -- tags and freeze plans -------------------------------------------------
+    def tags(self, policy: str = "paper", **options: Any) -> list["Tag"]:
+        """RF-expanding nodes under ``policy`` (``paper``, ``growth``, ``names``; see :mod:`rffsurgery.tags`)."""
+        from .tags import tag
+
+        return tag(self, policy, **options)
+
+    def freeze_plan(self, policy: str = "paper", schedule: "Schedule | None" = None, bn: str = "train",
+                    **options: Any) -> "FreezePlan":
+        """A :class:`~rffsurgery.plan.FreezePlan` freezing the layers ``policy`` tags."""
+        from .plan import build_plan
+
+        return build_plan(self, policy, schedule, bn, **options)
+
+    def export(self, path: str, policy: str = "paper", schedule: "Schedule | None" = None, bn: str = "train",
+               **options: Any) -> "FreezePlan":
+        """Build the freeze plan and write it as JSON to ``path``; returns it."""
+        plan = self.freeze_plan(policy, schedule, bn, **options)
+        plan.export(path)
+        return plan
 
     def to_dict(self, every_node: bool = True) -> dict[str, Any]:
         layers = self.layers.values() if every_node else self.main_layers()

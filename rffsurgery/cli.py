@@ -20,6 +20,21 @@ def _fail(exc: Exception) -> None:
     sys.exit(2)
 
 
+def _schedule(epochs: str | None, every: int | None, start: int, stop: int | None):
+    from .plan import DEFAULT_SCHEDULE, Schedule
+
+    if epochs and every:
+        raise click.UsageError("give either --epochs or --every, not both")
+    if epochs:
+        try:
+            return Schedule(epochs=tuple(int(e) for e in epochs.split(",")))
+        except ValueError:
+            raise click.UsageError(f"--epochs takes a comma-separated list of epoch numbers, got {epochs!r}") from None
+    if every:
+        return Schedule(every=every, start=start, stop=stop)
+    return DEFAULT_SCHEDULE
+
+
 @main.command()
 @click.argument("model")
 @click.option("--input-size", "input_size", default=None, metavar="C,H,W",
@@ -29,8 +44,32 @@ def _fail(exc: Exception) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (every node unless --main).")
 @click.option("--main", "main_only", is_flag=True, help="With --json/--csv: only the main layers.")
 @click.option("--strict", is_flag=True, help="Fail if an op has no geometry rule instead of reporting it.")
+@click.option("--tags", "show_tags", is_flag=True, help="Mark the RF-expanding layers (policy below) in the table.")
+@click.option("--policy", type=click.Choice(["paper", "growth", "names"]), default=None,
+              help="Tagging policy (default paper). See 'Tagging policies' in the README.")
+@click.option("--include-stem", is_flag=True, help="paper: also tag the stem layer that reads the image.")
+@click.option("--include-shortcuts", is_flag=True,
+              help="paper: also tag off-main-path layers at each new resolution (projection shortcuts).")
+@click.option("--metric", type=click.Choice(["pixels", "ratio"]), default="pixels", help="growth: score.")
+@click.option("--top-k", type=int, default=None, help="growth: tag the k largest (default 4).")
+@click.option("--threshold", type=float, default=None, help="growth: tag every layer scoring at least this.")
+@click.option("--select", "patterns", multiple=True, metavar="GLOB",
+              help="names: node names or glob patterns (repeatable).")
+@click.option("--export-plan", "export_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the freeze plan JSON for the tagged layers.")
+@click.option("--epochs", default=None, metavar="N[,N…]", help="Plan schedule: frozen in these (1-based) epochs.")
+@click.option("--every", type=int, default=None, help="Plan schedule: frozen every k-th epoch …")
+@click.option("--start", type=int, default=1, show_default=True, help="… from this epoch …")
+@click.option("--stop", type=int, default=None, help="… up to this epoch (default: no end).")
+@click.option("--bn", type=click.Choice(["train", "freeze-affine", "freeze"]), default="train", show_default=True,
+              help="BatchNorm right after a tagged layer: train it, freeze its affine params, or also its stats.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Save a PNG of RF and stride per layer with the tagged layers marked.")
 def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool, as_csv: bool, main_only: bool,
-            strict: bool) -> None:
+            strict: bool, show_tags: bool, policy: str | None, include_stem: bool, include_shortcuts: bool,
+            metric: str, top_k: int | None, threshold: float | None, patterns: tuple[str, ...],
+            export_path: str | None, epochs: str | None, every: int | None, start: int, stop: int | None, bn: str,
+            plot_path: str | None) -> None:
     """Receptive field (RF), effective stride and padding of every layer of MODEL.
 
     MODEL is a torchvision or timm name (resnet50, timm:convnext_tiny), a built-in
@@ -38,17 +77,72 @@ def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool,
     No weights are downloaded.
     """
     from .analysis import UnknownOpError, analyze as run
+    from .plan import PlanError
     from .report import to_csv, to_json, to_table
+    from .tags import TagError
     from .trace import TraceError
     from .zoo import ModelNotFound
 
+    policy_name = policy or "paper"
+    options = {
+        "paper": {"include_stem": include_stem, "include_shortcuts": include_shortcuts},
+        "growth": {"metric": metric, "top_k": top_k if top_k is not None or threshold is not None else 4,
+                   "threshold": threshold},
+        "names": {"patterns": list(patterns)},
+    }[policy_name]
+    wants_tags = show_tags or policy is not None or export_path or plot_path
     try:
+        schedule = _schedule(epochs, every, start, stop)
         plan = run(model, input_size, strict=strict)
-    except (ModelNotFound, TraceError, UnknownOpError, ValueError) as exc:
+        tags = plan.tags(policy_name, **options) if wants_tags else []
+        if export_path:
+            freeze_plan = plan.export(export_path, policy_name, schedule, bn, **options)
+            click.echo(f"wrote {export_path}: {len(freeze_plan.tagged)} tagged layer(s), "
+                       f"{len(freeze_plan.parameter_names)} parameter(s), frozen in {schedule.describe()}", err=True)
+        if plot_path:
+            from .plot import plot_rf
+
+            click.echo(f"wrote {plot_rf(plan, plot_path, tags)}", err=True)
+    except (ModelNotFound, TraceError, UnknownOpError, TagError, PlanError, ValueError) as exc:
         _fail(exc)
     if as_json:
         click.echo(to_json(plan, every_node=not main_only))
     elif as_csv:
         click.echo(to_csv(plan, every_node=not main_only), nl=False)
     else:
-        click.echo(to_table(plan, every_node=every_node))
+        click.echo(to_table(plan, every_node=every_node, tags=tags))
+
+
+@main.group()
+def plan() -> None:
+    """Inspect freeze plans."""
+
+
+@plan.command("show")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the validated plan as JSON.")
+def plan_show(path: str, as_json: bool) -> None:
+    """Validate and pretty-print the freeze plan at PATH."""
+    from .plan import FreezePlan, PlanError
+
+    try:
+        loaded = FreezePlan.load(path)
+    except PlanError as exc:
+        _fail(exc)
+    click.echo(loaded.to_json() if as_json else loaded.describe())
+
+
+@plan.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("model")
+def plan_check(path: str, model: str) -> None:
+    """Check that the plan at PATH fits MODEL (fingerprint and parameter names)."""
+    from .plan import FreezePlan, PlanError
+    from .zoo import ModelNotFound, resolve
+
+    try:
+        loaded = FreezePlan.load(path)
+        loaded.check(resolve(model).build("meta"))
+    except (PlanError, ModelNotFound) as exc:
+        _fail(exc)
+    click.echo(f"ok: {path} matches {model} ({len(loaded.parameter_names)} parameters to freeze)")

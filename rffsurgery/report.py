@@ -6,9 +6,12 @@ import csv
 import io
 import json
 from fractions import Fraction
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from .analysis import LayerRF, Plan
+
+if TYPE_CHECKING:
+    from .tags import Tag
 
 __all__ = ["to_csv", "to_json", "to_table"]
 
@@ -40,20 +43,25 @@ def _flags(layer: LayerRF) -> str:
     return "; ".join(parts)
 
 
-def _cells(layer: LayerRF) -> list[str]:
+def _cells(layer: LayerRF, tagged: dict[str, str]) -> list[str]:
     shape = "x".join(map(str, layer.shape)) if layer.shape else "-"
     if layer.status in ("ok", "global"):
         rf, stride, padding = _per_axis(layer.rf), _per_axis(layer.stride), _per_axis(layer.padding)
     else:
         rf = stride = padding = "?" if layer.status in ("unknown", "misaligned") else "-"
-    return [layer.name, layer.op, shape, rf, stride, padding, _flags(layer)]
+    mark = "*" if layer.name in tagged else ""
+    return [mark + layer.name, layer.op, shape, rf, stride, padding, _flags(layer)]
 
 
-def to_table(plan: Plan, every_node: bool = False) -> str:
-    """A fixed-width table: node, op, output shape (C x H x W), RF, stride, padding, notes."""
+def to_table(plan: Plan, every_node: bool = False, tags: Sequence["Tag"] = ()) -> str:
+    """A fixed-width table: node, op, output shape (C x H x W), RF, stride, padding, notes.
+
+    Tagged (RF-expanding) layers are marked with ``*``.
+    """
     layers = list(plan) if every_node else plan.main_layers()
+    tagged = {t.name: t.reason for t in tags}
     header = ["node", "op", "output", "RF", "stride", "padding", "notes"]
-    rows = [header] + [_cells(l) for l in layers]
+    rows = [header] + [_cells(l, tagged) for l in layers]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     right = {3, 4, 5}
 
@@ -65,6 +73,8 @@ def to_table(plan: Plan, every_node: bool = False) -> str:
     shown = "every node" if every_node else f"{len(layers)} main layers of {len(plan)} nodes (--all for every node)"
     lines = [f"{plan.model_name}  input {size}  {shown}", fmt(header)]
     lines += [fmt(r) for r in rows[1:]]
+    if tags:
+        lines.append(f"\n* {len(tags)} RF-expanding layer(s) tagged: " + ", ".join(tagged))
     unknown = plan.unknown
     if unknown:
         lines.append(f"\n{len(unknown)} op(s) without a geometry rule; nodes after them are reported as unknown:")
