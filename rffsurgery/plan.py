@@ -90,12 +90,10 @@ class Schedule:
     def from_dict(cls, data: Any) -> "Schedule":
         if not isinstance(data, dict) or not set(data) <= {"epochs", "every", "start", "stop"}:
             raise PlanError(f"schedule must be {{'epochs': [...]}} or {{'every', 'start', 'stop'}}, got {data!r}")
-        if "epochs" in data:
-            epochs = data["epochs"]
-            if not isinstance(epochs, list):
-                raise PlanError("schedule 'epochs' must be a list of integers")
-            return cls(epochs=tuple(epochs))
-        return cls(every=data.get("every"), start=data.get("start", 1), stop=data.get("stop"))
+        epochs = data.get("epochs", [])
+        if not isinstance(epochs, list):
+            raise PlanError("schedule 'epochs' must be a list of integers")
+        return cls(epochs=tuple(epochs), every=data.get("every"), start=data.get("start", 1), stop=data.get("stop"))
 
     def describe(self) -> str:
         if self.every is None:
