@@ -44,6 +44,8 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (every node unless --main).")
 @click.option("--main", "main_only", is_flag=True, help="With --json/--csv: only the main layers.")
 @click.option("--strict", is_flag=True, help="Fail if an op has no geometry rule instead of reporting it.")
+@click.option("--leaf", "leaves", multiple=True, metavar="PKG.MODULE:CLASS",
+              help="Keep modules of this class as single nodes when tracing (repeatable).")
 @click.option("--tags", "show_tags", is_flag=True, help="Mark the RF-expanding layers (policy below) in the table.")
 @click.option("--policy", type=click.Choice(["paper", "growth", "names"]), default=None,
               help="Tagging policy (default paper). See 'Tagging policies' in the README.")
@@ -66,7 +68,7 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Save a PNG of RF and stride per layer with the tagged layers marked.")
 def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool, as_csv: bool, main_only: bool,
-            strict: bool, show_tags: bool, policy: str | None, include_stem: bool, include_shortcuts: bool,
+            strict: bool, leaves: tuple[str, ...], show_tags: bool, policy: str | None, include_stem: bool, include_shortcuts: bool,
             metric: str, top_k: int | None, threshold: float | None, patterns: tuple[str, ...],
             export_path: str | None, epochs: str | None, every: int | None, start: int, stop: int | None, bn: str,
             plot_path: str | None) -> None:
@@ -81,7 +83,7 @@ def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool,
     from .report import to_csv, to_json, to_table
     from .tags import TagError
     from .trace import TraceError
-    from .zoo import ModelNotFound
+    from .zoo import ModelNotFound, import_object
 
     policy_name = policy or "paper"
     options = {
@@ -93,7 +95,7 @@ def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool,
     wants_tags = show_tags or policy is not None or export_path or plot_path
     try:
         schedule = _schedule(epochs, every, start, stop)
-        plan = run(model, input_size, strict=strict)
+        plan = run(model, input_size, strict=strict, leaf_modules=[import_object(spec) for spec in leaves])
         tags = plan.tags(policy_name, **options) if wants_tags else []
         if export_path:
             freeze_plan = plan.export(export_path, policy_name, schedule, bn, **options)
@@ -146,3 +148,62 @@ def plan_check(path: str, model: str) -> None:
     except (PlanError, ModelNotFound) as exc:
         _fail(exc)
     click.echo(f"ok: {path} matches {model} ({len(loaded.parameter_names)} parameters to freeze)")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--meta-groups", type=int, default=None, metavar="G",
+              help="Replace the head's large FC layer(s) with G-way grouped FC + Meta.")
+@click.option("--meta-out", type=int, default=None, metavar="M", help="Meta output groups (default G).")
+@click.option("--hidden", type=int, default=None,
+              help="Bottleneck width when the classifier itself is replaced (default K/4).")
+@click.option("--head-layers", multiple=True, metavar="GLOB",
+              help="Linear layers to replace instead of the detected head (module-path globs, repeatable).")
+@click.option("--init-from-old", is_flag=True, help="Start the new head from the old weights; report its error.")
+@click.option("--conv3d-filters", type=int, default=None, metavar="S",
+              help="Replace eligible Conv2d layers with channel-sliding Conv3d of S filters.")
+@click.option("--conv3d-layers", multiple=True, metavar="GLOB",
+              help="Conv2d layers to consider (module-path globs, repeatable; default: all but the stem).")
+@click.option("--input-size", "input_size", default=None, metavar="C,H,W", help="As for analyze.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write recipe.json + state_dict.pt into this directory.")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
+              help="Export to ONNX, run onnx.checker and compare onnxruntime with PyTorch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+def rewrite(model: str, meta_groups: int | None, meta_out: int | None, hidden: int | None,
+            head_layers: tuple[str, ...], init_from_old: bool, conv3d_filters: int | None,
+            conv3d_layers: tuple[str, ...], input_size: str | None, out_dir: str | None, onnx_path: str | None,
+            seed: int) -> None:
+    """Rewrite MODEL to save parameters: FC head → grouped FC + Meta, Conv2d → Conv3d.
+
+    Prints parameters and MACs before → after per replaced layer and in total, and
+    checks that the new model traces, runs forward/backward and keeps its
+    receptive fields.  Exits with 1 if a check fails.
+    """
+    import torch
+
+    from .export import export_onnx
+    from .surgery import RewriteError, rewrite as run, save
+    from .surgery.report import check, format_report
+    from .trace import TraceError
+    from .zoo import ModelNotFound
+
+    torch.manual_seed(seed)
+    try:
+        done = run(model, input_size=input_size, meta_groups=meta_groups, meta_out=meta_out, hidden=hidden,
+                   head_layers=head_layers, init="copy" if init_from_old else "random",
+                   conv3d_filters=conv3d_filters, conv3d_layers=conv3d_layers)
+    except (ModelNotFound, TraceError, RewriteError, ValueError) as exc:
+        _fail(exc)
+    checks = check(done)
+    click.echo(format_report(done, checks))
+    ok = all(c.ok for c in checks)
+    if out_dir:
+        recipe_path, weights_path = save(done, out_dir)
+        click.echo(f"wrote {recipe_path} and {weights_path}")
+    if onnx_path:
+        exported = export_onnx(done.after, done.input_size, onnx_path)
+        click.echo(f"wrote {exported}")
+        ok = ok and exported.ok
+    if not ok:
+        sys.exit(1)

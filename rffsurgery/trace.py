@@ -51,6 +51,7 @@ class _PathTracer(fx.Tracer):
         self._path_type = ""
         self.names: dict[fx.Node, str] = {}
         self.module_outputs: dict[str, fx.Node] = {}
+        self.failed_in: tuple[str, str] | None = None  # innermost module being traced when tracing failed
         self._seen: dict[str, int] = defaultdict(int)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
@@ -67,6 +68,10 @@ class _PathTracer(fx.Tracer):
                     self.module_outputs[self._path] = out.node
                 return out
             return self.create_proxy("call_module", self._path, args, kwargs)
+        except Exception:
+            if self.failed_in is None:
+                self.failed_in = (self._path, self._path_type)
+            raise
         finally:
             self._path, self._path_type = outer, outer_type
 
@@ -105,11 +110,12 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     try:
         graph = tracer.trace(model)
     except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, AttributeError…
-        where = tracer._path or "<top level>"
+        path, kind = tracer.failed_in or ("", "")
+        where = f"module '{path}' ({kind})" if path else "the model's own forward"
         raise TraceError(
-            f"torch.fx cannot trace {type(model).__name__}: in module '{where}' ({tracer._path_type or 'model'}): "
+            f"torch.fx cannot trace {type(model).__name__}: in {where}: "
             f"{type(exc).__name__}: {exc}\n"
-            "Fix: pass that module's class as a leaf (analyze(..., leaf_modules=[Cls]) / "
+            f"Fix: keep that module as one node (analyze(..., leaf_modules=[{kind or 'Cls'}]) or "
             "--leaf package.module:Cls) and, if it changes spatial geometry, add a rule for it "
             "to rffsurgery.geometry.rules.TABLE."
         ) from exc

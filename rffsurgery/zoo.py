@@ -96,23 +96,37 @@ def _timm(name: str) -> ModelSpec | None:
     return ModelSpec(name, "timm", functools.partial(timm.create_model, name, pretrained=False), size)
 
 
-def _user(spec: str) -> ModelSpec:
-    where, _, attr = spec.rpartition(":")
+@functools.lru_cache(maxsize=None)
+def _load_file(path: Path):
+    """Load a user's .py file once, so a model and a leaf class named from it share one class object."""
+    if not path.is_file():
+        raise ModelNotFound(f"no such file: {path}")
+    module_spec = importlib.util.spec_from_file_location(path.stem, path.resolve())
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def import_object(spec: str) -> object:
+    """``package.module:Name`` or ``path/to/file.py:Name`` → the object (a factory, a class)."""
+    where, sep, attr = spec.rpartition(":")
+    if not sep or not where or not attr:
+        raise ModelNotFound(f"expected 'package.module:name' or 'file.py:name', got {spec!r}")
     try:
         if where.endswith(".py"):
-            path = Path(where)
-            if not path.is_file():
-                raise ModelNotFound(f"no such file: {where}")
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            module = _load_file(Path(where))
         else:
             module = importlib.import_module(where)
     except ImportError as exc:
         raise ModelNotFound(f"cannot import '{where}' for '{spec}': {exc}") from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
+    found = getattr(module, attr, None)
+    if not callable(found):
         raise ModelNotFound(f"'{where}' has no callable '{attr}'")
+    return found
+
+
+def _user(spec: str) -> ModelSpec:
+    factory = import_object(spec)
     size = tuple(getattr(factory, "default_input_size", DEFAULT_INPUT))
     return ModelSpec(spec, "user", factory, size)
 

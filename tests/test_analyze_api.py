@@ -1,0 +1,160 @@
+"""The analyze API and CLI surface: names, formats, errors, unknown ops, global context."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from rffsurgery import ModelNotFound, UnknownOpError, analyze
+from rffsurgery.analysis import parse_input_size
+from rffsurgery.cli import main
+from rffsurgery.trace import TraceError
+from rffsurgery.zoo import resolve
+
+
+class Rolls(nn.Module):
+    """torch.roll wraps pixels around: there is no rule for it, so it must be reported, not guessed."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(torch.roll(self.a(x), 1, dims=2))
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = Gate()
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+class Gate(nn.Module):
+    def forward(self, x):
+        return x if x.sum() > 0 else -x
+
+
+def test_unknown_op_is_reported_by_name_and_taints_downstream():
+    plan = analyze(Rolls(), 16)
+    assert plan["a"].status == "ok" and plan["a"].rf == (3, 3)
+    assert plan["roll"].status == "unknown" and "roll" in plan["roll"].reason
+    assert plan["b"].status == "unknown" and plan["b"].reason.startswith("after roll")
+    assert [l.name for l in plan.unknown] == ["roll"] and not plan.complete
+    with pytest.raises(UnknownOpError, match="roll"):
+        analyze(Rolls(), 16, strict=True)
+
+
+def test_untraceable_model_names_the_module_and_leaf_fixes_it():
+    with pytest.raises(TraceError, match=r"(?s)module 'inner' \(Gate\).*leaf_modules=\[Gate\]"):
+        analyze(Branchy(), 16)
+    plan = analyze(Branchy(), 16, leaf_modules=[Gate])  # traced, but Gate has no geometry rule
+    assert plan["inner"].status == "unknown" and "Gate" in plan["inner"].reason
+
+
+def test_squeeze_excitation_keeps_local_rf_and_flags_global_context():
+    plan = analyze("efficientnet_b0")
+    # the first MBConv: depthwise conv (block.0), then its SE gate x * sigmoid(fc2(silu(fc1(avgpool(x)))))
+    local = plan["features.1.0.block.0.2"]
+    gated = plan["features.1.0.block.1.mul"]
+    assert gated.global_context and not local.global_context
+    assert gated.axes == local.axes
+    assert plan["features.1.0.block.1.avgpool"].status == "global"
+    # once mixed in, global context flows on to everything downstream
+    assert plan["features.2.0.block.1.2"].global_context
+
+
+def test_module_paths_alias_their_output_node():
+    plan = analyze("resnet18")
+    assert plan["layer4"].name == "layer4.1.relu_1" and "layer4" in plan
+    with pytest.raises(KeyError, match="did you mean"):
+        plan["layer4.1.conv3"]
+
+
+def test_non_square_kernels_report_h_and_w():
+    plan = analyze("inception_v3")
+    h, w = plan["Mixed_6b.branch7x7_2.conv"].rf  # a 1x7 conv: wider than tall relative to its input
+    hi, wi = plan["Mixed_6b.branch7x7_1.conv"].rf
+    assert (h - hi, w - wi) == (0, 6 * 16)  # 6 extra columns at stride 16
+
+
+@pytest.mark.parametrize("text, size", [(None, (3, 224, 224)), (64, (3, 64, 64)), ("3,32,32", (3, 32, 32)),
+                                         ("224x192", (3, 224, 192)), ((1, 100), (1, 100))])
+def test_parse_input_size(text, size):
+    assert parse_input_size(text) == size
+
+
+def test_parse_input_size_rejects_garbage():
+    with pytest.raises(ValueError, match="integers"):
+        parse_input_size("big")
+
+
+def test_zoo_resolution_forms(tmp_path):
+    assert resolve("resnet50").source == "torchvision"
+    assert resolve("timm:resnet50").source == "timm"
+    assert resolve("resnet50d").source == "timm"  # not in torchvision
+    assert resolve("rff-base-cnn").input_size == (3, 32, 32)
+    assert resolve("inception_v3").input_size == (3, 299, 299)
+    assert resolve("torch.nn:Identity").source == "user"
+    path = tmp_path / "mine.py"
+    path.write_text("import torch.nn as nn\ndef net():\n    return nn.Sequential(nn.Conv2d(3, 8, 5), nn.MaxPool2d(2))\n")
+    plan = analyze(f"{path}:net", 32)
+    assert plan["1"].rf == (6, 6) and plan["1"].stride == (2, 2)
+
+
+def test_unknown_model_suggests_close_matches():
+    with pytest.raises(ModelNotFound, match="resnet50"):
+        resolve("resnet5O")
+    with pytest.raises(ModelNotFound, match="no callable"):
+        resolve("torch.nn:NoSuchThing")
+
+
+def test_zoo_models_are_built_without_memory():
+    model = resolve("resnet50").build("meta")
+    assert all(p.device.type == "meta" for p in model.parameters())
+
+
+def test_cli_formats():
+    runner = CliRunner()
+    table = runner.invoke(main, ["analyze", "vgg16"])
+    assert table.exit_code == 0
+    row = next(line for line in table.output.splitlines() if line.startswith("features.30"))
+    assert row.split()[3:6] == ["212", "32", "90"] and "end of features" in row
+    as_json = json.loads(runner.invoke(main, ["analyze", "vgg16", "--json"]).output)
+    node = next(n for n in as_json["nodes"] if n["name"] == "features.30")
+    assert node["rf"] == [212, 212] and node["stride"] == [32, 32] and node["padding"] == [90, 90]
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(main, ["analyze", "vgg16", "--csv"]).output)))
+    assert {r["name"] for r in rows} >= {"x", "features.30", "classifier.6"}
+    every = runner.invoke(main, ["analyze", "vgg16", "--all"]).output
+    assert "features.1 " in every and "features.1 " not in table.output  # ReLU only with --all
+
+
+def test_cli_errors_are_one_line_with_exit_code_2():
+    result = CliRunner().invoke(main, ["analyze", "resnet5O"])
+    assert result.exit_code == 2 and result.output.startswith("error: unknown model")
+    result = CliRunner().invoke(main, ["analyze", "resnet18", "--input-size", "huge"])
+    assert result.exit_code == 2 and "integers" in result.output
+
+
+def test_upsampling_stride_below_one_is_exact():
+    up = analyze(nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(3, 4, 3, padding=1)), 16)
+    assert up["1"].stride == (0.5, 0.5) and up["1"].rf == (2, 2)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Upsample(scale_factor=2), nn.Conv2d(4, 4, 3, padding=1))
+    plan = analyze(net, 16)
+    last = plan["2"]
+    assert last.stride == (1, 1)  # 2 x 1/2, but even and odd units read differently:
+    # unit u reads conv0 outputs floor((u-1)/2)..floor((u+1)/2), each reading 2v-1..2v+1
+    for u in range(6):
+        lo, hi = (u - 1) // 2, (u + 1) // 2
+        assert last.interval((u, u))[0] == (2 * lo - 1, 2 * hi + 1)
