@@ -7,6 +7,7 @@ import sys
 import click
 
 from . import __version__
+from .train.command import train_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -207,3 +208,22 @@ def rewrite(model: str, meta_groups: int | None, meta_out: int | None, hidden: i
         ok = ok and exported.ok
     if not ok:
         sys.exit(1)
+
+
+@main.command()
+@train_options
+def train(**options) -> None:
+    """Run the RFF protocol: base training, branch (normal vs RFF epoch), transfer, delta with 95% CI.
+
+    Defaults run offline on the built-in generated dataset; --data cifar100 --split all
+    reproduces the paper's experiments 1.1–1.10 (add --until-overfit for 2.1–2.10).
+    """
+    from .plan import PlanError
+    from .train import CheckpointError, DatasetNotFound
+    from .train.command import run_command
+    from .zoo import ModelNotFound
+
+    try:
+        run_command(**options)
+    except (CheckpointError, DatasetNotFound, ModelNotFound, PlanError, ValueError) as exc:
+        _fail(exc)

@@ -1,0 +1,28 @@
+"""The bundled trainer: the RFF experiment protocol end to end (papers.md §1, Fig. 8).
+
+>>> from rffsurgery.train import GeneratedSource, ProtocolConfig, resolve_splits, run_experiment
+>>> source = GeneratedSource(per_class=250, cue=1.0)
+>>> report = run_experiment(ProtocolConfig(epochs=4), source, resolve_splits("g.1", source.splits),
+...                         seeds=range(5), out="runs/cue")
+>>> report["overall"]["mean"], report["overall"]["ci_low"], report["overall"]["ci_high"]
+
+Data sources: :func:`cifar100` (torchvision's on-disk layout), :func:`image_folder`,
+:class:`GeneratedSource` (offline shapes with an optional class cue).
+"""
+
+from .augment import Augment
+from .checkpoint import CheckpointError
+from .cifar import cifar100
+from .data import DatasetNotFound, ImageFiles, ImageTensors, ProtocolData, UnknownClassError
+from .device import Runtime, select_device
+from .experiment import run_experiment
+from .folder import image_folder
+from .protocol import ProtocolConfig, base_finished, run_protocol
+from .splits import CIFAR100_SPLITS, Split, resolve_splits
+from .stats import Summary, summarize
+from .synthetic import GENERATED_SPLITS, SHAPES, GeneratedSource
+
+__all__ = ["Augment", "CIFAR100_SPLITS", "CheckpointError", "DatasetNotFound", "GENERATED_SPLITS",
+           "GeneratedSource", "ImageFiles", "ImageTensors", "ProtocolConfig", "ProtocolData", "Runtime", "SHAPES",
+           "Split", "Summary", "UnknownClassError", "base_finished", "cifar100", "image_folder", "resolve_splits",
+           "run_experiment", "run_protocol", "select_device", "summarize"]

@@ -1,0 +1,104 @@
+"""CIFAR-100 from a local folder in torchvision's on-disk layout.
+
+Expected: ``ROOT/cifar-100-python/{train,test,meta}`` (``ROOT`` may also be the
+``cifar-100-python`` folder itself), exactly what ``torchvision.datasets.CIFAR100``
+downloads and what the official tarball unpacks to.  The files are Python pickles,
+so they are read with an unpickler that only accepts the handful of numpy names a
+CIFAR pickle needs: a tampered file fails instead of running code.  The protocol uses
+the 500 training images of each class (20% of them held out for validation), as the
+paper does; the ``test`` file is not needed.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .data import DatasetNotFound, ImageTensors, LabelledSource
+from .splits import CIFAR100_SPLITS
+
+__all__ = ["cifar100", "read_pickle"]
+
+FOLDER = "cifar-100-python"
+
+
+def _reconstruct() -> Any:
+    try:
+        from numpy._core.multiarray import _reconstruct as fn  # numpy ≥ 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import _reconstruct as fn
+    return fn
+
+
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("_codecs", "encode"): lambda: __import__("codecs").encode,  # bytes in protocol-2 pickles
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _ALLOWED.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a CIFAR pickle")
+        return allowed()
+
+
+def read_pickle(path: Path) -> dict[str, Any]:
+    """Read one CIFAR pickle (Python 2 or 3 protocol) into a dict with ``str`` keys."""
+    try:
+        with open(path, "rb") as f:
+            data = _ArrayUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise DatasetNotFound(f"{path} is not a readable CIFAR pickle ({exc}); "
+                              "delete the folder and fetch it again with --download") from None
+    if not isinstance(data, dict):
+        raise DatasetNotFound(f"{path} is not a CIFAR pickle (a {type(data).__name__}, not a dict)")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+
+
+def _folder(root: Path, download: bool) -> Path:
+    for candidate in (root / FOLDER, root):
+        if all((candidate / f).is_file() for f in ("train", "meta")):
+            return candidate
+    if download:
+        import torchvision
+
+        torchvision.datasets.CIFAR100(str(root), train=True, download=True)
+        return root / FOLDER
+    raise DatasetNotFound(
+        f"CIFAR-100 not found: expected {root / FOLDER}/train and …/meta (torchvision's layout). "
+        "Point --data-root at the folder that contains cifar-100-python/, or add --download on a machine "
+        "with internet access."
+    )
+
+
+def cifar100(root: str | Path, download: bool = False) -> LabelledSource:
+    """The CIFAR-100 training set as a protocol source with the paper's ten splits."""
+    folder = _folder(Path(root).expanduser(), download)
+    names = tuple(str(n) for n in read_pickle(folder / "meta")["fine_label_names"])
+    train = read_pickle(folder / "train")
+    try:
+        images = np.asarray(train["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(train["fine_labels"], dtype=np.int64)
+    except (KeyError, ValueError) as exc:
+        raise DatasetNotFound(f"{folder / 'train'} does not hold CIFAR-100 data ({exc})") from None
+    if len(labels) != len(images) or labels.min() < 0 or labels.max() >= len(names):
+        raise DatasetNotFound(f"{folder / 'train'}: {len(images)} images but labels do not match the meta file")
+    images_t, labels_t = torch.from_numpy(images), torch.from_numpy(labels)
+
+    def load(wanted: Sequence[str]) -> ImageTensors:
+        ids = [names.index(w) for w in wanted]
+        keep = torch.isin(labels_t, torch.tensor(ids))
+        relabel = torch.full((len(names),), -1, dtype=torch.int64)
+        relabel[ids] = torch.arange(len(ids))
+        return ImageTensors(images_t[keep].clone(), relabel[labels_t[keep]], tuple(wanted))
+
+    return LabelledSource("CIFAR-100", names, load, CIFAR100_SPLITS)

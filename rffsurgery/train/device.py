@@ -1,0 +1,65 @@
+"""Where training runs and with which speed-ups: CUDA, then Apple MPS, then CPU.
+
+On CUDA the trainer uses mixed precision (bfloat16 where the GPU supports it, else
+float16 with loss scaling) and channels_last memory format; elsewhere it uses plain
+float32, because autocast on CPU/MPS is slower for these small convnets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Runtime", "select_device"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The chosen device and the precision/memory-format settings that go with it."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    @property
+    def pin_memory(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> torch.autocast:
+        kind = self.device.type if self.device.type in ("cuda", "cpu") else "cpu"
+        return torch.autocast(kind, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def describe(self) -> str:
+        extras = [f"amp {str(self.amp_dtype).removeprefix('torch.')}"] if self.amp_dtype else []
+        extras += ["channels_last"] if self.channels_last else []
+        return f"{self.device}" + (f" ({', '.join(extras)})" if extras else "")
+
+
+def select_device(name: str = "auto", amp: bool = True, channels_last: bool = True,
+                  deterministic: bool = False) -> Runtime:
+    """``"auto"`` picks CUDA, then MPS, then CPU; ``"cpu"``, ``"cuda:1"`` … force one.
+
+    ``deterministic`` makes GPU kernels reproducible (exact ``--resume`` on GPU) at
+    some speed cost; on CPU the kernels are deterministic already.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type != "cuda":
+        return Runtime(device)
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if amp else None
+    return Runtime(device, dtype, channels_last)

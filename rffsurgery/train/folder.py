@@ -1,0 +1,63 @@
+"""ImageFolder trees (``ROOT/<class name>/<image>``), e.g. a 10-class ImageNet subset.
+
+Only the folders of the requested classes are listed, so a full ImageNet tree costs
+nothing extra.  Images are decoded in DataLoader workers, resized (shorter side to
+``size / 0.875``) and centre-cropped to ``size`` — the usual ImageNet evaluation
+transform; augmentation happens later, on the training device, for every source alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from .data import DatasetNotFound, ImageFiles, LabelledSource
+
+__all__ = ["FileDataset", "image_folder"]
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class FileDataset(Dataset):
+    """Decodes :class:`ImageFiles` into uint8 ``(3, size, size)`` tensors."""
+
+    def __init__(self, files: ImageFiles) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from PIL import Image
+        from torchvision.transforms.v2 import functional as F
+
+        size = self.files.image_size
+        with Image.open(self.files.paths[i]) as img:
+            image = F.pil_to_tensor(img.convert("RGB"))
+        image = F.center_crop(F.resize(image, [round(size / 0.875)], antialias=True), [size, size])
+        return image, self.files.labels[i]
+
+
+def image_folder(root: str | Path, image_size: int) -> LabelledSource:
+    """A protocol source over the class sub-folders of ``root`` (no built-in splits: pass class names)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetNotFound(f"image folder {root} does not exist (expected {root}/<class name>/<images>)")
+    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    if not classes:
+        raise DatasetNotFound(f"{root} has no class sub-folders (expected {root}/<class name>/<images>)")
+
+    def load(wanted: Sequence[str]) -> ImageFiles:
+        paths, labels = [], []
+        for label, name in enumerate(wanted):
+            files = sorted(str(p) for p in (root / name).iterdir() if p.suffix.lower() in EXTENSIONS)
+            if not files:
+                raise DatasetNotFound(f"{root / name} has no images ({', '.join(EXTENSIONS)})")
+            paths += files
+            labels += [label] * len(files)
+        return ImageFiles(tuple(paths), torch.tensor(labels, dtype=torch.int64), tuple(wanted), image_size)
+
+    return LabelledSource(f"image folder {root}", classes, load, {})

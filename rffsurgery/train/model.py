@@ -1,0 +1,62 @@
+"""Models for the protocol: any zoo name, with the output layer sized for the classes at hand.
+
+The *head* is the model's last ``nn.Linear`` (``classifier.3`` in the base CNN, ``fc`` in
+ResNet50, ``head.fc`` in timm models).  The base step resizes it for the base classes;
+the transfer step swaps in a fresh one for the transfer classes.  With ``dropout > 0``
+the head becomes ``Sequential(Dropout(p), Linear)``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+__all__ = ["build_model", "find_head", "get_module", "make_head", "set_module"]
+
+
+def get_module(model: nn.Module, path: str) -> nn.Module:
+    return model.get_submodule(path)
+
+
+def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, name, module)
+
+
+def find_head(model: nn.Module) -> str:
+    """Module path of the last ``nn.Linear``; ``ValueError`` when the model has none."""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear output layer to resize for the classes")
+    return linears[-1]
+
+
+def make_head(in_features: int, num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """A fresh output layer (PyTorch's default initialisation from the global generator)."""
+    linear = nn.Linear(in_features, num_classes)
+    return nn.Sequential(nn.Dropout(dropout), linear) if dropout > 0 else linear
+
+
+def head_in_features(model: nn.Module, path: str) -> int:
+    head = get_module(model, path)
+    linear = head if isinstance(head, nn.Linear) else head[-1]
+    return linear.in_features
+
+
+def build_model(name: str, num_classes: int, dropout: float = 0.0) -> tuple[nn.Module, str, tuple[int, ...]]:
+    """Build ``name`` on CPU with a ``num_classes`` head; returns the model, its head path and input size."""
+    from ..zoo import resolve
+
+    spec = resolve(name)
+    model = spec.build("cpu")
+    path = find_head(model)
+    set_module(model, path, make_head(get_module(model, path).in_features, num_classes, dropout))
+    return model, path, tuple(spec.input_size)
+
+
+def with_head(model: nn.Module, path: str, head: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` carrying a copy of ``head`` (the originals stay untouched)."""
+    out = copy.deepcopy(model)
+    set_module(out, path, copy.deepcopy(head))
+    return out

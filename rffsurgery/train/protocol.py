@@ -1,0 +1,308 @@
+"""The RFF experiment protocol (papers.md §1, Fig. 8): base training → branch → transfer → delta.
+
+1. **Base**: one model trains on the base classes for ``n`` epochs.  Experiment-1 mode
+   fixes ``n`` (``epochs``); experiment-2 mode (``until_overfit``) trains until the onset of
+   overfitting, defined as: *n is the epoch with the lowest validation loss, once
+   ``patience`` further epochs have failed to lower it* (or ``max_epochs`` is reached, in
+   which case ``onset_detected`` is false).  Training then continues from the state saved at
+   the end of epoch ``n``.
+2. **Branch** (epoch ``n + 1``): from that identical state (weights and optimizer moments),
+   model 1 trains one epoch normally and model 2 trains it with the freeze plan applied
+   (RFF).  Both see the same batch order, augmentation and dropout masks.
+3. **Transfer**: each model gets the same freshly initialised output layer for the transfer
+   classes and trains it for ``transfer_epochs`` with identical hyper-parameters and random
+   numbers.  By default only that layer trains (fixed feature extractor, BatchNorm in
+   inference mode, features computed once); ``finetune`` trains every weight instead.
+   The metric is the final validation accuracy on the held-out 20% of the transfer classes;
+   ``delta = rff − normal``.
+
+A checkpoint is written atomically after every base epoch, after the branch and at the
+end; with ``resume`` a run continues from it and reproduces the uninterrupted numbers
+exactly (every epoch draws its random numbers from a seed derived from its name, see
+:mod:`rffsurgery.train.seeding`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from torch import nn
+
+from .augment import Augment
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import ImageFiles, Images, ProtocolData
+from .device import Runtime, select_device
+from .loop import EpochStats, evaluate, extract_features, make_batches, train_epoch
+from .model import build_model, head_in_features, make_head, set_module
+from .report import write_logs
+from .seeding import derive_seed, seed_everything
+
+__all__ = ["ProtocolConfig", "base_finished", "run_protocol"]
+
+Stage = Literal["base", "branch"]
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Everything that determines a run's numbers (plus ``device``/``workers``, which only affect speed)."""
+
+    model: str = "rff-base-cnn"
+    epochs: int = 4
+    until_overfit: bool = False
+    max_epochs: int = 30
+    patience: int = 2
+    transfer_epochs: int = 5
+    finetune: bool = False
+    optimizer: str = "adam"
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    dropout: float = 0.0
+    augment: Augment = field(default_factory=Augment)
+    holdout: float = 0.2
+    plan: str | None = None
+    policy: str = "paper"
+    bn: str = "train"
+    device: str = "auto"
+    amp: bool = True
+    deterministic: bool = False
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "max_epochs": self.max_epochs, "patience": self.patience,
+                    "transfer_epochs": self.transfer_epochs, "batch_size": self.batch_size}
+        bad = [f"{k}={v}" for k, v in positive.items() if not isinstance(v, int) or v < 1]
+        if bad:
+            raise ValueError(f"these settings must be integers ≥ 1: {', '.join(bad)}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.l1 < 0 or not 0 <= self.dropout < 1:
+            raise ValueError("need lr > 0, weight_decay ≥ 0, l1 ≥ 0 and 0 ≤ dropout < 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the checkpoint (not the device or worker count)."""
+        return {f.name: v for f, v in zip(fields(self), asdict(self).values()) if f.name not in ("device", "workers")}
+
+
+def base_finished(cfg: ProtocolConfig, val_losses: list[float]) -> int | None:
+    """``n`` once base training is over (see the module docstring for the criterion), else ``None``."""
+    done = len(val_losses)
+    if not cfg.until_overfit:
+        return cfg.epochs if done >= cfg.epochs else None
+    if done == 0:
+        return None
+    best = 1 + min(range(done), key=val_losses.__getitem__)
+    return best if done - best >= cfg.patience or done >= cfg.max_epochs else None
+
+
+def _clone(state: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(state)
+
+
+def _row(stage: str, model: str, epoch: int, stats: EpochStats, val: tuple[float, float]) -> dict[str, Any]:
+    return {"stage": stage, "model": model, "epoch": epoch, "train_loss": stats.loss,
+            "train_accuracy": stats.accuracy, "val_loss": val[0], "val_accuracy": val[1],
+            "seconds": stats.seconds, "images_per_second": stats.images_per_second}
+
+
+def _input_size(data: Images) -> tuple[int, ...]:
+    if isinstance(data, ImageFiles):
+        return (3, data.image_size, data.image_size)
+    return tuple(data.images.shape[1:])
+
+
+class _Run:
+    """One (split, seed) run; the stages are methods so that resume can enter at any of them."""
+
+    def __init__(self, cfg: ProtocolConfig, data: ProtocolData, seed: int, workdir: Path, split: str) -> None:
+        self.cfg, self.data, self.seed, self.workdir, self.split = cfg, data, seed, workdir, split
+        self.runtime: Runtime = select_device(cfg.device, cfg.amp, deterministic=cfg.deterministic)
+        self.path = workdir / "checkpoint.pt"
+        seed_everything(seed, "init")
+        model, self.head_path, _ = build_model(cfg.model, len(data.base_train.classes), cfg.dropout)
+        self.plan = self._freeze_plan(model, _input_size(data.base_train))
+        self.model = model.to(self.runtime.device)
+        if self.runtime.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        eval_batch = max(cfg.batch_size, 256)
+        batches = lambda images, size: make_batches(images, self.runtime, size, cfg.workers)  # noqa: E731
+        self.base_train, self.base_val = batches(data.base_train, cfg.batch_size), batches(data.base_val, eval_batch)
+        self.transfer_train = batches(data.transfer_train, cfg.batch_size)
+        self.transfer_val = batches(data.transfer_val, eval_batch)
+        self.history: list[dict[str, Any]] = []
+
+    # -- helpers ---------------------------------------------------------------
+    def _freeze_plan(self, model: nn.Module, input_size: tuple[int, ...]):  # -> FreezePlan
+        from ..analysis import analyze
+        from ..plan import FreezePlan, PlanError
+
+        if self.cfg.plan is None:
+            plan = analyze(model, input_size).freeze_plan(policy=self.cfg.policy, bn=self.cfg.bn)
+        else:
+            plan = FreezePlan.load(self.cfg.plan)
+            try:
+                plan.check(model)
+            except PlanError as exc:
+                raise PlanError(f"plan {self.cfg.plan} does not fit {self.cfg.model} with "
+                                f"{len(self.data.base_train.classes)} base classes: {exc}") from None
+        plan.export(self.workdir / "plan.json")
+        return plan
+
+    def _optimizer(self, params) -> torch.optim.Optimizer:
+        if self.cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.cfg.lr, momentum=0.9, weight_decay=self.cfg.weight_decay)
+        return torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def _save(self, stage: str, **payload: Any) -> None:
+        save_checkpoint(self.path, {"stage": stage, "config": self.cfg.identity(), "seed": self.seed,
+                                    "split": self.split, "history": self.history, **payload})
+        write_logs(self.workdir, self.history)
+
+    def _train(self, model: nn.Module, batches, optimizer, stage: str, name: str, epoch: int, val_batches,
+               augment: Augment | None) -> tuple[EpochStats, tuple[float, float]]:
+        stats = train_epoch(model, batches, optimizer, self.runtime, derive_seed(self.seed, stage, epoch),
+                            augment, self.cfg.l1, desc=f"{self.split} seed {self.seed} {stage} {name} {epoch}")
+        val = evaluate(model, val_batches, self.runtime)
+        self.history.append(_row(stage, name, epoch, stats, val))
+        return stats, val
+
+    # -- stages ----------------------------------------------------------------
+    def base(self, state: dict[str, Any] | None) -> tuple[int, dict, dict]:
+        """Train until :func:`base_finished`; returns n and the model/optimizer state at the end of epoch n."""
+        opt = self._optimizer(self.model.parameters())
+        best = None
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            best = state["best"]
+        val_losses = [r["val_loss"] for r in self.history if r["stage"] == "base"]
+        while (n := base_finished(self.cfg, val_losses)) is None:
+            epoch = len(val_losses) + 1
+            _, (val_loss, _) = self._train(self.model, self.base_train, opt, "base", "shared", epoch,
+                                           self.base_val, self.cfg.augment)
+            if self.cfg.until_overfit and (not val_losses or val_loss < min(val_losses)):
+                best = {"epoch": epoch, "model": _clone(self.model.state_dict()), "optimizer": _clone(opt.state_dict())}
+            val_losses.append(val_loss)
+            self._save("base", model=self.model.state_dict(), optimizer=opt.state_dict(), best=best)
+        if best is not None:
+            return n, best["model"], best["optimizer"]
+        return n, _clone(self.model.state_dict()), _clone(opt.state_dict())
+
+    def branch(self, n: int, model_state: dict, opt_state: dict) -> dict[str, Any]:
+        """Epoch n+1 twice from the same state: normally (model 1) and under the freeze plan (model 2)."""
+        from ..plan import freeze
+
+        out: dict[str, Any] = {"n": n, "states": {}, "seconds": {}}
+        for name in ("normal", "rff"):
+            self.model.load_state_dict(model_state)
+            opt = self._optimizer(self.model.parameters())
+            opt.load_state_dict(opt_state)
+            with freeze(self.model, self.plan, check=False) if name == "rff" else contextlib.nullcontext():
+                stats, _ = self._train(self.model, self.base_train, opt, "branch", name, n + 1, self.base_val,
+                                       self.cfg.augment)
+            out["states"][name] = _clone(self.model.state_dict())
+            out["seconds"][name] = stats.seconds
+        return out
+
+    def transfer(self, branch: dict[str, Any]) -> dict[str, Any]:
+        """Same fresh head, same random numbers, for both branch models; returns the final models too."""
+        n_transfer = len(self.data.transfer_train.classes)
+        seed_everything(self.seed, "head")
+        head0 = make_head(head_in_features(self.model, self.head_path), n_transfer, self.cfg.dropout)
+        accuracy, finals = {}, {}
+        for name in ("normal", "rff"):
+            self.model.load_state_dict(branch["states"][name])
+            model = copy.deepcopy(self.model)
+            set_module(model, self.head_path, copy.deepcopy(head0).to(self.runtime.device))
+            accuracy[name] = self._transfer_one(model, name)
+            finals[name] = model.state_dict()
+        return {"accuracy": accuracy, "states": finals, "head_init": head0.state_dict()}
+
+    def _transfer_one(self, model: nn.Module, name: str) -> float:
+        if self.cfg.finetune:
+            trained, train_b, val_b, augment = model, self.transfer_train, self.transfer_val, self.cfg.augment
+        else:  # fixed feature extractor: the body runs once, only the head trains
+            trained = model.get_submodule(self.head_path)
+            set_module(model, self.head_path, nn.Identity())
+            train_b = extract_features(model, self.transfer_train, self.runtime, self.cfg.batch_size)
+            val_b = extract_features(model, self.transfer_val, self.runtime, self.cfg.batch_size)
+            set_module(model, self.head_path, trained)
+            augment = None
+        opt = self._optimizer(trained.parameters())
+        val = (float("nan"), float("nan"))
+        for epoch in range(1, self.cfg.transfer_epochs + 1):
+            _, val = self._train(trained, train_b, opt, "transfer", name, epoch, val_b, augment)
+        return val[1]
+
+
+def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, split: str, path: Path) -> None:
+    mine = {"config": cfg.identity(), "seed": seed, "split": split}
+    theirs = {k: state.get(k) for k in mine}
+    if theirs != mine:
+        diff = [k for k in mine["config"] if (theirs["config"] or {}).get(k) != mine["config"][k]]
+        what = ", ".join(f"{k}: {(theirs['config'] or {}).get(k)!r} → {mine['config'][k]!r}" for k in diff)
+        raise CheckpointError(f"{path} belongs to a different run ({what or 'seed or split differ'}); "
+                              "use another --out folder or the original settings")
+
+
+def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], ProtocolData], seed: int,
+                 workdir: str | Path, *, split: str = "custom", resume: bool = False,
+                 stop_after: Stage | None = None) -> dict[str, Any] | None:
+    """Run (or resume) one protocol run in ``workdir``; returns its result, or ``None`` if stopped early.
+
+    ``data`` may be a function, called only if there is still training to do.
+    ``stop_after="base"`` or ``"branch"`` ends the run after that stage's checkpoint
+    (continue it later with ``resume=True``).  Without ``resume`` an existing
+    checkpoint is never overwritten.
+    """
+    workdir = Path(workdir)
+    path = workdir / "checkpoint.pt"
+    state = None
+    if path.exists():
+        if not resume:
+            raise CheckpointError(f"{path} already exists: pass --resume to continue that run, or choose another "
+                                  "--out folder (nothing was overwritten)")
+        state = load_checkpoint(path)
+        _check_resumable(state, cfg, seed, split, path)
+        if state["stage"] == "done":
+            return state["result"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = data() if callable(data) else data
+    run = _Run(cfg, data, seed, workdir, split)
+    if state is not None:
+        run.history = list(state["history"])
+    if state is None or state["stage"] == "base":
+        n, model_state, opt_state = run.base(state)
+        if stop_after == "base":
+            return None
+        branch = run.branch(n, model_state, opt_state)
+        run._save("branch", branch=branch)
+        if stop_after == "branch":
+            return None
+    else:
+        branch = state["branch"]
+    transfer = run.transfer(branch)
+    base_rows = [r for r in run.history if r["stage"] == "base"]
+    n = branch["n"]
+    normal, rff = transfer["accuracy"]["normal"], transfer["accuracy"]["rff"]
+    result = {
+        "split": split, "seed": seed, "model": cfg.model, "device": run.runtime.describe(),
+        "base_classes": list(data.base_train.classes), "transfer_classes": list(data.transfer_train.classes),
+        "n": n, "branch_epoch": n + 1,
+        "onset_detected": (len(base_rows) - n >= cfg.patience) if cfg.until_overfit else None,
+        "frozen": list(run.plan.parameter_names),
+        "normal_accuracy": normal, "rff_accuracy": rff, "delta": rff - normal,
+        "normal_epoch_seconds": branch["seconds"]["normal"], "rff_epoch_seconds": branch["seconds"]["rff"],
+        "epoch_time_ratio": branch["seconds"]["rff"] / branch["seconds"]["normal"],
+    }
+    run._save("done", branch=branch, transfer=transfer, result=result)
+    return result

@@ -1,0 +1,176 @@
+"""Logs, the final report (JSON + a readable table) and plots (matplotlib, Agg backend).
+
+Per run: ``log.csv`` / ``log.json`` (one row per epoch and model, with wall time) and
+``curves.png``.  Per experiment: ``report.json``, ``report.txt`` and ``deltas.png``.
+Every file is written to a temporary name and renamed, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from statistics import mean
+from typing import Any, Sequence
+
+from .stats import summarize
+
+__all__ = ["aggregate", "format_table", "plot_curves", "plot_deltas", "write_logs", "write_report"]
+
+COLUMNS = ("stage", "model", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds",
+           "images_per_second")
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_logs(workdir: Path, history: Sequence[dict[str, Any]]) -> None:
+    """Per-epoch log of one run as CSV and JSON."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    _write(workdir / "log.csv", buffer.getvalue())
+    _write(workdir / "log.json", json.dumps(list(history), indent=1) + "\n")
+
+
+def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per split and overall: mean delta, 95% t-interval, how many runs (and splits) improved."""
+    if not results:
+        raise ValueError("no finished runs to report")
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_split.setdefault(r["split"], []).append(r)
+    splits = {}
+    for name, runs in by_split.items():
+        splits[name] = {
+            "summary": summarize([r["delta"] for r in runs]).to_dict(),
+            "seeds": [r["seed"] for r in runs],
+            "n": [r["n"] for r in runs],
+            "normal_accuracy": mean(r["normal_accuracy"] for r in runs),
+            "rff_accuracy": mean(r["rff_accuracy"] for r in runs),
+        }
+    overall = summarize([r["delta"] for r in results])
+    split_means = [s["summary"]["mean"] for s in splits.values()]
+    warnings = [w for w in [overall.warning] + [f"split {k}: {s['summary']['warning']}" for k, s in splits.items()
+                                                 if s["summary"]["warning"]] if w]
+    return {
+        "runs": list(results),
+        "splits": splits,
+        "overall": overall.to_dict(),
+        "splits_improved": sum(m > 0 for m in split_means),
+        "epoch_time_ratio": mean(r["epoch_time_ratio"] for r in results),
+        "warnings": warnings,
+    }
+
+
+def _signed(x: float | None) -> str:
+    return "" if x is None else f"{x:+.3f}"
+
+
+def _ci(summary: dict[str, Any]) -> str:
+    if summary["ci_low"] is None:
+        return "—"
+    return f"[{summary['ci_low']:+.3f}, {summary['ci_high']:+.3f}]"
+
+
+def _span(values: Sequence[int]) -> str:
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a fixed-width table followed by any warnings."""
+    header = f"{'split':<8}{'runs':>5}{'n':>7}{'normal':>9}{'rff':>8}{'delta':>9}  {'95% CI':<19}{'improved':>9}"
+    lines = [header, "-" * len(header)]
+    for name, s in report["splits"].items():
+        summ = s["summary"]
+        lines.append(f"{name:<8}{summ['n']:>5}{_span(s['n']):>7}{s['normal_accuracy']:>9.3f}{s['rff_accuracy']:>8.3f}"
+                     f"{_signed(summ['mean']):>9}  {_ci(summ):<19}{summ['improved']:>5}/{summ['n']:<3}")
+    o = report["overall"]
+    lines.append("-" * len(header))
+    lines.append(f"{'all':<8}{o['n']:>5}{'':>7}{'':>9}{'':>8}{_signed(o['mean']):>9}  {_ci(o):<19}"
+                 f"{o['improved']:>5}/{o['n']:<3}")
+    lines.append(f"splits with a positive mean delta: {report['splits_improved']}/{len(report['splits'])}; "
+                 f"RFF/normal epoch time: {report['epoch_time_ratio']:.3f}")
+    lines += [f"warning: {w}" for w in report["warnings"]]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, results: Sequence[dict[str, Any]], meta: dict[str, Any],
+                 plots: bool = True) -> dict[str, Any]:
+    """Write ``report.json``, ``report.txt`` and (optionally) ``deltas.png``; returns the report."""
+    report = {"meta": meta, **aggregate(results)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    _write(out_dir / "report.txt", format_table(report) + "\n")
+    if plots:
+        plot_deltas(report, out_dir / "deltas.png")
+    return report
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError("plots need matplotlib: pip install 'rffsurgery[plot]' (or pass --no-plots)") from exc
+    return plt
+
+
+def _draw(ax, series: Sequence[tuple[str, list[dict[str, Any]]]], title: str) -> None:
+    colours = {"shared": "black", "normal": "tab:blue", "rff": "tab:red"}
+    for model, rows in series:
+        if not rows:
+            continue
+        xs = [r["epoch"] for r in rows]
+        ax.plot(xs, [r["train_accuracy"] for r in rows], "--", color=colours[model], label=f"{model} train")
+        ax.plot(xs, [r["val_accuracy"] for r in rows], "-o", ms=3, color=colours[model], label=f"{model} val")
+    ax.set(xlabel="epoch", ylabel="accuracy", title=title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
+    """Train/val accuracy per model: base training and the branch epoch (left), transfer (right)."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    base = [r for r in history if r["stage"] == "base"]
+    left_series, right_series = [("shared", base)], []
+    for model in ("normal", "rff"):
+        branch = [r for r in history if r["stage"] == "branch" and r["model"] == model]
+        start = [r for r in base if branch and r["epoch"] == branch[0]["epoch"] - 1]
+        left_series.append((model, start + branch))
+        right_series.append((model, [r for r in history if r["stage"] == "transfer" and r["model"] == model]))
+    _draw(left, left_series, "base classes: base training, then the branch epoch")
+    _draw(right, right_series, "transfer classes: new output layer")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_deltas(report: dict[str, Any], path: Path) -> None:
+    """Per split: each run's delta (dots) and the mean with its 95% interval (bar)."""
+    plt = _pyplot()
+    names = list(report["splits"])
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 2), 4))
+    for i, name in enumerate(names):
+        deltas = [r["delta"] for r in report["runs"] if r["split"] == name]
+        ax.scatter([i] * len(deltas), deltas, s=12, color="grey", zorder=2)
+        summ = report["splits"][name]["summary"]
+        err = None if summ["ci_low"] is None else [[summ["mean"] - summ["ci_low"]], [summ["ci_high"] - summ["mean"]]]
+        ax.errorbar([i], [summ["mean"]], yerr=err, fmt="o", color="tab:red", capsize=4, zorder=3)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set(xlabel="split", ylabel="delta = RFF − normal accuracy", title="transfer accuracy delta per split")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
