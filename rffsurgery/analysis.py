@@ -301,21 +301,21 @@ def _analyze_built(build: Callable[[str], nn.Module], name: str, size: tuple[int
 def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: bool,
                     leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> Plan:
     traced = trace(model, leaf_modules, autowrap_functions)
-    gm = traced.graph_module
-    on_meta = any(p.device.type == "meta" for p in gm.parameters())
+    root = traced.root
+    on_meta = any(p.device.type == "meta" for p in root.parameters())
     try:
-        states = propagate(gm, traced.names, (1, *size))
+        states = propagate(traced, (1, *size))
     except ShapeError:
         if on_meta:
             raise
-        states = propagate(gm, traced.names, (1, *size), real=True)
-    modules = dict(gm.named_modules())
+        states = propagate(traced, (1, *size), real=True)
+    modules = dict(root.named_modules())
     n_axes = len(size) - 1
     aliases: dict[str, list[str]] = {}
     for path, node_name in traced.module_outputs.items():
         aliases.setdefault(node_name, []).append(path)
     layers = {}
-    for node in gm.graph.nodes:
+    for node in traced.graph.nodes:
         module = modules.get(node.target) if node.op == "call_module" else None
         name_ = traced.names[node]
         layers[name_] = _layer(node, name_, states[node], module, traced.names, n_axes,

@@ -117,15 +117,15 @@ def fingerprint(model_or_plan: "nn.Module | Plan") -> str:
     from .analysis import Plan
 
     if isinstance(model_or_plan, Plan):
-        gm, names = model_or_plan.traced.graph_module, model_or_plan.traced.names
+        traced = model_or_plan.traced
     else:
         from .trace import trace
 
         traced = trace(model_or_plan)
-        gm, names = traced.graph_module, traced.names
-    modules = dict(gm.named_modules())
+    names = traced.names
+    modules = dict(traced.root.named_modules())
     digest = hashlib.sha256()
-    for node in gm.graph.nodes:
+    for node in traced.graph.nodes:
         if node.op == "call_module":
             module = modules[node.target]
             op = type(module).__name__
@@ -331,7 +331,7 @@ def build_plan(plan: "Plan", policy: str = "paper", schedule: Schedule | None = 
     params: list[str] = []
     bn_modules: list[str] = []
     tagged = []
-    modules = dict(plan.traced.graph_module.named_modules())
+    modules = dict(plan.traced.root.named_modules())
     for t in tags:
         layer = plan.layers[t.name]
         params += layer.params

@@ -15,6 +15,7 @@ timm model traces exactly as under ``timm.create_feature_extractor``.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,15 +33,21 @@ class TraceError(RuntimeError):
 
 @dataclass
 class Traced:
-    """A traced model: the fx graph module and the module-path name of every node."""
+    """A traced model: the fx graph over the model's own modules, and the module-path name of every node.
 
-    graph_module: fx.GraphModule
+    Analysis only reads the graph, so no ``GraphModule`` (which generates and compiles
+    Python code for the graph) is built unless someone asks for one.
+    """
+
+    root: nn.Module
+    graph: fx.Graph
     names: dict[fx.Node, str]
     module_outputs: dict[str, str]  # non-leaf module path → name of the node holding its output
 
-    @property
-    def graph(self) -> fx.Graph:
-        return self.graph_module.graph
+    @functools.cached_property
+    def graph_module(self) -> fx.GraphModule:
+        """A runnable GraphModule sharing this graph (and so the node names)."""
+        return fx.GraphModule(self.root, self.graph, class_name=type(self.root).__name__)
 
 
 class _PathTracer(fx.Tracer):
@@ -121,9 +128,5 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
         ) from exc
     finally:
         model.train(was_training)
-    root = tracer.root
-    gm = fx.GraphModule(root, graph, class_name=type(root).__name__)
-    # GraphModule copies the graph; carry the names over to its nodes (same order).
-    names = {new: tracer.names[old] for old, new in zip(graph.nodes, gm.graph.nodes)}
     outputs = {path: tracer.names[node] for path, node in tracer.module_outputs.items()}
-    return Traced(gm, names, outputs)
+    return Traced(tracer.root, graph, tracer.names, outputs)

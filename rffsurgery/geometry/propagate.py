@@ -4,8 +4,8 @@ Shapes come from running the graph on the meta device (no memory, no compute),
 except for ops whose rule says the output has the input's shape: their output
 reuses the input's meta tensor.  On resnet50 that skips the Python-level meta
 kernels of every BatchNorm and ReLU and makes the pass several times faster.
-Parameters of a real model are handed to the meta run as meta views via
-``torch.func.functional_call``; the model itself is never modified.
+Parameters of a real model are handed to the meta run as meta views, swapped in
+for the duration of one call; the model's tensors are never modified.
 
 fx already stores nodes in topological order, so a single forward walk is the
 whole DAG traversal.
@@ -13,16 +13,19 @@ whole DAG traversal.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from torch import fx, nn
-from torch.func import functional_call
 
 from .call import Call, RuleError
 from .rules import lookup
 from .tensor import Geo, Misaligned, TensorGeom, Unknown
+
+if TYPE_CHECKING:
+    from ..trace import Traced
 
 __all__ = ["NodeState", "ShapeError", "propagate"]
 
@@ -75,16 +78,17 @@ def _flat_geos(geo: Any) -> list:
 
 
 class _Pass:
-    def __init__(self, gm: fx.GraphModule, names: dict[fx.Node, str], real: bool) -> None:
-        self.gm = gm
+    def __init__(self, root: nn.Module, graph: fx.Graph, names: dict[fx.Node, str], real: bool) -> None:
+        self.root = root
+        self.graph = graph
         self.names = names
         self.real = real
-        self.modules = dict(gm.named_modules())
+        self.modules = dict(root.named_modules())
         self.states: dict[fx.Node, NodeState] = {}
 
     # -- shapes -------------------------------------------------------------
     def _attr(self, target: str) -> Any:
-        obj: Any = self.gm
+        obj: Any = self.root
         for part in target.split("."):
             obj = getattr(obj, part)
         return obj
@@ -94,10 +98,10 @@ class _Pass:
             args, kwargs = _to_meta(args), _to_meta(kwargs)
         if node.op == "call_module":
             module = self.modules[node.target]
-            if self.real or all(t.device.type == "meta" for t in module.state_dict().values()):
+            if self.real:
                 return module(*args, **kwargs)
-            state = {k: v.to("meta") for k, v in module.state_dict(keep_vars=True).items()}
-            return functional_call(module, state, args, kwargs)
+            with _on_meta(module):
+                return module(*args, **kwargs)
         if node.op == "call_function":
             return node.target(*args, **kwargs)
         self_obj, *rest = args
@@ -142,7 +146,7 @@ class _Pass:
     def run(self, example: torch.Tensor) -> dict[fx.Node, NodeState]:
         spatial = example.dim() - 2
         placeholders = 0
-        for node in self.gm.graph.nodes:
+        for node in self.graph.nodes:
             if node.op == "placeholder":
                 if placeholders == 0:
                     self.states[node] = NodeState(example, TensorGeom.image(example.dim(), spatial))
@@ -178,6 +182,31 @@ class _Pass:
         return self.states
 
 
+@contextlib.contextmanager
+def _on_meta(module: nn.Module) -> Iterator[None]:
+    """Run a module of a real model with meta views of its parameters and buffers, then put them back.
+
+    Leaf modules usually own their tensors directly: swapping the two dicts is far
+    cheaper than ``torch.func.functional_call``, which is kept for nested leaves.
+    """
+    if all(t.device.type == "meta" for t in module.state_dict(keep_vars=True).values()):
+        yield
+        return
+    if any(True for _ in module.children()):
+        state = {k: v.to("meta") for k, v in module.state_dict(keep_vars=True).items()}
+        with torch.nn.utils.stateless._reparametrize_module(module, state):
+            yield
+        return
+    params, buffers = module._parameters, module._buffers
+    module._parameters = {k: None if v is None else nn.Parameter(v.to("meta"), v.requires_grad)
+                          for k, v in params.items()}
+    module._buffers = {k: None if v is None else v.to("meta") for k, v in buffers.items()}
+    try:
+        yield
+    finally:
+        module._parameters, module._buffers = params, buffers
+
+
 def _known_output(rule: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
     """A stand-in output for ops whose output shape is their first argument's, or ``None``."""
     first = args[0] if args else None
@@ -198,9 +227,7 @@ def _op_name(node: fx.Node) -> str:
     return getattr(target, "__name__", str(target))
 
 
-def propagate(
-    gm: fx.GraphModule, names: dict[fx.Node, str], input_shape: tuple[int, ...], real: bool = False
-) -> dict[fx.Node, NodeState]:
+def propagate(traced: "Traced", input_shape: tuple[int, ...], real: bool = False) -> dict[fx.Node, NodeState]:
     """Shapes and geometry of every node for one input of ``input_shape`` (batch included).
 
     With ``real=True`` the graph runs on CPU zeros instead of the meta device, for
@@ -209,4 +236,4 @@ def propagate(
     device = "cpu" if real else "meta"
     example = torch.zeros(input_shape, device=device)
     with torch.no_grad():
-        return _Pass(gm, names, real).run(example)
+        return _Pass(traced.root, traced.graph, traced.names, real).run(example)
