@@ -158,3 +158,37 @@ def test_upsampling_stride_below_one_is_exact():
     for u in range(6):
         lo, hi = (u - 1) // 2, (u + 1) // 2
         assert last.interval((u, u))[0] == (2 * lo - 1, 2 * hi + 1)
+
+
+class TwoStrides(nn.Module):
+    """Two branches reach 4x4 at strides 4 and 2: adding them has no single stride."""
+
+    def __init__(self):
+        super().__init__()
+        self.coarse = nn.AvgPool2d(4)
+        self.fine = nn.AvgPool2d(2)
+
+    def forward(self, x):
+        return self.coarse(x) + self.fine(x)[:, :, :4, :4]
+
+
+class OffCentre(nn.Module):
+    """Same stride, but one branch is padded on one side only: the union is exact, the shift is reported."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 3, 3, padding=1)
+        self.b = nn.Sequential(nn.ZeroPad2d((2, 0, 2, 0)), nn.Conv2d(3, 3, 3))
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+def test_misaligned_branches_are_reported_not_guessed():
+    plan = analyze(TwoStrides(), 16)
+    assert plan["add"].status == "misaligned" and "strides" in plan["add"].reason
+    plan = analyze(OffCentre(), 16)
+    add = plan["add"]
+    assert add.status == "ok" and any("centres differ" in n for n in add.notes)
+    # branch a reads u-1..u+1, branch b reads u-2..u: the union is u-2..u+1
+    assert add.interval((5, 5)) == ((3, 6), (3, 6))
