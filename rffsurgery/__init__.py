@@ -11,8 +11,11 @@ __version__ = "0.1.0"
 
 from .analysis import LayerRF, Plan, UnknownOpError, analyze  # noqa: E402
 from .geometry.algebra import AxisMap, AxisRF  # noqa: E402
+from .surgery import (ChannelConv3d, GroupedLinear, Meta, RewriteError, rewrite, rewrite_conv3d,  # noqa: E402
+                      rewrite_head)
 from .trace import TraceError  # noqa: E402
 from .zoo import ModelNotFound  # noqa: E402
 
-__all__ = ["AxisMap", "AxisRF", "LayerRF", "ModelNotFound", "Plan", "TraceError", "UnknownOpError", "analyze",
+__all__ = ["AxisMap", "AxisRF", "ChannelConv3d", "GroupedLinear", "LayerRF", "Meta", "ModelNotFound", "Plan",
+           "RewriteError", "TraceError", "UnknownOpError", "analyze", "rewrite", "rewrite_conv3d", "rewrite_head",
            "__version__"]

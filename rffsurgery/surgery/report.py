@@ -1,0 +1,173 @@
+"""What a rewrite did: parameters and MACs before → after, and whether the new model still works.
+
+MACs are multiply-accumulates of the convolutions and matrix products for one
+input sample, counted by ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2)
+on the meta device, so counting costs no compute and no memory.  Elementwise ops
+(norms, activations, bias adds) are not counted, as is usual for MACs.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..analysis import Plan, analyze
+from ..trace import TraceError, trace
+from .recipe import Rewritten
+from .select import count_params
+
+__all__ = ["Check", "check", "format_report", "macs"]
+
+
+@contextmanager
+def _mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
+    """Run ``model`` in train or eval mode, restoring its mode afterwards."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def macs(model: nn.Module, input_size: tuple[int, ...]) -> dict[str, int]:
+    """MACs per sample of every module that does any, by module path (``""``: the whole model)."""
+    state = {k: v.to("meta") for k, v in model.state_dict(keep_vars=True).items()}
+    with _mode(model, False), FlopCounterMode(display=False) as counter, torch.no_grad():
+        functional_call(model, state, (torch.empty(1, *input_size, device="meta"),))
+    root = type(model).__name__
+    out = {}
+    for key, ops in counter.get_flop_counts().items():
+        if key == "Global":
+            out[""] = sum(ops.values()) // 2
+        elif key.startswith(root + "."):
+            out[key[len(root) + 1:]] = sum(ops.values()) // 2
+    return out
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of the rewritten model: what, whether it passed, and the evidence."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def check(rewritten: Rewritten, batch: int = 2) -> list[Check]:
+    """Trace, forward, backward and receptive fields of the rewritten model, against the original."""
+    return [_trace(rewritten.after), *_run(rewritten, batch), _rf(rewritten)]
+
+
+def _trace(model: nn.Module) -> Check:
+    try:
+        traced = trace(model)
+    except TraceError as exc:
+        return Check("fx trace", False, str(exc).splitlines()[0])
+    return Check("fx trace", True, f"{len(traced.graph.nodes)} nodes")
+
+
+def _shape(value: Any) -> str:
+    return "×".join(map(str, value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _run(rewritten: Rewritten, batch: int) -> list[Check]:
+    """Forward in train mode on random input, then backward of the output's sum.
+
+    On a copy, so that BatchNorm statistics and gradients of the returned model stay untouched.
+    """
+    model = copy.deepcopy(rewritten.after).train()
+    x = torch.randn(batch, *rewritten.input_size, generator=torch.Generator().manual_seed(0))
+    with _mode(rewritten.before, False), torch.no_grad():
+        reference = rewritten.before(x)
+    try:
+        out = model(x)
+    except Exception as exc:  # any failure is the finding
+        return [Check("forward", False, f"{type(exc).__name__}: {exc}"), Check("backward", False, "not run")]
+    forward = Check("forward", _shape(out) == _shape(reference), f"output {_shape(out)} (original {_shape(reference)})")
+    try:
+        out.float().sum().backward()
+    except Exception as exc:
+        return [forward, Check("backward", False, f"{type(exc).__name__}: {exc}")]
+    params = [n for n, p in model.named_parameters() if p.requires_grad]
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    detail = f"{len(params) - len(missing)} of {len(params)} parameter tensors receive gradients"
+    return [forward, Check("backward", not missing, detail + (f"; none for {', '.join(missing[:5])}" if missing else ""))]
+
+
+def _last_local(plan: Plan) -> str | None:
+    local = [layer.name for layer in plan if layer.is_local]
+    return local[-1] if local else None
+
+
+def _rf(rewritten: Rewritten) -> Check:
+    """Every node the two graphs share (by name, and each replaced module's output) keeps its geometry."""
+    try:
+        before = analyze(rewritten.before, rewritten.input_size)
+        after = analyze(rewritten.after, rewritten.input_size)
+    except Exception as exc:  # an analysis failure is reported, not raised: the rewrite itself succeeded
+        return Check("analyze", False, f"{type(exc).__name__}: {exc}")
+    shared = [n for n in before.layers if n in after.layers] + [c.path for c in rewritten.changes]
+    changed = [n for n in shared if _geometry(before[n]) != _geometry(after[n])]
+    parts = ["complete" if after.complete else
+             "UNKNOWN ops: " + ", ".join(f"{l.name} ({l.op}): {l.reason}" for l in after.unknown)]
+    last = _last_local(before)
+    if last is not None and last in after:
+        parts.append(f"last local node {last}: RF {_rf_text(before[last])} → {_rf_text(after[last])}")
+    parts.append(f"{len(shared) - len(changed)} of {len(shared)} shared nodes keep RF, stride and padding")
+    if changed:
+        parts.append("changed: " + ", ".join(f"{n} {_rf_text(before[n])} → {_rf_text(after[n])}" for n in changed[:5]))
+    return Check("analyze", after.complete >= before.complete and not changed, "; ".join(parts))
+
+
+def _geometry(layer: Any) -> tuple:
+    return (layer.status, layer.rf, layer.stride, layer.padding) if layer.status in ("ok", "global") else (layer.status,)
+
+
+def _rf_text(layer: Any) -> str:
+    rf = layer.rf if layer.status in ("ok", "global") else (layer.status,)
+    return str(rf[0]) if len(set(rf)) == 1 else "×".join(map(str, rf))
+
+
+def _si(n: int) -> str:
+    for unit, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.4g}{unit}"
+    return str(n)
+
+
+def _ratio(before: int, after: int) -> str:
+    return f"({after / before:.3g}×)" if before else ""
+
+
+def format_report(rewritten: Rewritten, checks: list[Check] | None = None) -> str:
+    """Per replaced layer and in total: parameters and MACs before → after; skips, notes and checks."""
+    size = rewritten.input_size
+    macs_before, macs_after = macs(rewritten.before, size), macs(rewritten.after, size)
+    rows = [["layer", "params before → after", "MACs before → after", "change"]]
+    for c in rewritten.changes:
+        pb = count_params(rewritten.before.get_submodule(c.path))
+        pa = count_params(rewritten.after.get_submodule(c.path))
+        mb, ma = macs_before.get(c.path, 0), macs_after.get(c.path, 0)
+        rows.append([c.path, f"{pb:,} → {pa:,} {_ratio(pb, pa)}", f"{_si(mb)} → {_si(ma)} {_ratio(mb, ma)}",
+                     f"{c.before} → {c.after}"])
+    pb, pa = count_params(rewritten.before), count_params(rewritten.after)
+    mb, ma = macs_before[""], macs_after[""]
+    rows.append(["total", f"{pb:,} → {pa:,} {_ratio(pb, pa)}", f"{_si(mb)} → {_si(ma)} {_ratio(mb, ma)}", ""])
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    name = rewritten.recipe.model or type(rewritten.before).__name__
+    lines = [f"rewrite {name}: {len(rewritten.changes)} layer(s) replaced; MACs per sample at input "
+             f"{'x'.join(map(str, size))}"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[3] for r in rows]
+    lines = [line.rstrip() for line in lines]
+    lines += [f"note {c.path}: {c.note}" for c in rewritten.changes if c.note]
+    lines += [f"skipped {s.path}: {s.reason}" for s in rewritten.skipped]
+    lines += [f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks or ()]
+    return "\n".join(lines)
