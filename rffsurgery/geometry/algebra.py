@@ -89,7 +89,8 @@ class AxisMap:
         """Compose: ``self`` maps this node to the input, ``outer`` maps a later node to this one.
 
         Monotone bounding intervals compose exactly: the leftmost input of the
-        leftmost unit, the rightmost input of the rightmost unit.
+        leftmost unit, the rightmost input of the rightmost unit.  ``self`` must be
+        :meth:`monotone` (rules that could build another map refuse to).
         """
         # Smallest number of outer periods whose input shift is a whole number of our periods.
         reps = self.period // gcd(outer.step, self.period)
@@ -101,6 +102,11 @@ class AxisMap:
             return self.interval(a)[0], self.interval(b)[1]
 
         return AxisMap.from_function(period, step, phase)
+
+    def monotone(self) -> bool:
+        """Whether both edges never move left as the output index grows (what :meth:`then` relies on)."""
+        ends = [self.interval(u) for u in range(self.period + 1)]
+        return all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(ends, ends[1:]))
 
     def aligned_with(self, other: "AxisMap") -> bool:
         """Same effective stride, so that the union of the two is again periodic."""

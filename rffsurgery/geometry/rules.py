@@ -198,7 +198,13 @@ def transposed_map(kernel: int, stride: int, padding: int, dilation: int) -> Axi
             )
         return min(reads), max(reads)
 
-    return AxisMap.from_function(stride, 1, phase)
+    m = AxisMap.from_function(stride, 1, phase)
+    if not m.monotone():
+        # e.g. k=3, s=3, d=2: output 24 reads input 8, output 25 reads input 7.  A later
+        # layer's interval over these outputs is not bounded by its end units' reads, and
+        # its dilation (unknown to the composed maps) would decide which ones it skips.
+        raise RuleError(f"transposed conv (k={kernel}, s={stride}, d={dilation}) reads the input out of order")
+    return m
 
 
 def _pool_params(call: Call, n: int, has_dilation: bool) -> list[AxisMap]:
