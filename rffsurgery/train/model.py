@@ -8,15 +8,9 @@ the head becomes ``Sequential(Dropout(p), Linear)``.
 
 from __future__ import annotations
 
-import copy
-
 from torch import nn
 
-__all__ = ["build_model", "find_head", "get_module", "make_head", "set_module"]
-
-
-def get_module(model: nn.Module, path: str) -> nn.Module:
-    return model.get_submodule(path)
+__all__ = ["build_model", "find_head", "head_in_features", "make_head", "set_module"]
 
 
 def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
@@ -39,7 +33,7 @@ def make_head(in_features: int, num_classes: int, dropout: float = 0.0) -> nn.Mo
 
 
 def head_in_features(model: nn.Module, path: str) -> int:
-    head = get_module(model, path)
+    head = model.get_submodule(path)
     linear = head if isinstance(head, nn.Linear) else head[-1]
     return linear.in_features
 
@@ -51,12 +45,6 @@ def build_model(name: str, num_classes: int, dropout: float = 0.0) -> tuple[nn.M
     spec = resolve(name)
     model = spec.build("cpu")
     path = find_head(model)
-    set_module(model, path, make_head(get_module(model, path).in_features, num_classes, dropout))
+    set_module(model, path, make_head(model.get_submodule(path).in_features, num_classes, dropout))
     return model, path, tuple(spec.input_size)
 
-
-def with_head(model: nn.Module, path: str, head: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` carrying a copy of ``head`` (the originals stay untouched)."""
-    out = copy.deepcopy(model)
-    set_module(out, path, copy.deepcopy(head))
-    return out

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import torch
 from torch import nn
@@ -41,6 +41,9 @@ from .loop import EpochStats, evaluate, extract_features, make_batches, train_ep
 from .model import build_model, head_in_features, make_head, set_module
 from .report import write_logs
 from .seeding import derive_seed, seed_everything
+
+if TYPE_CHECKING:
+    from ..plan import FreezePlan
 
 __all__ = ["ProtocolConfig", "base_finished", "run_protocol"]
 
@@ -56,7 +59,7 @@ class ProtocolConfig:
     until_overfit: bool = False
     max_epochs: int = 30
     patience: int = 2
-    transfer_epochs: int = 5
+    transfer_epochs: int = 50
     finetune: bool = False
     optimizer: str = "adam"
     batch_size: int = 64
@@ -90,7 +93,7 @@ class ProtocolConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the checkpoint (not the device or worker count)."""
-        return {f.name: v for f, v in zip(fields(self), asdict(self).values()) if f.name not in ("device", "workers")}
+        return {k: v for k, v in asdict(self).items() if k not in ("device", "workers")}
 
 
 def base_finished(cfg: ProtocolConfig, val_losses: list[float]) -> int | None:
@@ -133,15 +136,17 @@ class _Run:
         self.model = model.to(self.runtime.device)
         if self.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        eval_batch = max(cfg.batch_size, 256)
-        batches = lambda images, size: make_batches(images, self.runtime, size, cfg.workers)  # noqa: E731
-        self.base_train, self.base_val = batches(data.base_train, cfg.batch_size), batches(data.base_val, eval_batch)
-        self.transfer_train = batches(data.transfer_train, cfg.batch_size)
-        self.transfer_val = batches(data.transfer_val, eval_batch)
+        self.base_train, self.base_val = self._batches(data.base_train, True), self._batches(data.base_val, False)
+        self.transfer_train = self._batches(data.transfer_train, True)
+        self.transfer_val = self._batches(data.transfer_val, False)
         self.history: list[dict[str, Any]] = []
 
     # -- helpers ---------------------------------------------------------------
-    def _freeze_plan(self, model: nn.Module, input_size: tuple[int, ...]):  # -> FreezePlan
+    def _batches(self, images: Images, training: bool):
+        size = self.cfg.batch_size if training else max(self.cfg.batch_size, 256)  # evaluation needs no small batches
+        return make_batches(images, self.runtime, size, self.cfg.workers)
+
+    def _freeze_plan(self, model: nn.Module, input_size: tuple[int, ...]) -> "FreezePlan":
         from ..analysis import analyze
         from ..plan import FreezePlan, PlanError
 
@@ -162,7 +167,7 @@ class _Run:
             return torch.optim.SGD(params, lr=self.cfg.lr, momentum=0.9, weight_decay=self.cfg.weight_decay)
         return torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
-    def _save(self, stage: str, **payload: Any) -> None:
+    def save(self, stage: str, **payload: Any) -> None:
         save_checkpoint(self.path, {"stage": stage, "config": self.cfg.identity(), "seed": self.seed,
                                     "split": self.split, "history": self.history, **payload})
         write_logs(self.workdir, self.history)
@@ -192,7 +197,7 @@ class _Run:
             if self.cfg.until_overfit and (not val_losses or val_loss < min(val_losses)):
                 best = {"epoch": epoch, "model": _clone(self.model.state_dict()), "optimizer": _clone(opt.state_dict())}
             val_losses.append(val_loss)
-            self._save("base", model=self.model.state_dict(), optimizer=opt.state_dict(), best=best)
+            self.save("base", model=self.model.state_dict(), optimizer=opt.state_dict(), best=best)
         if best is not None:
             return n, best["model"], best["optimizer"]
         return n, _clone(self.model.state_dict()), _clone(opt.state_dict())
@@ -285,7 +290,7 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
         if stop_after == "base":
             return None
         branch = run.branch(n, model_state, opt_state)
-        run._save("branch", branch=branch)
+        run.save("branch", branch=branch)
         if stop_after == "branch":
             return None
     else:
@@ -304,5 +309,5 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
         "normal_epoch_seconds": branch["seconds"]["normal"], "rff_epoch_seconds": branch["seconds"]["rff"],
         "epoch_time_ratio": branch["seconds"]["rff"] / branch["seconds"]["normal"],
     }
-    run._save("done", branch=branch, transfer=transfer, result=result)
+    run.save("done", branch=branch, transfer=transfer, result=result)
     return result

@@ -134,6 +134,7 @@ def _draw(ax, series: Sequence[tuple[str, list[dict[str, Any]]]], title: str) ->
         ax.plot(xs, [r["train_accuracy"] for r in rows], "--", color=colours[model], label=f"{model} train")
         ax.plot(xs, [r["val_accuracy"] for r in rows], "-o", ms=3, color=colours[model], label=f"{model} val")
     ax.set(xlabel="epoch", ylabel="accuracy", title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
 
