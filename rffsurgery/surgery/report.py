@@ -114,7 +114,7 @@ def _rf(rewritten: Rewritten) -> Check:
         after = analyze(rewritten.after, rewritten.input_size)
     except Exception as exc:  # an analysis failure is reported, not raised: the rewrite itself succeeded
         return Check("analyze", False, f"{type(exc).__name__}: {exc}")
-    shared = [n for n in before.layers if n in after.layers] + [c.path for c in rewritten.changes]
+    shared = list(dict.fromkeys([n for n in before.layers if n in after.layers] + [c.path for c in rewritten.changes]))
     changed = [n for n in shared if _geometry(before[n]) != _geometry(after[n])]
     parts = ["complete" if after.complete else
              "UNKNOWN ops: " + ", ".join(f"{l.name} ({l.op}): {l.reason}" for l in after.unknown)]
