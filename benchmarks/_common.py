@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["OUT", "command_line", "interleaved", "machine", "median", "parser", "print_verdict", "timed", "write_result"]
+__all__ = ["OUT", "command_line", "interleaved", "machine", "median", "parser", "print_verdict", "result_path", "timed",
+           "write_result"]
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -102,11 +103,18 @@ def print_verdict(what: str, measured: float, baseline: float, target: float, un
     return {"measured": measured, "baseline": baseline, "ratio": ratio, "target": target, "pass": ok}
 
 
-def write_result(name: str, result: dict[str, Any]) -> Path:
-    """Write ``benchmarks/out/<name>.json`` (with the command and the machine) and print the command."""
+def result_path(name: str, variant: str | None = None) -> Path:
+    """``benchmarks/out/<name>[-<variant>].json``: a smoke run must not overwrite the full run's result."""
+    if variant is None and "--quick" in sys.argv[1:]:
+        variant = "quick"
+    return OUT / (f"{name}-{variant}.json" if variant else f"{name}.json")
+
+
+def write_result(name: str, result: dict[str, Any], variant: str | None = None) -> Path:
+    """Write the result (with the command and the machine) to :func:`result_path` and print the command."""
     OUT.mkdir(exist_ok=True)
     result = {"benchmark": name, "command": command_line(), "machine": machine(), **result}
-    path = OUT / f"{name}.json"
+    path = result_path(name, variant)
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"command: {result['command']}")
     print(f"load average at end: {', '.join(f'{x:.2f}' for x in result['machine']['load_avg'])} "

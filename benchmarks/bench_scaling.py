@@ -112,7 +112,8 @@ def main() -> None:
     print(f"verdict: {'PASS linear' if ok else 'MISS super-linear'} "
           f"(fit {slopes['analyze']:.3f}, large-size fit {large_fit:.3f}; target <= {SLOPE_TARGET})")
     write_result("bench_scaling", {"sizes": ns, "repeats": repeats, "rows": rows, "slopes": slopes,
-                                   "large_size_slope": large_fit, "segment_slopes": segments, "target": SLOPE_TARGET, "pass": ok})
+                                   "large_size_slope": large_fit, "segment_slopes": segments, "target": SLOPE_TARGET,
+                                   "pass": ok})
 
 
 if __name__ == "__main__":

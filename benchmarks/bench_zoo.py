@@ -16,7 +16,11 @@ crash nor a leak can stop the sweep.  Worker output (model warnings) goes to
 ``benchmarks/out/bench_zoo_workers.log``; per-model results to
 ``benchmarks/out/bench_zoo_models.json``.
 
-Run: ``python benchmarks/bench_zoo.py [--quick] [--limit N] [--only torchvision|timm] [--workers 2]``.
+A partial run (``--quick``, ``--limit``, ``--only`` or explicit model names, e.g. to
+re-check the failures after adding a rule) writes ``bench_zoo-<variant>.json`` and
+``bench_zoo_models-<variant>.json`` instead, and so never overwrites the full sweep.
+
+Run: ``python benchmarks/bench_zoo.py [--quick] [--limit N] [--only torchvision|timm] [--workers 2] [NAME …]``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import timm
 import torch
 import torchvision
 
-from _common import OUT, parser, write_result
+from _common import OUT, parser, result_path, write_result
 from rffsurgery import analyze
 from rffsurgery.geometry.propagate import ShapeError
 from rffsurgery.trace import TraceError
@@ -261,7 +265,8 @@ def summarise(results: list[dict[str, Any]], wall: float) -> dict[str, Any]:
                   f"failed {c['failed']}")
     print(f"share analysed {analysed / n:.1%} (target >= {SHARE_TARGET:.0%}) "
           f"{'PASS' if analysed / n >= SHARE_TARGET else 'MISS'}; share complete {status['complete'] / n:.1%}")
-    print(f"total time {wall:.0f} s (target < {TIME_TARGET_S} s on 2 cores) {'PASS' if wall < TIME_TARGET_S else 'MISS'};"
+    print(f"total time {wall:.0f} s (target < {TIME_TARGET_S} s on 2 cores) "
+          f"{'PASS' if wall < TIME_TARGET_S else 'MISS'};"
           f" sum of per-model times {sum(r['seconds'] for r in results):.0f} s")
     print(f"failures by cause: {dict(causes.most_common())}")
     print(f"models analysed on CPU after the meta device failed: {len(on_cpu)}")
@@ -288,9 +293,14 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per model before its worker is killed")
     p.add_argument("--max-rss-gb", type=float, default=6.0, help="resident memory per worker before it is killed")
     p.add_argument("--tasks-per-worker", type=int, default=100, help="models per worker before it is replaced")
+    p.add_argument("models", nargs="*", help="analyse these (prefixed) names instead, e.g. timm:hiera_base_224")
     args = p.parse_args()
     limit = args.limit or (QUICK_LIMIT if args.quick else None)
-    names = spread(model_names(args.only), limit)
+    names = spread(args.models or model_names(args.only), limit)
+    # anything but the full sweep gets its own files, so that it cannot overwrite the full sweep's
+    scope = ["names" if args.models else args.only, f"limit{limit}" if limit else None]
+    variant = "-".join(filter(None, scope)) or None
+    models_path = result_path("bench_zoo_models", variant)
 
     OUT.mkdir(exist_ok=True)
     log_path = OUT / "bench_zoo_workers.log"
@@ -301,10 +311,11 @@ def main() -> None:
     start = time.perf_counter()
     results = Pool(args.workers, args.timeout, args.max_rss_gb, args.tasks_per_worker, str(log_path)).run(names)
     summary = summarise(results, time.perf_counter() - start)
-    (OUT / "bench_zoo_models.json").write_text(json.dumps(results, indent=1) + "\n")
-    print(f"per-model results: {os.path.relpath(OUT / 'bench_zoo_models.json')}")
+    models_path.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"per-model results: {os.path.relpath(models_path)}")
     write_result("bench_zoo", {**summary, "load_avg_before": load_before, "workers": args.workers,
-                               "timeout_s": args.timeout, "limit": limit, "only": args.only})
+                               "timeout_s": args.timeout, "limit": limit, "only": args.only,
+                               "models_file": models_path.name}, variant)
 
 
 if __name__ == "__main__":
