@@ -277,25 +277,41 @@ def analyze(
         from .zoo import resolve
 
         spec = resolve(model)
-        return _analyze_built(spec.build, spec.name, parse_input_size(input_size, spec.input_size), strict,
-                              leaf_modules, autowrap_functions)
-    size = parse_input_size(input_size, getattr(model, "default_input_size", (3, 224, 224)))
+        return _analyze_built(spec.build, spec.name, input_size, spec.input_size, strict, leaf_modules,
+                              autowrap_functions)
+    size = parse_input_size(input_size, _declared_size(model) or (3, 224, 224))
     return _analyze_module(model, name or type(model).__name__, size, strict, leaf_modules, autowrap_functions)
 
 
-def _analyze_built(build: Callable[[str], nn.Module], name: str, size: tuple[int, ...], strict: bool,
-                   leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> Plan:
+def _declared_size(model: nn.Module) -> tuple[int, ...] | None:
+    """The input size a model declares itself: ``default_input_size``, or torchvision's ``image_size``.
+
+    The model's own attribute beats its pretrained weights' crop size: torchvision's
+    vit_h_14 is built for 224 px without weights, though its default weights use 518.
+    """
+    declared = getattr(model, "default_input_size", None)
+    if declared is not None:
+        return tuple(declared)
+    side = getattr(model, "image_size", None)
+    return (3, side, side) if isinstance(side, int) else None
+
+
+def _analyze_built(build: Callable[[str], nn.Module], name: str, input_size: Any, spec_size: tuple[int, ...],
+                   strict: bool, leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> Plan:
     """A zoo model: on the meta device first, on CPU if its construction or forward needs real values."""
     try:
         model = build("meta")
-    except Exception:  # e.g. ``.item()`` on a meta tensor in __init__
+    except Exception:  # e.g. ``.tolist()`` on a meta tensor in __init__
         model = None
     if model is not None:
+        size = parse_input_size(input_size, _declared_size(model) or spec_size)
         try:
             return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
         except ShapeError:
             pass
-    return _analyze_module(build("cpu"), name, size, strict, leaf_modules, autowrap_functions)
+    model = build("cpu")
+    size = parse_input_size(input_size, _declared_size(model) or spec_size)
+    return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
 
 
 def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: bool,

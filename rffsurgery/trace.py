@@ -16,6 +16,7 @@ timm model traces exactly as under ``timm.create_feature_extractor``.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -112,10 +113,14 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     """
     timm_leaves, timm_functions = _timm_notrace()
     tracer = _PathTracer([*timm_leaves, *leaf_modules], [*timm_functions, *autowrap_functions])
+    # Optional inputs that default to None (masks, extra conditioning) are traced as None,
+    # as a plain ``model(x)`` call would pass them: otherwise fx follows their branch.
+    params = list(inspect.signature(model.forward).parameters.values())[1:]
+    concrete = {p.name: None for p in params if p.default is None and p.kind is p.POSITIONAL_OR_KEYWORD}
     was_training = model.training
     model.eval()
     try:
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, AttributeError…
         path, kind = tracer.failed_in or ("", "")
         where = f"module '{path}' ({kind})" if path else "the model's own forward"

@@ -260,7 +260,10 @@ class Case:
     ``bottom``'s dilated tap lands in its padding, the support stops at pixel 30 of
     31).  So a border unit is judged by ``border``:
 
-    * ``"bound"``: the support lies within the clipped interval.  Always valid.
+    * ``"bound"``: the support lies within the clipped interval.  Always valid.  In
+      this mode a unit may also read nothing at all even when its interval lies
+      inside the input: every tap can land in an intermediate layer's padding (a
+      1×1 conv with padding 1 makes its border units pure padding).
     * ``"edges"``: also, each edge of the interval that lies inside the input is hit
       exactly.  Valid when no unit of any layer has all its taps in padding — true of
       centred kernels and TF-'SAME' padding (smaller than the kernel), so of the
@@ -288,7 +291,8 @@ class Case:
             return all(g is None for g in self.got)
         inside = all(e is None or (e[0] >= 0 and e[1] <= n - 1) for e, n in zip(self.engine, self.extent))
         if inside:
-            return tuple(self.got) == tuple(clipped)
+            reads_nothing = all(g is None for g in self.got)
+            return tuple(self.got) == tuple(clipped) or (self.border == "bound" and reads_nothing)
         if any(g is None for g in self.got):
             return self.border == "bound"
         within = all(c[0] <= g[0] and g[1] <= c[1] for c, g in zip(clipped, self.got))

@@ -192,3 +192,48 @@ def test_misaligned_branches_are_reported_not_guessed():
     assert add.status == "ok" and any("centres differ" in n for n in add.notes)
     # branch a reads u-1..u+1, branch b reads u-2..u: the union is u-2..u+1
     assert add.interval((5, 5)) == ((3, 6), (3, 6))
+
+
+class Tiles(nn.Module):
+    def forward(self, x):
+        return x.repeat(1, 1, 2, 2)
+
+
+class GroupStd(nn.Module):
+    """The *_evos pattern: a per-image statistic expanded back over the map."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y + y.std((2, 3), keepdim=True).expand(y.shape)
+
+
+class Masked(nn.Module):
+    """An optional input defaulting to None must be traced as None, not followed as a tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x, mask=None):
+        x = self.conv(x)
+        if mask is not None:
+            x = x * mask.view(1, 1, 1, -1)
+        return x
+
+
+def test_repeat_and_expand_have_real_shapes_and_honest_geometry():
+    tiled = analyze(Tiles(), 8)["repeat"]
+    assert tiled.shape == (3, 16, 16) and tiled.status == "unknown" and "tiling" in tiled.reason
+    plan = analyze(GroupStd(), 8)
+    assert plan["expand"].shape == (4, 8, 8) and plan["expand"].status == "global"
+    assert plan["add"].rf == (3, 3) and plan["add"].global_context
+
+
+def test_none_default_inputs_and_declared_sizes():
+    assert analyze(Masked(), 8)["conv"].rf == (3, 3)
+    # vit_h_14's default weights use 518 px, but the model built without them is a 224 px model
+    assert analyze("vit_h_14").input_size == (3, 224, 224)

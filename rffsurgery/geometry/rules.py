@@ -522,13 +522,75 @@ def linear(call: Call) -> Geo:
     return g.with_dims(_lose(g, [g.rank - 1], keep_collapsed=False))
 
 
+def _contract(call: Call, operands: list[tuple[Any, Any, str]], out_letters: str) -> Geo:
+    """Tensor contraction in einsum terms: dims named by letters, letters absent from the output are summed.
+
+    Every operand is laid out in the output's letter order (a missing letter is a
+    size-1 broadcast dim) and the operands are united: a letter that survives keeps
+    its spatial track, a summed spatial letter loses its axis (the output depends
+    on the whole axis, or has global context if another operand keeps it local).
+    """
+    live = []
+    for geo, value, letters in operands:
+        if not isinstance(geo, TensorGeom):
+            continue
+        if len(letters) != geo.rank or len(set(letters)) != len(letters):
+            raise RuleError(f"cannot match subscripts {letters!r} to a rank-{geo.rank} operand")
+        where = {c: d for d, c in enumerate(letters)}
+        dims = [geo.dims[where[c]] if c in where else None for c in out_letters]
+        shape = tuple(value.shape[where[c]] if c in where else 1 for c in out_letters)
+        live.append((geo.with_dims(dims), shape))
+    result = unite(live, call.out_shape)
+    call.notes.extend(result.notes)
+    g = result.geom
+    if isinstance(g, TensorGeom):
+        axes = [t.axis for t in g.dims if t is not None]
+        if len(axes) != len(set(axes)):
+            raise RuleError("the product puts one spatial axis in two dims")
+    return g
+
+
 def matmul(call: Call) -> Geo:
-    """Matrix products: a constant right operand is a linear layer; two inputs mean attention (global)."""
-    a, b = call.geo(0, "input"), call.geo(1, "other")
-    if isinstance(b, TensorGeom) and b.const and isinstance(a, TensorGeom):
-        return a.with_dims(_lose(a, [a.rank - 1], keep_collapsed=False))
-    live = [g for g in (a, b) if isinstance(g, TensorGeom)]
-    return live[0].globalised(len(call.out_shape)) if live else None
+    """Matrix products as contractions (``...ij,...jk->...ik``, with 1-D and batch broadcasting).
+
+    A constant right operand is a linear layer (the row dims keep their tracks);
+    two input-dependent operands (attention) unite, and a summed spatial dim makes
+    the result depend on the whole axis.
+    """
+    a, b = call.arg(0, "input"), call.arg(1, "other")
+    letters = "abcdefghijklmnopqrstuvw"
+    batch = max(a.dim(), b.dim()) - 2
+    la = letters[max(batch, 0) - max(a.dim() - 2, 0):max(batch, 0)] + ("xy" if a.dim() > 1 else "y")
+    lb = letters[max(batch, 0) - max(b.dim() - 2, 0):max(batch, 0)] + ("yz" if b.dim() > 1 else "y")
+    out = letters[:max(batch, 0)] + ("x" if a.dim() > 1 else "") + ("z" if b.dim() > 1 else "")
+    return _contract(call, [(call.geo(0, "input"), a, la), (call.geo(1, "other"), b, lb)], out)
+
+
+def einsum(call: Call) -> Geo:
+    """torch.einsum with explicit or implicit output and ``...`` broadcasting."""
+    equation = call.arg(0, "equation").replace(" ", "")
+    values, geos = list(call.args[1:]), list(call.geo_args[1:])
+    if len(values) == 1 and isinstance(values[0], (list, tuple)):
+        values, geos = list(values[0]), list(geos[0])
+    lhs, arrow, rhs = equation.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(values):
+        raise RuleError(f"einsum equation {equation!r} names {len(terms)} operands, got {len(values)}")
+    spare = iter(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in equation)
+    ellipsis = [next(spare) for _ in range(max(v.dim() for v in values))]
+    expanded = []
+    for term, value in zip(terms, values):
+        n = value.dim() - (len(term) - 3 if "..." in term else len(term))
+        expanded.append(term.replace("...", "".join(ellipsis[len(ellipsis) - n:])) if "..." in term else term)
+    if arrow:
+        width = max((v.dim() - (len(t) - 3) for t, v in zip(terms, values) if "..." in t), default=0)
+        out = rhs.replace("...", "".join(ellipsis[len(ellipsis) - width:]))
+    else:
+        counts = "".join(expanded)
+        out = "".join(sorted(c for c in set(counts) if counts.count(c) == 1 and c.islower()))
+        width = max((v.dim() - (len(t) - 3) for t, v in zip(terms, values) if "..." in t), default=0)
+        out = "".join(ellipsis[len(ellipsis) - width:]) + out
+    return _contract(call, list(zip(geos, values, expanded)), out)
 
 
 def attention(call: Call) -> Geo:
@@ -542,7 +604,7 @@ def attention(call: Call) -> Geo:
 
 
 def constant(call: Call) -> Geo:
-    """Outputs computed from shapes only (positional encodings, grids)."""
+    """Outputs computed from shapes only (positional encodings, grids, ``zeros_like``)."""
     return TensorGeom.constant(len(call.out_shape))
 
 
@@ -612,8 +674,30 @@ def split(call: Call) -> Geo:
 
 
 def expand(call: Call) -> Geo:
-    """expand/expand_as/repeat of a tensor: broadcasting a collapsed dim."""
-    return pointwise(call)
+    """expand/expand_as/broadcast_to: new leading dims, and size-1 dims stretched.
+
+    Stretching a collapsed (global) or non-spatial dim is exact; stretching a local
+    spatial dim of size 1 would make every position read the same pixel, which no
+    periodic map describes.
+    """
+    g = _tensor_geo(call)
+    offset = len(call.out_shape) - g.rank
+    for d, (t, n) in enumerate(zip(g.dims, call.in_shape)):
+        if t is not None and t.map is not None and n == 1 and call.out_shape[d + offset] != 1:
+            raise RuleError("broadcasting a local spatial dim of size 1")
+    return g.with_dims([None] * offset + list(g.dims))
+
+
+def repeat(call: Call) -> Geo:
+    """repeat/tile/repeat_interleave: copies along non-spatial dims keep the geometry; tiling space is unknown."""
+    g = _tensor_geo(call)
+    if len(call.out_shape) < g.rank:
+        raise RuleError("repeat that flattens the input")
+    offset = len(call.out_shape) - g.rank
+    for d, (t, n) in enumerate(zip(g.dims, call.in_shape)):
+        if t is not None and call.out_shape[d + offset] != n:
+            raise RuleError("tiling along a spatial dim")
+    return g.with_dims([None] * offset + list(g.dims))
 
 
 def sequential_conv_mlp(call: Call) -> Geo:
@@ -644,8 +728,7 @@ _POINTWISE_FUNCTIONS = (
     torch.rsqrt, torch.clamp, torch.clip, torch.add, torch.sub, torch.mul, torch.div, torch.true_divide,
     torch.maximum, torch.minimum, torch.where, torch.pow, torch.square, torch.erf, torch.sign, torch.floor,
     torch.ceil, torch.round, torch.reciprocal, torch.lerp, torch.addcmul, torch.masked_fill, torch.sin, torch.cos,
-    torch.nan_to_num, torch.sigmoid_, torch.exp_, torch.zeros_like, torch.ones_like, torch.full_like,
-    torch.randn_like, torch.rand_like, torch.empty_like, torch.clamp_min, torch.clamp_max,
+    torch.nan_to_num, torch.sigmoid_, torch.exp_, torch.clamp_min, torch.clamp_max,
     operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, operator.truediv,
     operator.itruediv, operator.floordiv, operator.neg, operator.pow, operator.abs, operator.and_, operator.or_,
     operator.lt, operator.gt, operator.le, operator.ge, operator.eq, operator.ne, operator.invert,
@@ -658,7 +741,7 @@ _POINTWISE_METHODS = (
     "bfloat16", "detach", "clone", "masked_fill", "masked_fill_", "addcmul", "lerp", "sign", "reciprocal",
     "erf", "sin", "cos", "floor", "ceil", "round", "softplus", "hardswish", "gelu", "silu", "zero_", "fill_",
     "requires_grad_", "cpu", "cuda", "bool", "int", "long", "nan_to_num", "maximum", "minimum", "where",
-    "expand", "expand_as", "repeat", "sigmoid", "__add__", "__mul__",
+    "sigmoid", "__add__", "__mul__",
 )
 _RESHAPES = (".view", ".reshape", ".flatten", ".unflatten", ".squeeze", ".unsqueeze", ".view_as", ".reshape_as",
              torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze, torch.unflatten, nn.Flatten, nn.Unflatten)
@@ -711,13 +794,17 @@ TABLE: list[tuple[tuple, Rule]] = [
     ((nn.Softmax2d,), Rule(normalise_over(lambda c: 0), shape="same", name="softmax")),
     ((nn.Linear, F.linear, nn.Bilinear, nn.LazyLinear), Rule(linear, name="linear")),
     ((operator.matmul, torch.matmul, torch.bmm, torch.mm, ".matmul", ".bmm", ".mm"), Rule(matmul, name="matmul")),
+    ((torch.einsum,), Rule(einsum, name="einsum")),
     ((nn.MultiheadAttention, F.scaled_dot_product_attention, nn.TransformerEncoderLayer,
-      nn.TransformerDecoderLayer, nn.TransformerEncoder, nn.Transformer, torch.einsum,
+      nn.TransformerDecoderLayer, nn.TransformerEncoder, nn.Transformer,
       "timm.models.mobilevit.MobileVitBlock", "timm.models.mobilevit.MobileVitV2Block",
       "timm.models.efficientvit_mit.LiteMLA", "timm.models.convit.GPSA",
       f"{TIMM}non_local_attn.BilinearAttnTransform"), Rule(attention, name="attention")),
-    (("timm.models.xcit.PositionalEncodingFourier", "timm.models.edgenext.PositionalEncodingFourier"),
-     Rule(constant, name="constant")),
+    (("timm.models.xcit.PositionalEncodingFourier", "timm.models.edgenext.PositionalEncodingFourier",
+      torch.zeros_like, torch.ones_like, torch.full_like, torch.empty_like, torch.rand_like, torch.randn_like,
+      ".new_zeros", ".new_ones", ".new_full", ".new_empty"), Rule(constant, name="constant")),
+    ((".expand", ".expand_as", ".broadcast_to", torch.broadcast_to), Rule(expand, name="expand")),
+    ((".repeat", ".tile", torch.tile, ".repeat_interleave", torch.repeat_interleave), Rule(repeat, name="repeat")),
     ((torch.cat, torch.concat, torch.concatenate), Rule(cat, name="cat")),
     ((torch.stack,), Rule(stack, name="stack")),
     ((operator.getitem,), Rule(getitem, name="getitem")),
