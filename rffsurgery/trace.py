@@ -8,9 +8,12 @@ other op by the path of the module it was called in plus the op name, with a
 de-duplicates by scanning every earlier name, which is quadratic in graph size;
 here a counter per name keeps tracing linear.
 
-timm marks the modules and functions that fx cannot trace (dynamic 'SAME'
-padding, window reshapes); we honour those lists whenever timm is loaded, so a
-timm model traces exactly as under ``timm.create_feature_extractor``.
+timm lists modules and functions to keep whole under fx (dynamic 'SAME' padding,
+window reshapes, blocks it wants as single features); whenever timm is loaded we
+honour its functions, and keep its modules whole when the rules table has a rule
+for them or when tracing through them fails.  Blocks that trace cleanly
+(``NormFreeBlock``) are traced through, so their convolutions get exact geometry
+instead of an unknown block.
 """
 
 from __future__ import annotations
@@ -56,20 +59,20 @@ class _PathTracer(fx.Tracer):
         super().__init__(autowrap_functions=tuple(autowrap_functions))
         self._leaf_types = tuple(leaf_modules)
         self._path = ""
-        self._path_type = ""
         self.names: dict[fx.Node, str] = {}
         self.module_outputs: dict[str, fx.Node] = {}
-        self.failed_in: tuple[str, str] | None = None  # innermost module being traced when tracing failed
+        self.failed_in: list[tuple[str, nn.Module]] | None = None  # module stack when tracing failed
+        self._stack: list[tuple[str, nn.Module]] = []
         self._seen: dict[str, int] = defaultdict(int)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return isinstance(m, self._leaf_types) or super().is_leaf_module(m, module_qualified_name)
 
     def call_module(self, m: nn.Module, forward: Callable, args: Any, kwargs: Any) -> Any:
-        outer, outer_type = self._path, self._path_type
+        outer = self._path
         try:
             self._path = self.path_of_module(m)
-            self._path_type = type(m).__qualname__
+            self._stack.append((self._path, m))
             if not self.is_leaf_module(m, self._path):
                 out = forward(*args, **kwargs)
                 if isinstance(out, fx.Proxy) and self._path:
@@ -78,10 +81,11 @@ class _PathTracer(fx.Tracer):
             return self.create_proxy("call_module", self._path, args, kwargs)
         except Exception:
             if self.failed_in is None:
-                self.failed_in = (self._path, self._path_type)
+                self.failed_in = list(self._stack)
             raise
         finally:
-            self._path, self._path_type = outer, outer_type
+            self._stack.pop()
+            self._path = outer
 
     def create_node(self, kind: str, target: Any, args: Any, kwargs: Any, name: str | None = None,
                     type_expr: Any | None = None) -> fx.Node:
@@ -111,8 +115,11 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     ``leaf_modules`` are kept as single nodes (give them a geometry rule);
     ``autowrap_functions`` are recorded as calls instead of traced through.
     """
+    from .geometry.rules import has_module_rule
+
     timm_leaves, timm_functions = _timm_notrace()
-    tracer = _PathTracer([*timm_leaves, *leaf_modules], [*timm_functions, *autowrap_functions])
+    leaves = [*leaf_modules, *(c for c in timm_leaves if has_module_rule(c))]
+    optional = {c for c in timm_leaves if c not in leaves}
     # Optional inputs that default to None (masks, extra conditioning) are traced as None,
     # as a plain ``model(x)`` call would pass them: otherwise fx follows their branch.
     params = list(inspect.signature(model.forward).parameters.values())[1:]
@@ -120,18 +127,31 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     was_training = model.training
     model.eval()
     try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
-    except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, AttributeError…
-        path, kind = tracer.failed_in or ("", "")
-        where = f"module '{path}' ({kind})" if path else "the model's own forward"
-        raise TraceError(
-            f"torch.fx cannot trace {type(model).__name__}: in {where}: "
-            f"{type(exc).__name__}: {exc}\n"
-            f"Fix: keep that module as one node (analyze(..., leaf_modules=[{kind or 'Cls'}]) or "
-            "--leaf package.module:Cls) and, if it changes spatial geometry, add a rule for it "
-            "to rffsurgery.geometry.rules.TABLE."
-        ) from exc
+        while True:
+            tracer = _PathTracer(leaves, [*timm_functions, *autowrap_functions])
+            try:
+                graph = tracer.trace(model, concrete_args=concrete or None)
+                break
+            except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, AttributeError…
+                stack = tracer.failed_in or []
+                culprit = next((type(m) for _, m in reversed(stack) if type(m) in optional), None)
+                if culprit is None:
+                    raise _trace_error(model, stack, exc) from exc
+                optional.discard(culprit)  # timm knew: keep that block whole and try again
+                leaves.append(culprit)
     finally:
         model.train(was_training)
     outputs = {path: tracer.names[node] for path, node in tracer.module_outputs.items()}
     return Traced(tracer.root, graph, tracer.names, outputs)
+
+
+def _trace_error(model: nn.Module, stack: list[tuple[str, nn.Module]], exc: Exception) -> TraceError:
+    path, module = stack[-1] if stack else ("", None)
+    kind = type(module).__qualname__ if module is not None else "Cls"
+    where = f"module '{path}' ({kind})" if path else "the model's own forward"
+    return TraceError(
+        f"torch.fx cannot trace {type(model).__name__}: in {where}: {type(exc).__name__}: {exc}\n"
+        f"Fix: keep that module as one node (analyze(..., leaf_modules=[{kind}]) or "
+        "--leaf package.module:Cls) and, if it changes spatial geometry, add a rule for it "
+        "to rffsurgery.geometry.rules.TABLE."
+    )

@@ -839,9 +839,17 @@ def _build() -> tuple[dict, dict, dict]:
 _MODULES, _FUNCTIONS, _METHODS = _build()
 
 
+def has_module_rule(cls: type) -> bool:
+    """Whether modules of class ``cls`` have a geometry rule (so tracing may keep them whole)."""
+    return _module_rule(cls) is not None
+
+
 def lookup_module(module: nn.Module) -> Rule | None:
     """Rule for a module type, inherited only through classes sharing the same ``forward``."""
-    cls = type(module)
+    return _module_rule(type(module))
+
+
+def _module_rule(cls: type) -> Rule | None:
     forward = cls.forward
     for base in cls.__mro__:
         if base is nn.Module or "forward" in vars(base) and vars(base)["forward"] is not forward:
