@@ -120,10 +120,11 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     timm_leaves, timm_functions = _timm_notrace()
     leaves = [*leaf_modules, *(c for c in timm_leaves if has_module_rule(c))]
     optional = {c for c in timm_leaves if c not in leaves}
-    # Optional inputs that default to None (masks, extra conditioning) are traced as None,
-    # as a plain ``model(x)`` call would pass them: otherwise fx follows their branch.
+    # Arguments with defaults (masks, flags like is_causal) are traced at their defaults, as a
+    # plain ``model(x)`` call passes them: as proxies, fx would follow or trip on their branches.
     params = list(inspect.signature(model.forward).parameters.values())[1:]
-    concrete = {p.name: None for p in params if p.default is None and p.kind is p.POSITIONAL_OR_KEYWORD}
+    concrete = {p.name: p.default for p in params
+                if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     was_training = model.training
     model.eval()
     try:
