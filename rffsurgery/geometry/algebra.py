@@ -23,6 +23,7 @@ inside it; the RF is, by the usual convention, the whole span).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
@@ -143,8 +144,13 @@ class AxisMap:
                 return AxisMap(t, m, self.lo[:t], self.hi[:t])
         return self
 
-    def summary(self) -> "AxisRF":
+    @functools.cached_property
+    def _summary(self) -> "AxisRF":
         return AxisRF.of(self)
+
+    def summary(self) -> "AxisRF":
+        """Distill's (r, S, P); cached, since elementwise ops pass the same map object along."""
+        return self._summary
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,9 @@ def _on_meta(module: nn.Module) -> Iterator[None]:
     Leaf modules usually own their tensors directly: swapping the two dicts is far
     cheaper than ``torch.func.functional_call``, which is kept for nested leaves.
     """
-    if all(t.device.type == "meta" for t in module.state_dict(keep_vars=True).values()):
+    params, buffers = module._parameters, module._buffers
+    if all(t is None or t.device.type == "meta" for t in (*params.values(), *buffers.values())) and not any(
+            True for _ in module.children()):
         yield
         return
     if any(True for _ in module.children()):
@@ -197,14 +199,14 @@ def _on_meta(module: nn.Module) -> Iterator[None]:
         with torch.nn.utils.stateless._reparametrize_module(module, state):
             yield
         return
-    params, buffers = module._parameters, module._buffers
-    module._parameters = {k: None if v is None else nn.Parameter(v.to("meta"), v.requires_grad)
-                          for k, v in params.items()}
-    module._buffers = {k: None if v is None else v.to("meta") for k, v in buffers.items()}
+    # straight into __dict__: nn.Module.__setattr__'s type checks cost more than the swap itself
+    module.__dict__["_parameters"] = {k: None if v is None else nn.Parameter(v.to("meta"), v.requires_grad)
+                                      for k, v in params.items()}
+    module.__dict__["_buffers"] = {k: None if v is None else v.to("meta") for k, v in buffers.items()}
     try:
         yield
     finally:
-        module._parameters, module._buffers = params, buffers
+        module.__dict__["_parameters"], module.__dict__["_buffers"] = params, buffers
 
 
 def _known_output(rule: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:

@@ -122,7 +122,10 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> int:
 # ---------------------------------------------------------------------------
 def pointwise(call: Call) -> Geo:
     """Elementwise ops of one or more tensors (activations, norms over channels, add, mul, where)."""
-    result = unite(call.tensor_inputs(), call.out_shape)
+    inputs = call.tensor_inputs()
+    if len(inputs) == 1 and inputs[0][1] == call.out_shape:
+        return inputs[0][0]  # one tensor, same shape: the geometry passes through unchanged
+    result = unite(inputs, call.out_shape)
     call.notes.extend(result.notes)
     return result.geom
 
