@@ -32,7 +32,8 @@ def test_train_epoch_equals_a_hand_written_loop(l1):
     ours, theirs = tiny_model(), tiny_model()
     opt_a = torch.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
     opt_b = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
-    stats = train_epoch(ours, TensorBatches(x, y, 16), opt_a, CPU, epoch_seed=123, l1=l1)
+    plain = select_device("cpu", channels_last=False)  # bit-comparable with the NCHW hand loop
+    stats = train_epoch(ours, TensorBatches(x, y, 16), opt_a, plain, epoch_seed=123, l1=l1)
 
     order = torch.randperm(50, generator=torch.Generator().manual_seed(123))  # documented batch order
     losses = []
@@ -100,7 +101,7 @@ def test_device_selection():
         assert auto.device.type == "cuda" and auto.amp_dtype is not None and auto.channels_last
     else:
         assert auto.device.type in ("mps", "cpu") and auto.amp_dtype is None
-    assert CPU.device == torch.device("cpu") and not CPU.pin_memory
+    assert CPU.device == torch.device("cpu") and CPU.channels_last and not CPU.pin_memory
     with pytest.raises(ValueError, match="unknown device"):
         select_device("tpu9")
     if not torch.cuda.is_available():

