@@ -7,6 +7,7 @@ object that tagging and freeze-plan export build on.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
@@ -114,6 +115,7 @@ class Plan:
     layers: dict[str, LayerRF]
     traced: Traced = field(repr=False)
     model: nn.Module = field(repr=False)
+    _tag_cache: dict[str, list["Tag"]] = field(default_factory=dict, repr=False)
 
     # -- container protocol ---------------------------------------------------
     def __getitem__(self, name: str) -> LayerRF:
@@ -161,10 +163,16 @@ class Plan:
 
     # -- tags and freeze plans -------------------------------------------------
     def tags(self, policy: str = "paper", **options: Any) -> list["Tag"]:
-        """RF-expanding nodes under ``policy`` (``paper``, ``growth``, ``names``; see :mod:`rffsurgery.tags`)."""
+        """RF-expanding nodes under ``policy`` (``paper``, ``growth``, ``names``; see :mod:`rffsurgery.tags`).
+
+        Memoised per policy and options: the CLI's table, plot and exported plan share one tagging.
+        """
         from .tags import tag
 
-        return tag(self, policy, **options)
+        key = json.dumps([policy, options], sort_keys=True, default=repr)
+        if key not in self._tag_cache:
+            self._tag_cache[key] = tag(self, policy, **options)
+        return list(self._tag_cache[key])
 
     def freeze_plan(self, policy: str = "paper", schedule: "Schedule | None" = None, bn: str = "train",
                     **options: Any) -> "FreezePlan":

@@ -323,11 +323,9 @@ def _str_list(data: dict, key: str) -> list[str]:
 def build_plan(plan: "Plan", policy: str = "paper", schedule: Schedule | None = None, bn: str = "train",
                **options: Any) -> FreezePlan:
     """Tag ``plan`` with ``policy`` and turn the tags into a :class:`FreezePlan`."""
-    from .tags import tag
-
     if bn not in BN_MODES:
         raise PlanError(f"unknown BatchNorm mode {bn!r}; choose one of {', '.join(BN_MODES)}")
-    tags = tag(plan, policy, **options)
+    tags = plan.tags(policy, **options)
     params: list[str] = []
     bn_modules: list[str] = []
     tagged = []

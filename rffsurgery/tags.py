@@ -151,7 +151,8 @@ def _paper(plan: "Plan", include_stem: bool = False, include_shortcuts: bool = F
             if (layer.name not in on_path and layer.name not in tagged and is_weight_layer(layer)
                     and res in levels and fresh.get(layer.name)):
                 tags.append(Tag(layer.name, f"off the main path: first weight layer at stride {_fmt(res)}"))
-    return sorted(tags, key=lambda t: list(plan.layers).index(t.name))
+    order = {name: i for i, name in enumerate(plan.layers)}
+    return sorted(tags, key=lambda t: order[t.name])
 
 
 def _growth(plan: "Plan", metric: str = "pixels", top_k: int | None = 4, threshold: float | None = None) -> list[Tag]:
