@@ -474,12 +474,6 @@ def _reduced(g: TensorGeom, dims: list[int], keep: bool) -> TensorGeom:
     return g.with_dims(tracks)
 
 
-def global_pool_keepdim(call: Call) -> Geo:
-    """timm's flatten/concat pooling helpers reduce over the spatial dims."""
-    g = _tensor_geo(call)
-    return _reduced(g, list(range(2, g.rank)), keep=len(call.out_shape) == g.rank)
-
-
 def normalise_over(last: Callable[[Call], int]) -> RuleFn:
     """Normalisation over the last ``last(call)`` dims (LayerNorm, RMSNorm, softmax over a dim).
 
