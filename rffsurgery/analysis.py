@@ -287,11 +287,11 @@ def analyze(
         spec = resolve(model)
         return _analyze_built(spec.build, spec.name, input_size, spec.input_size, strict, leaf_modules,
                               autowrap_functions)
-    size = parse_input_size(input_size, _declared_size(model) or (3, 224, 224))
+    size = parse_input_size(input_size, declared_input_size(model) or (3, 224, 224))
     return _analyze_module(model, name or type(model).__name__, size, strict, leaf_modules, autowrap_functions)
 
 
-def _declared_size(model: nn.Module) -> tuple[int, ...] | None:
+def declared_input_size(model: nn.Module) -> tuple[int, ...] | None:
     """The input size a model declares itself: ``default_input_size``, or torchvision's ``image_size``.
 
     The model's own attribute beats its pretrained weights' crop size: torchvision's
@@ -312,13 +312,13 @@ def _analyze_built(build: Callable[[str], nn.Module], name: str, input_size: Any
     except Exception:  # e.g. ``.tolist()`` on a meta tensor in __init__
         model = None
     if model is not None:
-        size = parse_input_size(input_size, _declared_size(model) or spec_size)
+        size = parse_input_size(input_size, declared_input_size(model) or spec_size)
         try:
             return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
         except ShapeError:
             pass
     model = build("cpu")
-    size = parse_input_size(input_size, _declared_size(model) or spec_size)
+    size = parse_input_size(input_size, declared_input_size(model) or spec_size)
     return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
 
 

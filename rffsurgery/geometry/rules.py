@@ -159,23 +159,17 @@ def conv(call: Call) -> Geo:
     return _spatial(call, n, [AxisMap.window(*a) for a in zip(k, s, p, d)])
 
 
-def conv_same_dynamic(call: Call) -> Geo:
-    """timm's Conv2dSame family: TensorFlow 'SAME' padding computed from the input size."""
+def same_dynamic(call: Call) -> Geo:
+    """timm's *2dSame convs and pools: TensorFlow 'SAME' padding computed from the input size."""
     m = call.module
-    sizes = call.in_shape[-2:]
-    maps = [
-        AxisMap.window(k, s, same_padding(n, k, s, d), d)
-        for n, k, s, d in zip(sizes, m.kernel_size, m.stride, m.dilation)
-    ]
+    k, s_, d = _ntuple(m.kernel_size, 2), _ntuple(m.stride, 2), _ntuple(getattr(m, "dilation", 1), 2)
+    maps = [AxisMap.window(ki, si, same_padding(n, ki, si, di), di) for n, ki, si, di in zip(call.in_shape[-2:], k, s_, d)]
     return _spatial(call, 2, maps)
 
 
 def cond_conv(call: Call) -> Geo:
     """timm's CondConv2d: a conv whose padding is static or TF-'SAME'."""
-    if getattr(call.module, "dynamic_padding", False):
-        return conv_same_dynamic(call)
-    m = call.module
-    return _spatial(call, 2, [AxisMap.window(*a) for a in zip(m.kernel_size, m.stride, _ntuple(m.padding, 2), m.dilation)])
+    return same_dynamic(call) if getattr(call.module, "dynamic_padding", False) else conv(call)
 
 
 def conv_transpose(call: Call) -> Geo:
@@ -234,15 +228,6 @@ def pool(n: int, has_dilation: bool = False) -> RuleFn:
 
     rule.__doc__ = pool.__doc__
     return rule
-
-
-def pool_same_dynamic(call: Call) -> Geo:
-    """timm's MaxPool2dSame/AvgPool2dSame: TF 'SAME' padding from the input size."""
-    m = call.module
-    k, s = _ntuple(m.kernel_size, 2), _ntuple(m.stride, 2)
-    d = _ntuple(getattr(m, "dilation", 1), 2)
-    maps = [AxisMap.window(ki, si, same_padding(n, ki, si, di), di) for n, ki, si, di in zip(call.in_shape[-2:], k, s, d)]
-    return _spatial(call, 2, maps)
 
 
 def adaptive_map(size_in: int, size_out: int) -> AxisMap | None:
@@ -754,7 +739,7 @@ TABLE: list[tuple[tuple, Rule]] = [
       f"{TIMM}inplace_abn.InplaceAbn"), Rule(pointwise, shape="broadcast", name="pointwise")),
     ((nn.Conv1d, nn.Conv2d, nn.Conv3d, F.conv1d, F.conv2d, F.conv3d), Rule(conv, name="conv")),
     ((f"{TIMM}conv2d_same.Conv2dSame", f"{TIMM}std_conv.StdConv2dSame", f"{TIMM}std_conv.ScaledStdConv2dSame"),
-     Rule(conv_same_dynamic, name="conv")),
+     Rule(same_dynamic, name="conv")),
     ((f"{TIMM}cond_conv2d.CondConv2d",), Rule(cond_conv, name="conv")),
     ((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, F.conv_transpose1d, F.conv_transpose2d,
       F.conv_transpose3d), Rule(conv_transpose, name="conv_transpose")),
@@ -764,7 +749,7 @@ TABLE: list[tuple[tuple, Rule]] = [
     ((nn.AvgPool1d, F.avg_pool1d, nn.LPPool1d), Rule(pool(1), name="pool")),
     ((nn.AvgPool2d, F.avg_pool2d, nn.LPPool2d), Rule(pool(2), name="pool")),
     ((nn.AvgPool3d, F.avg_pool3d, nn.LPPool3d), Rule(pool(3), name="pool")),
-    ((f"{TIMM}pool2d_same.MaxPool2dSame", f"{TIMM}pool2d_same.AvgPool2dSame"), Rule(pool_same_dynamic, name="pool")),
+    ((f"{TIMM}pool2d_same.MaxPool2dSame", f"{TIMM}pool2d_same.AvgPool2dSame"), Rule(same_dynamic, name="pool")),
     ((nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d, F.adaptive_avg_pool1d, F.adaptive_max_pool1d),
      Rule(adaptive_pool(1), name="adaptive_pool")),
     ((nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d),

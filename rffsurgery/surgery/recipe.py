@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..analysis import parse_input_size
+from ..analysis import declared_input_size, parse_input_size
 from . import conv3d, head
 from .select import Change, RewriteError, Skip, count_params
 
@@ -90,10 +90,10 @@ def rewrite(model: nn.Module | str, *, input_size: Any = None, meta_groups: int 
         from ..zoo import resolve
 
         spec = resolve(model)
-        name, before, size = model, spec.build("cpu"), parse_input_size(input_size, spec.input_size)
+        name, before, default = model, spec.build("cpu"), spec.input_size
     else:
-        name, before = None, model
-        size = parse_input_size(input_size, getattr(model, "default_input_size", (3, 224, 224)))
+        name, before, default = None, model, (3, 224, 224)
+    size = parse_input_size(input_size, declared_input_size(before) or default)  # as analyze chooses it
     after = copy.deepcopy(before)
     results = []
     if meta_groups is not None:

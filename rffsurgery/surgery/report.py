@@ -62,12 +62,21 @@ class Check:
 
 
 def check(rewritten: Rewritten, batch: int = 2) -> list[Check]:
-    """Trace, forward, backward and receptive fields of the rewritten model, against the original."""
-    return [_trace(rewritten.after), *_run(rewritten, batch), _rf(rewritten)]
+    """Trace, forward, backward and receptive fields of the rewritten model, against the original.
 
-
-def _trace(model: nn.Module) -> Check:
+    The rewritten model is traced once: its analysis carries the graph the trace check reports.
+    """
     try:
+        after: Plan | Exception = analyze(rewritten.after, rewritten.input_size)
+    except Exception as exc:  # an analysis failure is reported, not raised: the rewrite itself succeeded
+        after = exc
+    return [_trace(rewritten.after, after), *_run(rewritten, batch), _rf(rewritten, after)]
+
+
+def _trace(model: nn.Module, after: "Plan | Exception") -> Check:
+    if isinstance(after, Plan):
+        return Check("fx trace", True, f"{len(after.traced.graph.nodes)} nodes")
+    try:  # analysis failed: tell tracing failures from later ones
         traced = trace(model)
     except TraceError as exc:
         return Check("fx trace", False, str(exc).splitlines()[0])
@@ -107,13 +116,15 @@ def _last_local(plan: Plan) -> str | None:
     return local[-1] if local else None
 
 
-def _rf(rewritten: Rewritten) -> Check:
+def _rf(rewritten: Rewritten, after: "Plan | Exception") -> Check:
     """Every node the two graphs share (by name, and each replaced module's output) keeps its geometry."""
     try:
         before = analyze(rewritten.before, rewritten.input_size)
-        after = analyze(rewritten.after, rewritten.input_size)
     except Exception as exc:  # an analysis failure is reported, not raised: the rewrite itself succeeded
-        return Check("analyze", False, f"{type(exc).__name__}: {exc}")
+        before = exc
+    failed = next((e for e in (after, before) if isinstance(e, Exception)), None)
+    if failed is not None:
+        return Check("analyze", False, f"{type(failed).__name__}: {failed}")
     shared = list(dict.fromkeys([n for n in before.layers if n in after.layers] + [c.path for c in rewritten.changes]))
     changed = [n for n in shared if _geometry(before[n]) != _geometry(after[n])]
     parts = ["complete" if after.complete else
