@@ -19,6 +19,7 @@ from .geometry.algebra import AxisRF
 from .geometry.propagate import NodeState, ShapeError, propagate
 from .geometry.tensor import Misaligned, TensorGeom, Unknown
 from .trace import Traced, trace
+from .errors import RffError
 
 if TYPE_CHECKING:
     from .plan import FreezePlan, Schedule
@@ -31,7 +32,7 @@ _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpola
                    "pixel_unshuffle", "linear", "attention"}
 
 
-class UnknownOpError(RuntimeError):
+class UnknownOpError(RffError, RuntimeError):
     """Raised in strict mode when some op has no geometry rule."""
 
 

@@ -2,23 +2,58 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from . import __version__
+from .errors import RffError
 from .train.command import train_options
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+DEBUG_ENV = "RFFSURGERY_DEBUG"
+
+
+class _Group(click.Group):
+    """A click group with one error path: a user error is one line on stderr and exit code 1.
+
+    Library errors derived from :class:`~rffsurgery.errors.RffError` carry the message;
+    anything else is a bug and says how to see its traceback.  ``--debug`` (or
+    ``RFFSURGERY_DEBUG=1``) lets every exception through with its traceback.  Usage
+    errors stay click's (exit code 2).
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug") or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
+            click.echo(_message(exc), err=True)
+            ctx.exit(1)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, RffError):
+        return f"error: {exc}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (f"error: unexpected {type(exc).__name__}{': ' + first if first else ''} (a bug in rffsurgery; "
+            f"rerun with --debug or {DEBUG_ENV}=1 for the traceback and report it)")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rffsurgery")
-def main() -> None:
+@click.option("--debug", is_flag=True, help=f"Show the full traceback of any error (or set {DEBUG_ENV}=1).")
+def main(debug: bool) -> None:
     """Graph-level surgery on PyTorch models: exact receptive fields, freeze plans, rewrites."""
 
 
 def _fail(exc: Exception) -> None:
     click.echo(f"error: {exc}", err=True)
-    sys.exit(2)
+    sys.exit(1)
 
 
 def _schedule(epochs: str | None, every: int | None, start: int, stop: int | None):

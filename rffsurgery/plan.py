@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .errors import RffError
 
 if TYPE_CHECKING:
     from .analysis import Plan
@@ -42,7 +43,7 @@ BN_MODES = {
 }
 
 
-class PlanError(ValueError):
+class PlanError(RffError, ValueError):
     """A plan that is malformed, from a future schema, or does not match the model."""
 
 

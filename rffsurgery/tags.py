@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Sequence
 
+from .errors import RffError
+
 if TYPE_CHECKING:
     from .analysis import LayerRF, Plan
 
@@ -50,7 +52,7 @@ __all__ = ["POLICIES", "Tag", "TagError", "tag"]
 WEIGHT_RULES = frozenset({"conv", "conv_transpose", "linear"})
 
 
-class TagError(ValueError):
+class TagError(RffError, ValueError):
     """Bad policy options, or a policy that matches nothing it was asked to."""
 
 

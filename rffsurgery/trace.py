@@ -28,10 +28,12 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import fx, nn
 
+from .errors import RffError
+
 __all__ = ["TraceError", "Traced", "trace"]
 
 
-class TraceError(RuntimeError):
+class TraceError(RffError, RuntimeError):
     """The model cannot be traced by torch.fx; the message names the module and the fix."""
 
 

@@ -20,12 +20,14 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .errors import RffError
+
 __all__ = ["ModelNotFound", "ModelSpec", "resolve", "build"]
 
 DEFAULT_INPUT = (3, 224, 224)
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(RffError, LookupError):
     """The name matches no known model; the message lists close matches."""
 
 

@@ -140,11 +140,11 @@ def test_cli_formats():
     assert "features.1 " in every and "features.1 " not in table.output  # ReLU only with --all
 
 
-def test_cli_errors_are_one_line_with_exit_code_2():
+def test_cli_errors_are_one_line_with_exit_code_1():
     result = CliRunner().invoke(main, ["analyze", "resnet5O"])
-    assert result.exit_code == 2 and result.output.startswith("error: unknown model")
+    assert result.exit_code == 1 and result.output.startswith("error: unknown model")
     result = CliRunner().invoke(main, ["analyze", "resnet18", "--input-size", "huge"])
-    assert result.exit_code == 2 and "integers" in result.output
+    assert result.exit_code == 1 and "integers" in result.output
 
 
 def test_upsampling_stride_below_one_is_exact():

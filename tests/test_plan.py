@@ -164,12 +164,12 @@ def test_cli_export_show_and_refuse(tmp_path):
         assert name in shown.output
     assert runner.invoke(main, ["plan", "check", str(out), "resnet50"]).exit_code == 0
     mismatch = runner.invoke(main, ["plan", "check", str(out), "resnet34"])  # same names, other graph
-    assert mismatch.exit_code == 2 and "does not match the plan" in mismatch.output
+    assert mismatch.exit_code == 1 and "does not match the plan" in mismatch.output
     renamed = runner.invoke(main, ["plan", "check", str(out), "vgg11"])
-    assert renamed.exit_code == 2 and "no parameter" in renamed.output
+    assert renamed.exit_code == 1 and "no parameter" in renamed.output
     out.write_text("{not json")
     bad = runner.invoke(main, ["plan", "show", str(out)])
-    assert bad.exit_code == 2 and "not valid JSON" in bad.output
+    assert bad.exit_code == 1 and "not valid JSON" in bad.output
 
 
 def test_cli_plot_writes_a_png(tmp_path):

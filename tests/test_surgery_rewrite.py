@@ -199,6 +199,6 @@ def test_cli_rewrite(tmp_path):
 
 def test_cli_rewrite_errors():
     result = CliRunner().invoke(main, ["rewrite", "rff-base-cnn", "--meta-groups", "3"])
-    assert result.exit_code == 2 and "3 groups do not divide its 4096 input features" in result.output
+    assert result.exit_code == 1 and "3 groups do not divide its 4096 input features" in result.output
     result = CliRunner().invoke(main, ["rewrite", "rff-base-cnn"])
-    assert result.exit_code == 2 and "nothing to rewrite" in result.output
+    assert result.exit_code == 1 and "nothing to rewrite" in result.output

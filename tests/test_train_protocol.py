@@ -182,14 +182,14 @@ def test_cli_end_to_end_with_two_seeds(tmp_path):
 def test_cli_bad_input_messages(tmp_path):
     runner = CliRunner()
     missing = runner.invoke(main, ["train", "--data", "cifar100", "--data-root", str(tmp_path / "none")])
-    assert missing.exit_code == 2 and "CIFAR-100 not found" in missing.output
+    assert missing.exit_code == 1 and "CIFAR-100 not found" in missing.output
     unknown = runner.invoke(main, ["train", "--base", "disk,rign", "--transfer", "star", "--out", str(tmp_path)])
-    assert unknown.exit_code == 2 and "did you mean 'ring'" in unknown.output
+    assert unknown.exit_code == 1 and "did you mean 'ring'" in unknown.output
     (tmp_path / "bad.json").write_text("{}")
     plan = runner.invoke(main, ["train", "--plan", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o")])
-    assert plan.exit_code == 2 and "not a freeze plan" in plan.output
+    assert plan.exit_code == 1 and "not a freeze plan" in plan.output
     seeds = runner.invoke(main, ["train", "--seeds", "a-b"])
-    assert seeds.exit_code == 2 and "--seeds must look like" in seeds.output
+    assert seeds.exit_code == 1 and "--seeds must look like" in seeds.output
 
 
 def test_parse_seeds():

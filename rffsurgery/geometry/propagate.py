@@ -23,6 +23,7 @@ from torch import fx, nn
 from .call import Call, RuleError
 from .rules import lookup
 from .tensor import Geo, Misaligned, TensorGeom, Unknown
+from ..errors import RffError
 
 if TYPE_CHECKING:
     from ..trace import Traced
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["NodeState", "ShapeError", "propagate"]
 
 
-class ShapeError(RuntimeError):
+class ShapeError(RffError, RuntimeError):
     """The graph could not be run for shapes at the requested input size."""
 
 

@@ -15,11 +15,12 @@ from typing import Any, Iterable
 from torch import fx, nn
 
 from ..trace import Traced
+from ..errors import RffError
 
 __all__ = ["Change", "Rewrite", "RewriteError", "Skip", "called_modules", "count_params", "select"]
 
 
-class RewriteError(ValueError):
+class RewriteError(RffError, ValueError):
     """A rewrite cannot be applied as asked; the message says why and what would work."""
 
 

@@ -16,12 +16,14 @@ from typing import Any
 
 import torch
 
+from ..errors import RffError
+
 __all__ = ["CheckpointError", "FORMAT", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "rffsurgery.train-checkpoint/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RffError, RuntimeError):
     """A checkpoint that cannot be read or belongs to a different run; the file is left untouched."""
 
 

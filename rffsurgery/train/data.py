@@ -17,16 +17,17 @@ import torch
 
 from .seeding import generator
 from .splits import Split
+from ..errors import RffError
 
 __all__ = ["DatasetNotFound", "ImageFiles", "ImageTensors", "LabelledSource", "ProtocolData", "Source",
            "UnknownClassError", "holdout"]
 
 
-class DatasetNotFound(FileNotFoundError):
+class DatasetNotFound(RffError, FileNotFoundError):
     """The dataset folder or one of its files is missing; the message says what was expected."""
 
 
-class UnknownClassError(ValueError):
+class UnknownClassError(RffError, ValueError):
     """A class name that the dataset does not have; the message lists close matches."""
 
 

@@ -1,0 +1,24 @@
+"""The one base class of the errors a user can cause and fix.
+
+Every library error that a user can cause (a bad name, size, file, plan, dataset,
+an untraceable model …) derives from :class:`RffError`; its message is the single
+line the CLI prints: what failed, why, and what to do.  The CLI maps these to exit
+code 1 and never shows their traceback unless asked (``--debug`` or
+``RFFSURGERY_DEBUG=1``); anything else is a bug and is reported as one.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InvalidArgument", "OutputExists", "RffError"]
+
+
+class RffError(Exception):
+    """An error the user caused and can fix; ``str(exc)`` is the one-line message with the fix."""
+
+
+class OutputExists(RffError, FileExistsError):
+    """An output path already holds a file that would be replaced; pass ``--force`` / ``force=True``."""
+
+
+class InvalidArgument(RffError, ValueError):
+    """An option or API argument of the wrong type, out of range, or in a combination that makes no sense."""

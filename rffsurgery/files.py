@@ -1,0 +1,89 @@
+"""Writing user-visible output files: never over an existing file unless asked, always atomically.
+
+Every command that writes a file the user names (plans, plots, recipes, ONNX files,
+reports) goes through :func:`prepare_output` and :func:`atomic_output`, so that
+
+* an existing file is replaced only with ``force=True`` (the CLI's ``--force``),
+* a file the command is reading (the model's own source, the plan being checked)
+  is never written over, even with ``force``,
+* a crash never leaves half a file: the data goes to a temporary file in the same
+  folder that is renamed over the target at the end, and
+* the file gets ordinary permissions (``0666`` less the umask), not ``mkstemp``'s 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import OutputExists, RffError
+
+__all__ = ["atomic_output", "prepare_output", "write_text"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def prepare_output(path: str | os.PathLike[str], *, force: bool = False, option: str = "the output",
+                   reading: Iterable[str | os.PathLike[str]] = (), make_parents: bool = False) -> Path:
+    """Check that ``path`` can be written; return it as a :class:`Path`.
+
+    Raises :class:`RffError` (one line, with the fix) when the parent folder is missing,
+    is not a folder or is not writable, when ``path`` is a folder, when it is one of the
+    files being read, or (:class:`OutputExists`) when it exists and ``force`` is false.
+    """
+    path = Path(path)
+    parent = path.parent
+    if make_parents:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RffError(f"cannot create the folder {parent} for {option} ({exc.strerror}); choose another path") from None
+    if not parent.exists():
+        raise RffError(f"the folder {parent} for {option} does not exist; create it or choose another path")
+    if not parent.is_dir():
+        raise RffError(f"{parent} is not a folder, so {option} {path} cannot be written; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RffError(f"the folder {parent} is not writable; choose another path for {option}")
+    if path.is_dir():
+        raise RffError(f"{path} is a folder; give a file name for {option}")
+    if path.exists():
+        for source in reading:
+            with contextlib.suppress(OSError):
+                if path.samefile(source):
+                    raise RffError(f"{option} {path} is also an input of this command; write it somewhere else")
+        if not force:
+            raise OutputExists(f"{path} already exists: pass --force to replace it, or choose another path")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed over ``path``, else removed.
+
+    ``suffix`` keeps an extension for writers that look at it (matplotlib's ``savefig``).
+    """
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically with ordinary permissions (checks are the caller's: :func:`prepare_output`)."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
