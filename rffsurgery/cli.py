@@ -185,10 +185,11 @@ def plan_check(path: str, model: str, num_classes: int | None) -> None:
 
     try:
         loaded = FreezePlan.load(path)
-        loaded.check(resolve(model).build("meta", num_classes))
+        found = loaded.check(resolve(model).build("meta", num_classes))
     except (PlanError, ModelNotFound) as exc:
         _fail(exc)
-    click.echo(f"ok: {path} matches {model} ({len(loaded.parameter_names)} parameters to freeze)")
+    where = f" (the network at '{found}')" if found else ""
+    click.echo(f"ok: {path} matches {model}{where} ({len(loaded.parameter_names)} parameters to freeze)")
 
 
 @main.command()

@@ -204,7 +204,7 @@ def resnet18_plan(tmp_path_factory):
     return path
 
 
-def test_cli_resnet18_plan_freezes_exactly_its_layers_of_a_10_class_resnet18(resnet18_plan):
+def test_cli_resnet18_plan_freezes_exactly_its_layers_of_a_10_class_resnet18(resnet18_plan, one_thread):
     import torchvision
 
     plan = FreezePlan.load(resnet18_plan)
@@ -212,7 +212,7 @@ def test_cli_resnet18_plan_freezes_exactly_its_layers_of_a_10_class_resnet18(res
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
-    x, y = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
 
     def step():
         optimizer.zero_grad(set_to_none=False)

@@ -20,6 +20,11 @@ from rffsurgery.models import RFFBaseCNN
 from rffsurgery.plan import FreezeSchedule, PlanError, Schedule
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Tiny steps: a second OpenMP thread only adds contention."""
+
+
 @pytest.fixture()
 def net():
     torch.manual_seed(0)
