@@ -285,7 +285,7 @@ class FreezePlan:
                             f"{hint}; pass the network the plan was made for (e.g. model.net)")
         refusals = []
         for path, module in found if check else found[:1]:
-            reason = self.mismatch(module) if check else None
+            reason = self._mismatch(module) if check else None
             if reason is None:
                 if path:
                     log.info("freeze plan for %s applies to %s", self.model_name, describe(model, path))
@@ -299,7 +299,7 @@ class FreezePlan:
         raise PlanError(f"no submodule of {type(model).__name__} matches the plan for {self.model_name}: tried "
                         f"{tried}; pass the network the plan was made for (e.g. model.net)")
 
-    def mismatch(self, network: nn.Module) -> str | None:
+    def _mismatch(self, network: nn.Module) -> str | None:
         """Why ``network`` is not the one this plan was made for (``None`` when it is)."""
         modules = dict(network.named_modules())
         bad_bn = [m for m in self.bn_modules if not isinstance(modules.get(m), nn.modules.batchnorm._BatchNorm)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ class LitNet(L.LightningModule):
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = RFFBaseCNN()
+        self.net = RFFBaseCNN(width=8, hidden=16)  # small: Lightning runs it on CPU
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -48,27 +49,49 @@ class Snapshots(L.Callback):
         self._take(pl_module)
 
 
-@pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated")
-def test_callback_freezes_exactly_the_scheduled_epochs(tmp_path, one_thread):
+def _fit(tmp_path, **trainer_options):
+    """Fit LitNet for 3 epochs under a plan frozen in epoch 2; the callback and the parameter snapshots."""
     from rffsurgery.integrations.lightning import FreezePlanCallback
 
     torch.manual_seed(0)
     lit = LitNet()
     path = build_freeze_plan(analyze(lit.net), schedule=Schedule(epochs=(2,))).export(tmp_path / "plan.json")
     g = torch.Generator().manual_seed(1)
-    data = torch.utils.data.TensorDataset(torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 8, (16,), generator=g))
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 8, (8,), generator=g))
     freezer, snapshots = FreezePlanCallback(path), Snapshots()
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", devices=1, callbacks=[freezer, snapshots],
                         enable_progress_bar=False, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
-    trainer.fit(lit, torch.utils.data.DataLoader(data, batch_size=8))
+                        enable_model_summary=False, default_root_dir=tmp_path, **trainer_options)
+    environ = dict(os.environ)
+    try:
+        trainer.fit(lit, torch.utils.data.DataLoader(data, batch_size=4))
+    finally:  # a DDP strategy leaves its one-process group and MASTER_ADDR, LOCAL_RANK, … behind
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+    assert all(p.requires_grad for p in lit.parameters())
+    return freezer, snapshots.seen
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated")
+@pytest.mark.parametrize("strategy", ["auto", "ddp_find_unused_parameters_true"])
+def test_callback_freezes_exactly_the_scheduled_epochs(tmp_path, one_thread, strategy):
+    freezer, seen = _fit(tmp_path, strategy=strategy)
     assert freezer.target_path == "net"
     planned = set(freezer.plan.parameter_names)
-    assert len(snapshots.seen) == 4  # start of epochs 1, 2, 3 and the end
-    for epoch, (before, after) in enumerate(zip(snapshots.seen, snapshots.seen[1:]), start=1):
+    assert len(seen) == 4  # start of epochs 1, 2, 3 and the end
+    for epoch, (before, after) in enumerate(zip(seen, seen[1:]), start=1):
         unchanged = {n for n in before if torch.equal(before[n], after[n])}
         assert unchanged == (planned if epoch == 2 else set()), epoch
-    assert all(p.requires_grad for p in lit.parameters())
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated")
+def test_callback_refuses_a_ddp_strategy_that_cannot_skip_frozen_parameters(tmp_path, one_thread):
+    from rffsurgery.plan import PlanError
+
+    with pytest.raises(PlanError, match="ddp_find_unused_parameters_true"):
+        _fit(tmp_path, strategy="ddp")
 
 
 def test_import_rffsurgery_does_not_import_lightning():
