@@ -49,8 +49,9 @@ class FreezePlanCallback(pl.Callback):
             self.schedule = FreezeSchedule(pl_module, self.plan)  # checks the fingerprint once
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        assert self.schedule is not None, "setup('fit') builds the schedule before training starts"
         epoch = trainer.current_epoch + 1
-        if self.schedule is None or not self.schedule.is_frozen(epoch):
+        if not self.schedule.is_frozen(epoch):
             return
         if strict_ddp(trainer.strategy.model, "") is not None:
             raise PlanError(f"epoch {epoch} freezes parameters, which Lightning's DDP wrapper built without "
