@@ -27,17 +27,16 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__
-from .errors import InvalidArgument, RffError
+from .errors import RffError
 from .fingerprint import digest, first_difference, graph_lines
 from .tags import tag
 from .trace import TraceError, trace
 from .wrappers import candidates, describe, strict_ddp
 
 if TYPE_CHECKING:
-    from torch.nn.parallel import DistributedDataParallel
-
     from .analysis import Plan
 
 __all__ = ["BN_MODES", "FreezePlan", "FreezeSchedule", "PlanError", "Schedule", "build_freeze_plan", "ddp_frozen",
@@ -478,7 +477,7 @@ def _frozen(network: nn.Module, path: str, names: list[str], bn_names: list[str]
 
 @contextlib.contextmanager
 def ddp_frozen(model: nn.Module, plan: "FreezePlan | Sequence[str]", check: bool = True,
-               **ddp_options: Any) -> Iterator["DistributedDataParallel"]:
+               **ddp_options: Any) -> Iterator[DistributedDataParallel]:
     """Freeze the plan's parameters and yield a DistributedDataParallel built while they are frozen.
 
     DDP decides when it is built which parameters it all-reduces (those that require
@@ -498,11 +497,7 @@ def ddp_frozen(model: nn.Module, plan: "FreezePlan | Sequence[str]", check: bool
             else:
                 train_one_epoch(ddp)
     """
-    from torch.nn.parallel import DistributedDataParallel
-
     inner = model.module if isinstance(model, DistributedDataParallel) else model
-    if isinstance(inner, DistributedDataParallel):
-        raise InvalidArgument("ddp_frozen got a DistributedDataParallel inside another; pass the outer one")
     with freeze(inner, plan, check=check):
         yield DistributedDataParallel(inner, **ddp_options)
 
