@@ -335,7 +335,7 @@ def per_run_epochs(cfg: ProtocolConfig) -> dict[str, int]:
 
 def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, split: str, path: Path) -> None:
     world = current().size
-    if state.get("world_size", 1) != world:
+    if state.get("world_size", 1) != world and state.get("stage") != "done":
         raise CheckpointError(f"{path} was written by a run of {state.get('world_size', 1)} process(es), this one "
                               f"has {world}: resume with the same number (torchrun --nproc_per_node) so that the "
                               "numbers match an uninterrupted run")
