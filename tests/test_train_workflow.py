@@ -190,3 +190,37 @@ def test_a_finished_run_keeps_no_model_copies(tmp_path):
     assert state["stage"] == "done" and set(state) == {"format", "stage", "config", "seed", "split", "world_size",
                                                        "history", "result"}
     assert not any(isinstance(v, torch.Tensor) for v in state["result"].values())
+
+
+# -- the GPU code path, run on the CPU for logic ---------------------------------------------------------------------
+def test_mixed_precision_path_runs_on_cpu():
+    """Autocast, the float16 GradScaler and channels_last inputs: what CUDA runs, here for logic, not speed."""
+    from dataclasses import replace
+
+    from rffsurgery.train.data import ImageTensors
+    from rffsurgery.train.loop import evaluate, make_batches, train_epoch
+
+    runtime = replace(select_device("cpu"), amp_dtype=torch.float16)
+    torch.manual_seed(0)
+    data = ImageTensors(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 2, ("a", "b"))
+    model = RFFBaseCNN(2).to(memory_format=torch.channels_last)
+    before = model.features[0].weight.detach().clone()
+    stats = train_epoch(model, make_batches(data, runtime, 4), torch.optim.Adam(model.parameters()), runtime, 0)
+    assert stats.images == 8 and 0 <= stats.accuracy <= 1 and stats.loss > 0
+    assert not torch.equal(before, model.features[0].weight)
+    loss, accuracy = evaluate(model, make_batches(data, runtime, 4), runtime)
+    assert loss > 0 and 0 <= accuracy <= 1
+
+
+@pytest.mark.slow
+def test_bench_train_runs_the_gpu_settings_on_cpu(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "benchmarks/bench_train.py", "--quick", "--device", "cpu", "--amp", "fp16",
+                          "--images", "16", "--batch", "8", "--rounds", "1", "--threads", "1"], cwd=root,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "device cpu (amp float16, channels_last)" in run.stdout and "RFF epoch / normal epoch time" in run.stdout
