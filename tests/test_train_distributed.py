@@ -133,3 +133,42 @@ def test_resume_under_torchrun_reproduces_the_uninterrupted_run(tmp_path):
     assert strip(logs[0]) == strip(logs[1])
     one = CliRunner().invoke(main, [*args, "--out", out, "--resume"])
     assert one.exit_code == 0, one.output  # a finished run is read back whatever the process count
+
+
+def test_each_rank_takes_its_part_of_the_same_global_batches(tmp_path):
+    """No processes needed: a World with a rank and a size only decides which indices a process takes."""
+    import torch
+    from PIL import Image
+
+    from rffsurgery.train import select_device
+    from rffsurgery.train.distributed import World
+    from rffsurgery.train.folder import image_folder
+    from rffsurgery.train.loop import TensorBatches, make_batches
+
+    def steps(batches, world, seed=3):
+        return list(batches.steps(torch.Generator().manual_seed(seed), world))
+
+    batches = TensorBatches(torch.arange(11.0), torch.arange(11), 4)  # global batches 4, 4, 3
+    one = steps(batches, World())
+    parts = [steps(batches, World(rank, 3)) for rank in range(3)]
+    assert [total for _, _, total in one] == [4, 4, 3]
+    for i, (x, _, total) in enumerate(one):
+        mine = [part[i] for part in parts]
+        assert torch.equal(torch.cat([m[0] for m in mine]), x)  # the same images, in order, split in rank order
+        assert [len(m[1]) for m in mine] == ([2, 1, 1] if total == 4 else [1, 1, 1])
+        assert all(m[2] == total for m in mine)
+    assert [len(s) for s in (steps(TensorBatches(torch.arange(9.0), torch.arange(9), 4), World(r, 2))
+                             for r in range(2))] == [2, 2]  # the last batch (1 image < 2 processes) is dropped
+    evaluation = [list(batches.steps(None, World(r, 2))) for r in range(2)]
+    assert sorted(torch.cat([y for part in evaluation for _, y, _ in part]).tolist()) == list(range(11))
+
+    for name in "ab":
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / name / f"{i}.png")
+    files = make_batches(image_folder(tmp_path, 8).load(["a", "b"]), select_device("cpu"), 4, workers=0)
+    whole = steps(files, World())
+    halves = [steps(files, World(r, 2)) for r in range(2)]
+    for i, (x, y, total) in enumerate(whole):
+        assert torch.equal(torch.cat([halves[0][i][0], halves[1][i][0]]), x)
+        assert halves[0][i][2] == halves[1][i][2] == total
