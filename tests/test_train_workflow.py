@@ -45,7 +45,7 @@ def rewritten(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("kind", ["conv3d", "meta"])
 def test_train_runs_a_rewrite_folder(rewritten, kind, tmp_path):
-    run = _train(["--model", str(rewritten[kind])], tmp_path)
+    run = _train(["--model", str(rewritten[kind]), "--per-class", "5"], tmp_path)
     assert run.exit_code == 0, run.output
     report = json.loads((tmp_path / "report.json").read_text())
     (result,) = report["runs"]

@@ -122,6 +122,9 @@ def _experiment_2(o: dict[str, Any], splits: list) -> bool:
     if second and first:
         raise InvalidArgument(f"--split mixes experiment 1 ({', '.join(sorted(first))}) and experiment 2 "
                               f"({', '.join(sorted(second))}), which differ in how n is chosen: run them separately")
+    if second and not o["until_overfit"]:
+        click.echo(f"note: split(s) {', '.join(sorted(second))} are experiment 2: training until the onset of "
+                   "overfitting (--until-overfit)", err=True)
     return o["until_overfit"] or bool(second)
 
 

@@ -43,7 +43,8 @@ Step = tuple[torch.Tensor, torch.Tensor, int]
 """This process's inputs and labels of one step, and the size of the step's global batch."""
 
 
-def _global_batches(size: int, batch_size: int, g: torch.Generator | None, world: World) -> Iterator[tuple[torch.Tensor, int]]:
+def _global_batches(size: int, batch_size: int, g: torch.Generator | None,
+                    world: World) -> Iterator[tuple[torch.Tensor, int]]:
     """Per step: this rank's indices and the global batch size (shuffled by ``g``, in order without it).
 
     In training (``g`` given) a last global batch smaller than the world is dropped, as every

@@ -198,7 +198,8 @@ class _Run:
         from ..plan import FreezePlan, PlanError
 
         if self.cfg.plan is None:
-            plan = analyze(model, input_size).freeze_plan(policy=self.cfg.policy, bn=self.cfg.bn, **self._policy_options())
+            plan = analyze(model, input_size).freeze_plan(policy=self.cfg.policy, bn=self.cfg.bn,
+                                                          **self._policy_options())
         else:
             plan = FreezePlan.load(self.cfg.plan)
             try:
