@@ -43,14 +43,15 @@ Step = tuple[torch.Tensor, torch.Tensor, int]
 """This process's inputs and labels of one step, and the size of the step's global batch."""
 
 
-def _global_batches(size: int, batch_size: int, g: torch.Generator | None,
-                    world: World) -> Iterator[tuple[torch.Tensor, int]]:
-    """Per step: this rank's indices and the global batch size (shuffled by ``g``, in order without it).
+def _global_batches(size: int, batch_size: int, g: torch.Generator | None, world: World,
+                    device: torch.device | None = None) -> Iterator[tuple[torch.Tensor, int]]:
+    """Per step: this rank's indices (on ``device``) and the global batch size (shuffled by ``g``, else in order).
 
     In training (``g`` given) a last global batch smaller than the world is dropped, as every
     process must take part in every step; evaluation (no ``g``) skips empty parts instead.
+    The order is drawn on the CPU (the same numbers on every device) and copied once.
     """
-    order = torch.arange(size) if g is None else torch.randperm(size, generator=g)
+    order = (torch.arange(size) if g is None else torch.randperm(size, generator=g)).to(device)
     for i in range(0, size, batch_size):
         chunk = order[i:i + batch_size]
         if g is not None and len(chunk) < world.size:
@@ -93,8 +94,7 @@ class TensorBatches(_Epochs):
             for i in range(0, self.size, self.batch_size):
                 yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size], min(self.batch_size, self.size - i)
             return
-        for index, total in _global_batches(self.size, self.batch_size, g, world):
-            index = index.to(self.x.device)
+        for index, total in _global_batches(self.size, self.batch_size, g, world, self.x.device):
             yield self.x[index], self.y[index], total
 
 
