@@ -37,17 +37,29 @@ def full(one_thread, tmp_path_factory):
     calls = {}
     real = protocol.train_epoch
 
-    def spy(model, batches, optimizer, runtime, epoch_seed, augment=None, l1=0.0, desc=""):
+    def spy(model, batches, optimizer, runtime, epoch_seed, augment=None, l1=0.0, desc="", **kw):
         before = _clone(model.state_dict())
-        stats = real(model, batches, optimizer, runtime, epoch_seed, augment, l1, desc)
+        stats = real(model, batches, optimizer, runtime, epoch_seed, augment, l1, desc, **kw)
         calls[desc.split(" ", 3)[3]] = (before, _clone(model.state_dict()))  # "branch rff 3" etc.
         return stats
 
     out = tmp_path_factory.mktemp("full")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(protocol, "train_epoch", spy)
+        stages = _record_stages(mp)
         result = run_protocol(CFG, SOURCE.protocol_data(SPLIT, 0), 0, out / "run", split="g.1")
-    return result, calls, load_checkpoint(out / "run" / "checkpoint.pt"), out / "run"
+    return result, calls, {**load_checkpoint(out / "run" / "checkpoint.pt"), **stages}, out / "run"
+
+
+def _record_stages(mp: pytest.MonkeyPatch) -> dict:
+    """What the branch and transfer stages return (their model states): the final checkpoint keeps no models."""
+    stages = {}
+    for name in ("branch", "transfer"):
+        def wrapper(self, *args, _real=getattr(protocol._Run, name), _name=name):
+            stages[_name] = _real(self, *args)
+            return stages[_name]
+        mp.setattr(protocol._Run, name, wrapper)
+    return stages
 
 
 def test_result_and_logs(full):
@@ -151,13 +163,14 @@ def test_experiment_2_mode_with_finetuning_and_regularisation(tmp_path):
     cfg = ProtocolConfig(until_overfit=True, max_epochs=3, patience=1, transfer_epochs=1, finetune=True,
                          batch_size=32, dropout=0.2, weight_decay=1e-4, l1=1e-6, device="cpu",
                          augment=Augment(flip=True, rotation=10, zoom=0.1))
-    result = run_protocol(cfg, SOURCE.protocol_data(SPLIT, 1), 1, tmp_path, split="g.1")
+    with pytest.MonkeyPatch.context() as mp:
+        stages = _record_stages(mp)
+        result = run_protocol(cfg, SOURCE.protocol_data(SPLIT, 1), 1, tmp_path, split="g.1")
     base = [r for r in json.loads((tmp_path / "log.json").read_text()) if r["stage"] == "base"]
     losses = [r["val_loss"] for r in base]
     assert result["n"] == 1 + losses.index(min(losses))
     assert result["onset_detected"] == (len(base) - result["n"] >= 1)
-    state = load_checkpoint(tmp_path / "checkpoint.pt")
-    body, final = state["branch"]["states"]["rff"], state["transfer"]["states"]["rff"]
+    body, final = stages["branch"]["states"]["rff"], stages["transfer"]["states"]["rff"]
     assert not torch.equal(body["features.0.weight"], final["features.0.weight"])  # fine-tuning moves the body
     assert final["classifier.3.1.weight"].shape == (2, 64)  # Sequential(Dropout, Linear) head
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import click
+from click.core import ParameterSource
+
+from ..errors import InvalidArgument
 
 __all__ = ["parse_seeds", "run_command", "train_options"]
 
 _OPTIONS = [
     click.option("--model", default="rff-base-cnn", show_default=True,
-                 help="Model (rff-base-cnn, resnet50, timm:…, pkg.mod:factory); its head is sized for the classes."),
+                 help="Model (rff-base-cnn, resnet50, timm:…, pkg.mod:factory) or a 'rffsurgery rewrite --out' "
+                      "folder; its head is sized for the classes."),
     click.option("--data", "data", type=click.Choice(["generated", "cifar100", "folder"]), default="generated",
                  show_default=True,
                  help="Built-in generated shapes, CIFAR-100 (torchvision layout) or an ImageFolder tree."),
@@ -20,7 +27,8 @@ _OPTIONS = [
     click.option("--download", is_flag=True,
                  help="Download CIFAR-100 into --data-root if it is missing (needs internet)."),
     click.option("--split", "split", default=None,
-                 help="Split name(s): 1.1 … 1.10 (CIFAR-100), g.1/g.2 (generated), a comma list, or 'all'."),
+                 help="Split name(s): 1.1 … 1.10 (CIFAR-100), g.1/g.2 (generated), a comma list, or 'all'; "
+                      "2.1 … 2.10 are experiment 2 and imply --until-overfit."),
     click.option("--base", default=None,
                  help="Comma-separated base class names (a custom split; needs --transfer)."),
     click.option("--transfer", default=None, help="Comma-separated transfer class names (a custom split)."),
@@ -49,10 +57,15 @@ _OPTIONS = [
     click.option("--plan", "plan", type=click.Path(path_type=Path),
                  help="Freeze plan JSON (default: made from the model)."),
     click.option("--policy", default="paper", show_default=True, help="Tagging policy when no --plan is given."),
+    click.option("--select", "select", multiple=True, metavar="GLOB",
+                 help="--policy names: node names or glob patterns to freeze (repeatable)."),
     click.option("--bn", type=click.Choice(["train", "freeze-affine", "freeze"]), default="train", show_default=True,
                  help="BatchNorm handling in the RFF epoch when no --plan is given."),
     click.option("--device", default="auto", show_default=True, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps."),
     click.option("--no-amp", is_flag=True, help="Disable mixed precision on GPU."),
+    click.option("--memory-format", type=click.Choice(["auto", "channels-last", "contiguous"]), default="auto",
+                 show_default=True,
+                 help="auto: channels_last on CUDA/CPU unless the model has 5-D weights (Conv3d), then contiguous."),
     click.option("--deterministic", is_flag=True, help="Deterministic GPU kernels (exact --resume on GPU)."),
     click.option("--workers", default=2, show_default=True, help="DataLoader workers for folder data."),
     click.option("--threads", default=None, type=int, help="CPU threads for torch (default: torch's choice)."),
@@ -90,8 +103,8 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _source(o: dict[str, Any]):
-    from ..zoo import resolve
     from . import GeneratedSource, cifar100, image_folder
+    from .model import model_input_size
 
     if o["data"] == "generated":
         return GeneratedSource(per_class=o["per_class"], cue=o["cue"])
@@ -99,7 +112,46 @@ def _source(o: dict[str, Any]):
         raise ValueError(f"--data {o['data']} needs --data-root")
     if o["data"] == "cifar100":
         return cifar100(o["data_root"], download=o["download"])
-    return image_folder(o["data_root"], o["image_size"] or resolve(o["model"]).input_size[-1])
+    return image_folder(o["data_root"], o["image_size"] or model_input_size(o["model"])[-1])
+
+
+def _experiment_2(o: dict[str, Any], splits: list) -> bool:
+    """``--until-overfit``, implied by split names 2.x (experiment 2); a mix of 1.x and 2.x is refused."""
+    second = {s.name for s in splits if s.name.startswith("2.")}
+    first = {s.name for s in splits if s.name.startswith("1.")}
+    if second and first:
+        raise InvalidArgument(f"--split mixes experiment 1 ({', '.join(sorted(first))}) and experiment 2 "
+                              f"({', '.join(sorted(second))}), which differ in how n is chosen: run them separately")
+    if second and not o["until_overfit"]:
+        click.echo(f"note: split(s) {', '.join(sorted(second))} are experiment 2: training until the onset of "
+                   "overfitting (--until-overfit)", err=True)
+    return o["until_overfit"] or bool(second)
+
+
+def _main_process() -> bool:
+    """Whether this is the process that talks (rank 0 under torchrun, which sets RANK)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def resume_command() -> str:
+    """The command line that continues this run: the options given (not the defaults) plus ``--resume``."""
+    ctx = click.get_current_context()
+    words = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            words += [flag] if value else []
+        else:
+            words += [w for v in (value if param.multiple else [value]) for w in (flag, str(v))]
+    if "--resume" not in words:
+        words.append("--resume")
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    launcher = ["torchrun", "--nproc_per_node", os.environ.get("LOCAL_WORLD_SIZE", str(world)), "-m", "rffsurgery"] \
+        if world > 1 else ["rffsurgery"]
+    return shlex.join(launcher + ctx.command_path.split()[1:] + words)
 
 
 def run_command(**o: Any) -> None:
@@ -121,15 +173,24 @@ def run_command(**o: Any) -> None:
     else:
         splits = resolve_splits(o["split"] or next(iter(source.splits)), source.splits)
     cfg = ProtocolConfig(
-        model=o["model"], epochs=o["epochs"], until_overfit=o["until_overfit"], max_epochs=o["max_epochs"],
+        model=o["model"], epochs=o["epochs"], until_overfit=_experiment_2(o, splits), max_epochs=o["max_epochs"],
         patience=o["patience"], transfer_epochs=o["transfer_epochs"], finetune=o["finetune"],
         optimizer=o["optimizer"], batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"],
         l1=o["l1"], dropout=o["dropout"], augment=Augment(o["flip"], o["rotation"], o["zoom"]),
-        plan=str(o["plan"]) if o["plan"] else None, policy=o["policy"], bn=o["bn"], device=o["device"],
-        amp=not o["no_amp"], deterministic=o["deterministic"], workers=o["workers"],
+        plan=str(o["plan"]) if o["plan"] else None, policy=o["policy"], select=tuple(o["select"]), bn=o["bn"],
+        device=o["device"], amp=not o["no_amp"], deterministic=o["deterministic"], workers=o["workers"],
+        memory_format=o["memory_format"],
     )
-    report = run_experiment(cfg, source, splits, parse_seeds(o["seeds"]), o["out"], resume=o["resume"],
-                            stop_after=o["stop_after"], plots=not o["no_plots"], log=click.echo)
+    try:
+        report = run_experiment(cfg, source, splits, parse_seeds(o["seeds"]), o["out"], resume=o["resume"],
+                                stop_after=o["stop_after"], plots=not o["no_plots"], log=click.echo)
+    except KeyboardInterrupt:
+        if _main_process():
+            click.echo(f"\ninterrupted: the last checkpoint in {o['out']} is safe (checkpoints are replaced "
+                       f"atomically); continue with:\n  {resume_command()}", err=True)
+        sys.exit(130)
+    if not _main_process():
+        return
     if report is None:
         click.echo(f"stopped after the {o['stop_after']} stage; continue with --resume (checkpoints in {o['out']})")
         return

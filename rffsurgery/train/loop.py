@@ -4,7 +4,8 @@ Small datasets (CIFAR subsets, the generated set, cached features) live on the
 device as one normalised float tensor and are indexed per batch, which avoids the
 DataLoader's per-sample collation and host→device copies; folder datasets stream
 through a DataLoader with workers and pinned memory.  Either way the loop sees
-``batches.epoch(generator)`` yielding device tensors.
+``batches.steps(generator, world)`` yielding device tensors: this process's part of
+each global batch (all of it in a one-process run, see :mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,9 @@ from torch.utils.data import DataLoader, Sampler
 from .augment import Augment
 from .data import ImageFiles, Images, ImageTensors
 from .device import Runtime
+from .distributed import World
 from .folder import FileDataset
-from .seeding import seed_everything
+from .seeding import generator, seed_everything
 
 __all__ = ["Batches", "EpochStats", "LoaderBatches", "TensorBatches", "evaluate", "extract_features",
            "make_batches", "train_epoch"]
@@ -37,15 +39,48 @@ def _normalize(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255 - MEAN) / STD
 
 
+Step = tuple[torch.Tensor, torch.Tensor, int]
+"""This process's inputs and labels of one step, and the size of the step's global batch."""
+
+
+def _global_batches(size: int, batch_size: int, g: torch.Generator | None, world: World,
+                    device: torch.device | None = None) -> Iterator[tuple[torch.Tensor, int]]:
+    """Per step: this rank's indices (on ``device``) and the global batch size (shuffled by ``g``, else in order).
+
+    In training (``g`` given) a last global batch smaller than the world is dropped, as every
+    process must take part in every step; evaluation (no ``g``) skips empty parts instead.
+    The order is drawn on the CPU (the same numbers on every device) and copied once.
+    """
+    order = (torch.arange(size) if g is None else torch.randperm(size, generator=g)).to(device)
+    for i in range(0, size, batch_size):
+        chunk = order[i:i + batch_size]
+        if g is not None and len(chunk) < world.size:
+            return
+        mine = world.shard(chunk)
+        if len(mine):
+            yield mine, len(chunk)
+
+
 class Batches(Protocol):
     size: int
+    batch_size: int
 
     def __len__(self) -> int: ...
+
+    def steps(self, g: torch.Generator | None, world: World = World()) -> Iterator[Step]: ...
 
     def epoch(self, g: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
-class TensorBatches:
+class _Epochs:
+    """``epoch(g)``: the whole of every batch, for one process."""
+
+    def epoch(self, g: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y, _ in self.steps(g):  # type: ignore[attr-defined]
+            yield x, y
+
+
+class TensorBatches(_Epochs):
     """Inputs ``x`` and labels ``y`` already on the device; shuffled per epoch by index."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
@@ -54,47 +89,46 @@ class TensorBatches:
     def __len__(self) -> int:
         return math.ceil(self.size / self.batch_size)
 
-    def epoch(self, g: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if g is None:
+    def steps(self, g: torch.Generator | None, world: World = World()) -> Iterator[Step]:
+        if g is None and not world.parallel:  # plain slices: no gather
             for i in range(0, self.size, self.batch_size):
-                yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
+                yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size], min(self.batch_size, self.size - i)
             return
-        order = torch.randperm(self.size, generator=g).to(self.x.device)
-        for i in range(0, self.size, self.batch_size):
-            index = order[i:i + self.batch_size]
-            yield self.x[index], self.y[index]
+        for index, total in _global_batches(self.size, self.batch_size, g, world, self.x.device):
+            yield self.x[index], self.y[index], total
 
 
-class _OrderSampler(Sampler[int]):
-    """Yields whatever order the current epoch set (the DataLoader keeps one sampler for its life)."""
+class _StepSampler(Sampler[list[int]]):
+    """Yields the index lists the current epoch set (the DataLoader keeps one batch sampler for its life)."""
 
-    def __init__(self, size: int) -> None:
-        self.order: Sequence[int] = range(size)
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order)
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
 
     def __len__(self) -> int:
-        return len(self.order)
+        return len(self.batches)
 
 
-class LoaderBatches:
+class LoaderBatches(_Epochs):
     """Image files decoded by DataLoader workers into pinned memory, normalised on the device."""
 
     def __init__(self, files: ImageFiles, runtime: Runtime, batch_size: int, workers: int) -> None:
-        self.size, self.runtime = len(files), runtime
-        self.sampler = _OrderSampler(self.size)
-        self.loader = DataLoader(FileDataset(files), batch_size=batch_size, sampler=self.sampler,
-                                 num_workers=workers, pin_memory=runtime.pin_memory, persistent_workers=workers > 0)
+        self.size, self.batch_size, self.runtime = len(files), batch_size, runtime
+        self.sampler = _StepSampler()
+        self.loader = DataLoader(FileDataset(files), batch_sampler=self.sampler, num_workers=workers,
+                                 pin_memory=runtime.pin_memory, persistent_workers=workers > 0)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return math.ceil(self.size / self.batch_size)
 
-    def epoch(self, g: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.sampler.order = range(self.size) if g is None else torch.randperm(self.size, generator=g).tolist()
-        for images, labels in self.loader:
+    def steps(self, g: torch.Generator | None, world: World = World()) -> Iterator[Step]:
+        plan = list(_global_batches(self.size, self.batch_size, g, world))
+        self.sampler.batches = [index.tolist() for index, _ in plan]
+        for (images, labels), (_, total) in zip(self.loader, plan):
             x = _normalize(images.to(self.runtime.device, non_blocking=True))
-            yield x, labels.to(self.runtime.device, non_blocking=True)
+            yield x, labels.to(self.runtime.device, non_blocking=True), total
 
 
 def make_batches(data: Images, runtime: Runtime, batch_size: int, workers: int = 0) -> Batches:
@@ -128,52 +162,65 @@ def _prepare(x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
 
 
 def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, runtime: Runtime,
-                epoch_seed: int, augment: Augment | None = None, l1: float = 0.0, desc: str = "train") -> EpochStats:
+                epoch_seed: int, augment: Augment | None = None, l1: float = 0.0, desc: str = "train",
+                world: World = World()) -> EpochStats:
     """One pass over ``batches`` in an order (and augmentation, dropout) fixed by ``epoch_seed``.
 
     ``l1`` adds ``l1 · Σ|w|`` over trainable weight tensors (not biases or norms); L2 is
     the optimizer's weight decay.  Loss scaling (float16 only) restarts each epoch so
-    that an epoch's result depends on nothing but the checkpointed state.
+    that an epoch's result depends on nothing but the checkpointed state.  With several
+    processes (``world``) the model is wrapped in DDP over its trainable parameters for
+    this epoch and each process trains on its part of every global batch.
     """
+    net = world.wrap(model)
     model.train()
     g = torch.Generator().manual_seed(epoch_seed)
-    seed_everything(epoch_seed, "global")
+    rank = (world.rank,) if world.parallel else ()
+    seed_everything(epoch_seed, "global", *rank)
+    augment_g = generator(epoch_seed, "augment", *rank) if world.parallel else g
     scaler = torch.amp.GradScaler(runtime.device.type, init_scale=2.0**12,
                                   enabled=runtime.amp_dtype == torch.float16)
     weights = [p for p in model.parameters() if p.requires_grad and p.dim() > 1] if l1 else []
     total = torch.zeros((), device=runtime.device)
     correct = torch.zeros((), device=runtime.device, dtype=torch.int64)
+    seen = 0
     start = time.perf_counter()
-    for x, y in _progress(batches, batches.epoch(g), desc):
+    steps = batches.steps(g, world)
+    for x, y, batch in _progress(batches, steps, desc) if world.main else steps:
         if augment is not None and augment.active:
-            x = augment(x, g)
+            x = augment(x, augment_g)
         with runtime.autocast():
-            out = model(_prepare(x, runtime))
+            out = net(_prepare(x, runtime))
             loss = ce = F.cross_entropy(out, y)
+        if world.parallel:  # DDP averages over processes: make that the global batch's mean
+            loss = ce * (len(y) * world.size / batch)
         if weights:
-            loss = ce + l1 * sum(w.abs().sum() for w in weights)
+            loss = loss + l1 * sum(w.abs().sum() for w in weights)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         total += ce.detach() * len(y)
         correct += (out.argmax(1) == y).sum()
-    loss_sum, hits = total.item(), correct.item()  # one device sync per epoch
-    return EpochStats(loss_sum / batches.size, hits / batches.size, time.perf_counter() - start, batches.size)
+        seen += len(y)
+    world.sync_buffers(model)
+    loss_sum, hits, seen = world.sum([total, correct, torch.tensor(seen)])  # one device sync per epoch
+    return EpochStats(loss_sum / seen, hits / seen, time.perf_counter() - start, int(seen))
 
 
-def evaluate(model: nn.Module, batches: Batches, runtime: Runtime) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy in eval mode."""
+def evaluate(model: nn.Module, batches: Batches, runtime: Runtime, world: World = World()) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy in eval mode (each process takes its part; the sums are shared)."""
     model.eval()
     total = torch.zeros((), device=runtime.device)
     correct = torch.zeros((), device=runtime.device, dtype=torch.int64)
     with torch.inference_mode():
-        for x, y in batches.epoch(None):
+        for x, y, _ in batches.steps(None, world):
             with runtime.autocast():
                 out = model(_prepare(x, runtime))
             total += F.cross_entropy(out.float(), y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
-    return total.item() / batches.size, correct.item() / batches.size
+    loss_sum, hits = world.sum([total, correct])
+    return loss_sum / batches.size, hits / batches.size
 
 
 def extract_features(body: nn.Module, batches: Batches, runtime: Runtime, batch_size: int) -> TensorBatches:

@@ -8,9 +8,11 @@ the head becomes ``Sequential(Dropout(p), Linear)``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
 
-__all__ = ["build_model", "find_head", "head_in_features", "make_head", "set_module"]
+__all__ = ["build_model", "find_head", "head_in_features", "make_head", "model_input_size", "set_module"]
 
 
 def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
@@ -38,13 +40,50 @@ def head_in_features(model: nn.Module, path: str) -> int:
     return linear.in_features
 
 
-def build_model(name: str, num_classes: int, dropout: float = 0.0) -> tuple[nn.Module, str, tuple[int, ...]]:
-    """Build ``name`` on CPU with a ``num_classes`` head; returns the model, its head path and input size."""
-    from ..zoo import resolve
+def _rewrite_folder(name: str) -> Path | None:
+    """``name`` as a ``rffsurgery rewrite --out`` folder, ``None`` when it is a model name."""
+    from ..surgery.recipe import RECIPE_FILE
+    from ..zoo import ModelNotFound
 
-    spec = resolve(name)
-    model = spec.build("cpu")
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return None
+    if not (path / RECIPE_FILE).is_file():
+        raise ModelNotFound(f"{name} is a folder without {RECIPE_FILE}: --model takes a model name or a folder "
+                            "written by 'rffsurgery rewrite --out DIR'")
+    return path
+
+
+def model_input_size(name: str) -> tuple[int, ...]:
+    """The input size ``name`` is normally used at: the zoo's, or the one recorded in a rewrite recipe."""
+    folder = _rewrite_folder(name)
+    if folder is None:
+        from ..zoo import resolve
+
+        return tuple(resolve(name).input_size)
+    import json
+
+    from ..surgery.recipe import RECIPE_FILE, Recipe
+
+    return tuple(Recipe.from_dict(json.loads((folder / RECIPE_FILE).read_text())).input_size)
+
+
+def build_model(name: str, num_classes: int, dropout: float = 0.0) -> tuple[nn.Module, str, tuple[int, ...]]:
+    """Build ``name`` on CPU with a ``num_classes`` head; returns the model, its head path and input size.
+
+    ``name`` is a zoo name or a ``rffsurgery rewrite --out`` folder, whose recipe is replayed
+    and whose weights are loaded (tensors only, ``weights_only=True``) before the head is resized.
+    """
+    folder = _rewrite_folder(name)
+    if folder is None:
+        from ..zoo import resolve
+
+        model = resolve(name).build("cpu")
+    else:
+        from ..surgery.recipe import load
+
+        model = load(folder)
     path = find_head(model)
     set_module(model, path, make_head(model.get_submodule(path).in_features, num_classes, dropout))
-    return model, path, tuple(spec.input_size)
+    return model, path, model_input_size(name)
 

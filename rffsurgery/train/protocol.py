@@ -19,13 +19,21 @@
 A checkpoint is written atomically after every base epoch, after the branch and at the
 end; with ``resume`` a run continues from it and reproduces the uninterrupted numbers
 exactly (every epoch draws its random numbers from a seed derived from its name, see
-:mod:`rffsurgery.train.seeding`).
+:mod:`rffsurgery.train.seeding`).  It holds only what resuming needs: a finished run's
+checkpoint keeps its result and epoch log, no model weights.
+
+A freeze plan (``plan``) is applied in the branch epoch ``n + 1`` only: base epochs are
+shared by both models and train unfrozen.  So the plan's schedule must freeze in epoch
+``n + 1`` (with ``until_overfit``, where n is found while training, in every possible
+branch epoch ``2 … max_epochs + 1``), or the plan is refused before training starts; the
+``plan.json`` saved in the run folder has the schedule that was applied, ``[n + 1]``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
@@ -33,19 +41,22 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 import torch
 from torch import nn
 
+from ..errors import InvalidArgument
 from .augment import Augment
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import ImageFiles, Images, ProtocolData
-from .device import Runtime, select_device
+from .device import MEMORY_FORMATS, Runtime, select_device, with_memory_format
+from .distributed import current, place
 from .loop import EpochStats, evaluate, extract_features, make_batches, train_epoch
 from .model import build_model, head_in_features, make_head, set_module
+from .progress import Progress
 from .report import write_logs
 from .seeding import derive_seed, seed_everything
 
 if TYPE_CHECKING:
     from ..plan import FreezePlan
 
-__all__ = ["ProtocolConfig", "base_finished", "run_protocol"]
+__all__ = ["ProtocolConfig", "base_finished", "check_schedule", "run_protocol"]
 
 Stage = Literal["base", "branch"]
 
@@ -71,11 +82,13 @@ class ProtocolConfig:
     holdout: float = 0.2
     plan: str | None = None
     policy: str = "paper"
+    select: tuple[str, ...] = ()
     bn: str = "train"
     device: str = "auto"
     amp: bool = True
     deterministic: bool = False
     workers: int = 2
+    memory_format: str = "auto"
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "max_epochs": self.max_epochs, "patience": self.patience,
@@ -87,13 +100,24 @@ class ProtocolConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.l1 < 0 or not 0 <= self.dropout < 1:
             raise ValueError("need lr > 0, weight_decay ≥ 0, l1 ≥ 0 and 0 ≤ dropout < 1")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise InvalidArgument(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, "
+                                  f"got {self.memory_format!r}")
+        if bool(self.select) != (self.policy == "names"):
+            raise InvalidArgument("--select names the layers for --policy names, which needs at least one: give "
+                                  "both (e.g. --policy names --select 'features.6' --select 'layer*.0.conv1') "
+                                  f"or neither (policy {self.policy!r}, select {list(self.select)})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the checkpoint (not the device or worker count)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("device", "workers")}
+        """The settings a resumed run must share with the checkpoint (not the device, worker count or layout)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("device", "workers", "memory_format")}
+
+    def branch_epochs(self) -> range:
+        """The epochs the branch (RFF) epoch n + 1 can fall in."""
+        return range(2, self.max_epochs + 2) if self.until_overfit else range(self.epochs + 1, self.epochs + 2)
 
 
 def base_finished(cfg: ProtocolConfig, val_losses: list[float]) -> int | None:
@@ -105,6 +129,24 @@ def base_finished(cfg: ProtocolConfig, val_losses: list[float]) -> int | None:
         return None
     best = 1 + min(range(done), key=val_losses.__getitem__)
     return best if done - best >= cfg.patience or done >= cfg.max_epochs else None
+
+
+def check_schedule(plan: "FreezePlan", cfg: ProtocolConfig, where: str = "the plan") -> None:
+    """Refuse a plan whose schedule does not freeze in the protocol's branch epoch(s); see the module docstring."""
+    from ..plan import PlanError
+
+    missing = [e for e in cfg.branch_epochs() if not plan.schedule.is_frozen(e)]
+    if not missing:
+        return
+    if cfg.until_overfit:
+        raise PlanError(f"{where} freezes in {plan.schedule.describe()}, but with --until-overfit the protocol's RFF "
+                        f"epoch n+1 is found while training and may be any of 2…{cfg.max_epochs + 1} (not frozen: "
+                        f"{', '.join(map(str, missing[:5]))}{' …' if len(missing) > 5 else ''}): make the plan with "
+                        "--every 1 --start 2, or omit --plan")
+    branch = cfg.epochs + 1
+    raise PlanError(f"{where} freezes in {plan.schedule.describe()}; the protocol's RFF epoch is n+1={branch}: make "
+                    f"the plan with --epochs {branch} (rffsurgery analyze … --export-plan … --epochs {branch}), "
+                    "or omit --plan")
 
 
 def _clone(state: dict[str, Any]) -> dict[str, Any]:
@@ -126,13 +168,18 @@ def _input_size(data: Images) -> tuple[int, ...]:
 class _Run:
     """One (split, seed) run; the stages are methods so that resume can enter at any of them."""
 
-    def __init__(self, cfg: ProtocolConfig, data: ProtocolData, seed: int, workdir: Path, split: str) -> None:
+    def __init__(self, cfg: ProtocolConfig, data: ProtocolData, seed: int, workdir: Path, split: str,
+                 progress: Progress | None = None) -> None:
         self.cfg, self.data, self.seed, self.workdir, self.split = cfg, data, seed, workdir, split
-        self.runtime: Runtime = select_device(cfg.device, cfg.amp, deterministic=cfg.deterministic)
+        self.world, self.progress = current(), progress
+        runtime = place(select_device(cfg.device, cfg.amp, deterministic=cfg.deterministic), self.world)
         self.path = workdir / "checkpoint.pt"
         seed_everything(seed, "init")
         model, self.head_path, _ = build_model(cfg.model, len(data.base_train.classes), cfg.dropout)
+        self.runtime: Runtime = with_memory_format(runtime, model, cfg.memory_format)
         self.plan = self._freeze_plan(model, _input_size(data.base_train))
+        if cfg.plan is not None:
+            check_schedule(self.plan, cfg, f"plan {cfg.plan}")
         self.model = model.to(self.runtime.device)
         if self.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -151,7 +198,8 @@ class _Run:
         from ..plan import FreezePlan, PlanError, build_freeze_plan
 
         if self.cfg.plan is None:
-            plan = build_freeze_plan(analyze(model, input_size), policy=self.cfg.policy, bn=self.cfg.bn)
+            plan = build_freeze_plan(analyze(model, input_size), policy=self.cfg.policy, bn=self.cfg.bn,
+                                     **self._policy_options())
         else:
             plan = FreezePlan.load(self.cfg.plan)
             try:
@@ -159,8 +207,17 @@ class _Run:
             except PlanError as exc:
                 raise PlanError(f"plan {self.cfg.plan} does not fit {self.cfg.model} with "
                                 f"{len(self.data.base_train.classes)} base classes: {exc}") from None
-        plan.export(self.workdir / "plan.json")
         return plan
+
+    def _policy_options(self) -> dict[str, Any]:
+        return {"patterns": list(self.cfg.select)} if self.cfg.policy == "names" else {}
+
+    def _export_plan(self, branch_epoch: int) -> None:
+        """``plan.json``: the plan as applied, frozen in the branch epoch only."""
+        from ..plan import Schedule
+
+        if self.world.main:
+            dataclasses.replace(self.plan, schedule=Schedule(epochs=(branch_epoch,))).export(self.workdir / "plan.json")
 
     def _optimizer(self, params) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "sgd":
@@ -168,17 +225,38 @@ class _Run:
         return torch.optim.Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
     def save(self, stage: str, **payload: Any) -> None:
-        save_checkpoint(self.path, {"stage": stage, "config": self.cfg.identity(), "seed": self.seed,
-                                    "split": self.split, "history": self.history, **payload})
-        write_logs(self.workdir, self.history)
+        """Checkpoint and logs, written by the main process while the others wait."""
+        if self.world.main:
+            save_checkpoint(self.path, {"stage": stage, "config": self.cfg.identity(), "seed": self.seed,
+                                        "split": self.split, "world_size": self.world.size, "history": self.history,
+                                        **payload})
+            write_logs(self.workdir, self.history)
+        self.world.barrier()
 
     def _train(self, model: nn.Module, batches, optimizer, stage: str, name: str, epoch: int, val_batches,
                augment: Augment | None) -> tuple[EpochStats, tuple[float, float]]:
         stats = train_epoch(model, batches, optimizer, self.runtime, derive_seed(self.seed, stage, epoch),
-                            augment, self.cfg.l1, desc=f"{self.split} seed {self.seed} {stage} {name} {epoch}")
-        val = evaluate(model, val_batches, self.runtime)
+                            augment, self.cfg.l1, desc=f"{self.split} seed {self.seed} {stage} {name} {epoch}",
+                            world=self.world)
+        val = evaluate(model, val_batches, self.runtime, self.world)
         self.history.append(_row(stage, name, epoch, stats, val))
+        if self.progress is not None:
+            self.progress.epoch(f"{self.split} seed {self.seed}", stage, name, self._of(stage, epoch), stats.loss,
+                                stats.accuracy, val[1], stats.seconds, self._remaining())
         return stats, val
+
+    def _of(self, stage: str, epoch: int) -> str:
+        """``3/4`` (``3/≤30`` while the onset of overfitting is being looked for)."""
+        if stage == "base":
+            return f"{epoch}/≤{self.cfg.max_epochs}" if self.cfg.until_overfit else f"{epoch}/{self.cfg.epochs}"
+        return f"{epoch}/{self.cfg.transfer_epochs}" if stage == "transfer" else str(epoch)
+
+    def _remaining(self) -> dict[str, int]:
+        done = {stage: sum(r["stage"] == stage for r in self.history) for stage in ("base", "branch", "transfer")}
+        planned = per_run_epochs(self.cfg)
+        if done["branch"]:
+            planned["base"] = done["base"]
+        return {stage: max(0, planned[stage] - done[stage]) for stage in planned}
 
     # -- stages ----------------------------------------------------------------
     def base(self, state: dict[str, Any] | None) -> tuple[int, dict, dict]:
@@ -206,6 +284,7 @@ class _Run:
         """Epoch n+1 twice from the same state: normally (model 1) and under the freeze plan (model 2)."""
         from ..plan import freeze
 
+        self._export_plan(n + 1)
         out: dict[str, Any] = {"n": n, "states": {}, "seconds": {}}
         for name in ("normal", "rff"):
             self.model.load_state_dict(model_state)
@@ -249,7 +328,18 @@ class _Run:
         return val[1]
 
 
+def per_run_epochs(cfg: ProtocolConfig) -> dict[str, int]:
+    """Training epochs per stage in one run (base: an upper bound with ``until_overfit``)."""
+    return {"base": cfg.max_epochs if cfg.until_overfit else cfg.epochs, "branch": 2,
+            "transfer": 2 * cfg.transfer_epochs}
+
+
 def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, split: str, path: Path) -> None:
+    world = current().size
+    if state.get("world_size", 1) != world and state.get("stage") != "done":
+        raise CheckpointError(f"{path} was written by a run of {state.get('world_size', 1)} process(es), this one "
+                              f"has {world}: resume with the same number (torchrun --nproc_per_node) so that the "
+                              "numbers match an uninterrupted run")
     mine = {"config": cfg.identity(), "seed": seed, "split": split}
     theirs = {k: state.get(k) for k in mine}
     if theirs != mine:
@@ -261,18 +351,22 @@ def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, spli
 
 def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], ProtocolData], seed: int,
                  workdir: str | Path, *, split: str = "custom", resume: bool = False,
-                 stop_after: Stage | None = None) -> dict[str, Any] | None:
+                 stop_after: Stage | None = None, progress: Progress | None = None) -> dict[str, Any] | None:
     """Run (or resume) one protocol run in ``workdir``; returns its result, or ``None`` if stopped early.
 
     ``data`` may be a function, called only if there is still training to do.
     ``stop_after="base"`` or ``"branch"`` ends the run after that stage's checkpoint
     (continue it later with ``resume=True``).  Without ``resume`` an existing
-    checkpoint is never overwritten.
+    checkpoint is never overwritten.  ``progress`` prints the banner and epoch lines.
+    Under ``torchrun`` (an initialised process group) every process calls this with
+    the same arguments; see :mod:`.distributed`.
     """
     workdir = Path(workdir)
     path = workdir / "checkpoint.pt"
     state = None
-    if path.exists():
+    exists = path.exists()
+    current().barrier()  # every process has looked before the main one writes
+    if exists:
         if not resume:
             raise CheckpointError(f"{path} already exists: pass --resume to continue that run, or choose another "
                                   "--out folder (nothing was overwritten)")
@@ -282,7 +376,11 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
             return state["result"]
     workdir.mkdir(parents=True, exist_ok=True)
     data = data() if callable(data) else data
-    run = _Run(cfg, data, seed, workdir, split)
+    run = _Run(cfg, data, seed, workdir, split, progress)
+    if progress is not None:
+        progress.say(f"{split} seed {seed}: {data.describe()}; device {run.runtime.describe()}"
+                     + (f" × {run.world.size} processes" if run.world.parallel else "")
+                     + (f"; resuming after the {state['stage']} stage" if state is not None else ""))
     if state is not None:
         run.history = list(state["history"])
     if state is None or state["stage"] == "base":
@@ -309,5 +407,5 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
         "normal_epoch_seconds": branch["seconds"]["normal"], "rff_epoch_seconds": branch["seconds"]["rff"],
         "epoch_time_ratio": branch["seconds"]["rff"] / branch["seconds"]["normal"],
     }
-    run.save("done", branch=branch, transfer=transfer, result=result)
+    run.save("done", result=result)  # resume needs nothing else: no model copies are kept
     return result
