@@ -151,6 +151,71 @@ def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool,
         click.echo(to_table(plan, every_node=every_node, tags=tags))
 
 
+def _unit(text: str | None) -> tuple[int, ...] | None:
+    """``--unit 3,4`` → (3, 4)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected output positions like 3,4 (row, column), got {text!r}",
+                                 param_hint="--unit") from None
+
+
+@main.command()
+@click.argument("model")
+@click.option("--nodes", "nodes", multiple=True, metavar="NAME[,NAME…]",
+              help="Nodes or module paths (repeatable). Default: the last node with a local RF.")
+@click.option("--unit", "unit_text", default=None, metavar="I,J", help="Output position. Default: each node's centre.")
+@click.option("--images", type=int, default=8, show_default=True, help="How many inputs to aggregate |gradient| over.")
+@click.option("--data", type=click.Choice(["noise", "generated", "folder", "cifar100"]), default="noise",
+              show_default=True, help="Inputs: Gaussian noise, the trainer's generated shapes, an image folder, CIFAR-100.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder for --data folder/cifar100.")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="state_dict / .safetensors / trainer checkpoint / rewrite folder. Default: random init (labelled).")
+@click.option("--input-size", "input_size", default=None, metavar="C,H,W", help="As for analyze.")
+@click.option("--growth", is_flag=True, help="Also compute the ERF of the main layers (up to 24) and plot its growth.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write erf.json, erf-NODE.png heat maps (and growth.png) into this folder.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and inputs.")
+@click.option("--batch", type=int, default=4, show_default=True, help="Inputs per forward/backward pass.")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+def erf(model: str, nodes: tuple[str, ...], unit_text: str | None, images: int, data: str, data_root: str | None,
+        weights: str | None, input_size: str | None, growth: bool, out_dir: str | None, seed: int, batch: int,
+        force: bool) -> None:
+    """Effective receptive field of MODEL: the input gradient of a unit, aggregated over inputs.
+
+    Prints, per node, the theoretical RF and the sides (and area ratios) of the
+    smallest centred squares holding 20/30/50/99 % of the contribution; --out writes
+    the heat maps with the theoretical RF drawn on them and the JSON.
+    """
+    import json
+    from pathlib import Path
+
+    from .analysis import analyze as analyse_only
+    from .erf import default_node, erf as run, growth_nodes
+    from .files import prepare_output, write_text
+    from .plot import plot_erf, plot_erf_growth
+
+    names = [n.strip() for group in nodes for n in group.split(",") if n.strip()]
+    if not names or growth:
+        shapes = analyse_only(model, input_size)  # on the meta device: which nodes, before building weights
+        names = names or [default_node(shapes)]
+    extra = growth_nodes(shapes) if growth else []
+    result = run(model, [*names, *extra], images=images, data=data, data_root=data_root, input_size=input_size,
+                 weights=weights, unit=_unit(unit_text), seed=seed, batch=batch)
+    click.echo(result.table())
+    if out_dir:
+        out = Path(out_dir)
+        json_path = prepare_output(out / "erf.json", force=force, option="--out", make_parents=True)
+        heat_maps = {result[n].node for n in names}
+        written = [plot_erf(result, n, out / f"erf-{n.node}.png", force) for n in result.nodes if n.node in heat_maps]
+        if growth:
+            written.append(plot_erf_growth(result, out / "growth.png", force))
+        written.append(write_text(json_path, json.dumps(result.to_dict()) + "\n"))
+        click.echo("wrote " + ", ".join(map(str, written)), err=True)
+
+
 @main.group()
 def plan() -> None:
     """Inspect freeze plans."""
