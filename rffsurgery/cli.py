@@ -103,11 +103,23 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
               help="BatchNorm right after a tagged layer: train it, freeze its affine params, or also its stats.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Save a PNG of RF and stride per layer with the tagged layers marked.")
+@click.option("--node", default=None, help="With --unit / --overlay: the node (or module path) to look at.")
+@click.option("--unit", "unit_text", default=None, metavar="I,J",
+              help="Print the exact input interval of this output position of --node.")
+@click.option("--overlay", "overlay_image", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Draw the RF of --node's --unit on this image (resized as the model sees it).")
+@click.option("--out-image", "out_image", type=click.Path(dir_okay=False), default=None,
+              help="The PNG that --overlay writes.")
+@click.option("--with-erf", is_flag=True, help="--overlay: also draw the unit's ERF on the image.")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="--with-erf: weights (state_dict, .safetensors, checkpoint, rewrite folder); default random init.")
+@click.option("--force", is_flag=True, help="Replace existing output files (--plot, --out-image).")
 def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool, as_csv: bool, main_only: bool,
             strict: bool, leaves: tuple[str, ...], show_tags: bool, policy: str | None, include_stem: bool, include_shortcuts: bool,
             metric: str, top_k: int | None, threshold: float | None, patterns: tuple[str, ...],
             export_path: str | None, epochs: str | None, every: int | None, start: int, stop: int | None, bn: str,
-            plot_path: str | None) -> None:
+            plot_path: str | None, node: str | None, unit_text: str | None, overlay_image: str | None,
+            out_image: str | None, with_erf: bool, weights: str | None, force: bool) -> None:
     """Receptive field (RF), effective stride and padding of every layer of MODEL.
 
     MODEL is a torchvision or timm name (resnet50, timm:convnext_tiny), a built-in
@@ -129,6 +141,13 @@ def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool,
         "names": {"patterns": list(patterns)},
     }[policy_name]
     wants_tags = show_tags or policy is not None or export_path or plot_path
+    unit = _unit(unit_text)
+    if (unit is not None or overlay_image) and (node is None or unit is None):
+        raise click.UsageError("--unit and --overlay need both --node NAME and --unit I,J")
+    if overlay_image and not out_image or out_image and not overlay_image:
+        raise click.UsageError("--overlay IMAGE and --out-image PNG go together")
+    if (with_erf or weights) and not overlay_image:
+        raise click.UsageError("--with-erf and --weights draw on an --overlay image")
     try:
         schedule = _schedule(epochs, every, start, stop)
         plan = run(model, input_size, strict=strict, leaf_modules=[import_object(spec) for spec in leaves])
@@ -140,10 +159,16 @@ def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool,
         if plot_path:
             from .plot import plot_rf
 
-            click.echo(f"wrote {plot_rf(plan, plot_path, tags)}", err=True)
+            click.echo(f"wrote {plot_rf(plan, plot_path, tags, force=force)}", err=True)
     except (ModelNotFound, TraceError, UnknownOpError, TagError, PlanError, ValueError) as exc:
         _fail(exc)
-    if as_json:
+    if overlay_image:
+        _overlay(model, plan, node, unit, overlay_image, out_image, with_erf, weights, force)
+    if unit is not None:
+        from .overlay import describe_unit
+
+        click.echo(describe_unit(plan, node, unit))
+    elif as_json:
         click.echo(to_json(plan, every_node=not main_only))
     elif as_csv:
         click.echo(to_csv(plan, every_node=not main_only), nl=False)
@@ -214,6 +239,23 @@ def erf(model: str, nodes: tuple[str, ...], unit_text: str | None, images: int, 
             written.append(plot_erf_growth(result, out / "growth.png", force))
         written.append(write_text(json_path, json.dumps(result.to_dict()) + "\n"))
         click.echo("wrote " + ", ".join(map(str, written)), err=True)
+
+
+def _overlay(model: str, plan, node: str, unit: tuple[int, ...], image: str, out: str, with_erf: bool,
+             weights: str | None, force: bool) -> None:
+    from .files import prepare_output
+    from .overlay import check_unit, draw_overlay
+
+    check_unit(plan[node], unit)
+    prepare_output(out, force=force, option="--out-image", reading=[image])
+    heat = None
+    if with_erf:
+        from .erf import erf
+        from .images import normalise, read_image
+
+        x = normalise(read_image(image, plan.input_size[1:]), plan.input_size[0])[None]
+        heat = erf(model, [node], inputs=x, input_size=plan.input_size, weights=weights, unit=unit).nodes[0]
+    click.echo(f"wrote {draw_overlay(image, plan, node, unit, out, heat, force)}", err=True)
 
 
 @main.group()

@@ -158,14 +158,13 @@ def load_model(model: nn.Module | str, weights: str | Path | None = None, seed: 
 
 
 def _spatial_unit(layer: LayerRF, unit: Sequence[int] | None) -> tuple[int, ...]:
+    """``unit``, checked; by default the centre of the node's output (``()`` when it has no spatial axes)."""
+    from .overlay import check_unit
+
+    if unit is not None:
+        return check_unit(layer, unit)
     spatial = tuple(layer.shape[1:]) if layer.shape is not None and len(layer.shape) > 1 else ()
-    if unit is None:
-        return tuple(n // 2 for n in spatial)
-    unit = tuple(unit)
-    if len(unit) != len(spatial) or any(not 0 <= u < n for u, n in zip(unit, spatial)):
-        raise InvalidArgument(f"unit {','.join(map(str, unit))} is not a position of {layer.name} "
-                              f"(spatial size {'x'.join(map(str, spatial)) or 'none'})")
-    return unit
+    return tuple(n // 2 for n in spatial)
 
 
 def _squares(heat: torch.Tensor, centre: Sequence[int]) -> dict[float, int]:

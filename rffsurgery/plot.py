@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .erf import ErfResult, NodeErf
     from .tags import Tag
 
-__all__ = ["plot_erf", "plot_erf_growth", "plot_rf", "pyplot", "save_figure"]
+__all__ = ["draw_rf_box", "plot_erf", "plot_erf_growth", "plot_rf", "pyplot", "save_figure"]
 
 
 def pyplot() -> Any:
