@@ -35,8 +35,11 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
             raise InvalidArgument(f"{path} is a folder without {RECIPE_FILE}: give a rewrite output folder or a file")
         return load(path, base=model)
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        try:
+            from safetensors import SafetensorError
+            from safetensors.torch import load_file
+        except ImportError:
+            raise InvalidArgument("reading .safetensors needs the safetensors package: pip install safetensors") from None
 
         try:
             state = load_file(str(path))
