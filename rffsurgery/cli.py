@@ -223,30 +223,36 @@ def erf(model: str, nodes: tuple[str, ...], unit_text: str | None, images: int, 
     from .plot import plot_erf, plot_erf_growth
 
     names = [n.strip() for group in nodes for n in group.split(",") if n.strip()]
+    if growth and unit_text:
+        raise click.UsageError("--growth measures each layer's centre unit; drop --unit (or --growth)")
     if not names or growth:
         shapes = analyse_only(model, input_size)  # on the meta device: which nodes, before building weights
         names = names or [default_node(shapes)]
     extra = growth_nodes(shapes) if growth else []
+    out = Path(out_dir) if out_dir else None
+    if out is not None:  # fail before the work when a rerun would replace the results
+        prepare_output(out / "erf.json", force=force, option="--out", make_parents=True)
     result = run(model, [*names, *extra], images=images, data=data, data_root=data_root, input_size=input_size,
                  weights=weights, unit=_unit(unit_text), seed=seed, batch=batch)
     click.echo(result.table())
-    if out_dir:
-        out = Path(out_dir)
-        json_path = prepare_output(out / "erf.json", force=force, option="--out", make_parents=True)
-        heat_maps = {result[n].node for n in names}
-        written = [plot_erf(result, n, out / f"erf-{n.node}.png", force) for n in result.nodes if n.node in heat_maps]
+    if out is not None:
+        heat_maps = {out / f"erf-{result[n].node}.png": result[n] for n in names}
+        paths = [out / "erf.json", *heat_maps, *([out / "growth.png"] if growth else [])]
+        for path in paths:  # every file checked before any is written
+            prepare_output(path, force=force, option="--out")
+        written = [plot_erf(result, node, path, force=True) for path, node in heat_maps.items()]
         if growth:
-            written.append(plot_erf_growth(result, out / "growth.png", force))
-        written.append(write_text(json_path, json.dumps(result.to_dict()) + "\n"))
+            written.append(plot_erf_growth(result, out / "growth.png", force=True))
+        written.append(write_text(out / "erf.json", json.dumps(result.to_dict()) + "\n"))
         click.echo("wrote " + ", ".join(map(str, written)), err=True)
 
 
 def _overlay(model: str, plan, node: str, unit: tuple[int, ...], image: str, out: str, with_erf: bool,
              weights: str | None, force: bool) -> None:
     from .files import prepare_output
-    from .overlay import check_unit, draw_overlay
+    from .overlay import check_unit, draw_overlay, find_layer
 
-    check_unit(plan[node], unit)
+    check_unit(find_layer(plan, node), unit)
     prepare_output(out, force=force, option="--out-image", reading=[image])
     heat = None
     if with_erf:

@@ -27,6 +27,7 @@ from torch import fx, nn
 
 from .analysis import LayerRF, Plan, analyze, declared_input_size, parse_input_size
 from .errors import InvalidArgument
+from .overlay import check_unit, find_layer
 
 __all__ = ["FRACTIONS", "ErfResult", "NodeErf", "default_node", "erf", "growth_nodes", "load_model"]
 
@@ -159,8 +160,6 @@ def load_model(model: nn.Module | str, weights: str | Path | None = None, seed: 
 
 def _spatial_unit(layer: LayerRF, unit: Sequence[int] | None) -> tuple[int, ...]:
     """``unit``, checked; by default the centre of the node's output (``()`` when it has no spatial axes)."""
-    from .overlay import check_unit
-
     if unit is not None:
         return check_unit(layer, unit)
     spatial = tuple(layer.shape[1:]) if layer.shape is not None and len(layer.shape) > 1 else ()
@@ -233,7 +232,7 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
                 total[l.name] += grad.abs().sum(dim=(0, 1)).double()
     finally:
         module.train(was_training)
-    result = ErfResult(name, size, label, described, aliases={n: plan[n].name for n in nodes or ()})
+    result = ErfResult(name, size, label, described, aliases={n: find_layer(plan, n).name for n in nodes or ()})
     for l in layers:
         heat = total[l.name]
         heat = heat / heat.sum() if heat.sum() > 0 else heat
@@ -266,10 +265,7 @@ def _nodes(plan: Plan, nodes: Sequence[str] | None) -> list[LayerRF]:
         return [plan[default_node(plan)]]
     layers = []
     for n in nodes:
-        try:
-            layer = plan[n]
-        except KeyError as exc:
-            raise InvalidArgument(str(exc).strip("'\"")) from None
+        layer = find_layer(plan, n)
         if layer.status not in ("ok", "global") or layer.shape is None:
             raise InvalidArgument(f"node {layer.name} has no tensor geometry ({layer.status}); choose another node")
         layers.append(layer)

@@ -17,7 +17,15 @@ if TYPE_CHECKING:
     from .analysis import LayerRF, Plan
     from .erf import NodeErf
 
-__all__ = ["check_unit", "describe_unit", "draw_overlay"]
+__all__ = ["check_unit", "describe_unit", "draw_overlay", "find_layer"]
+
+
+def find_layer(plan: "Plan", node: str) -> "LayerRF":
+    """``plan[node]``, with an unknown name as a user error that lists close matches."""
+    try:
+        return plan[node]
+    except KeyError as exc:
+        raise InvalidArgument(str(exc.args[0]) + "; see the names in 'rffsurgery analyze MODEL --all'") from None
 
 
 def check_unit(layer: "LayerRF", unit: Sequence[int]) -> tuple[int, ...]:
@@ -35,7 +43,7 @@ def check_unit(layer: "LayerRF", unit: Sequence[int]) -> tuple[int, ...]:
 
 def describe_unit(plan: "Plan", node: str, unit: Sequence[int]) -> str:
     """One line: the exact (unclipped) input interval of one unit, per axis."""
-    layer = plan[node]
+    layer = find_layer(plan, node)
     unit = check_unit(layer, unit)
     names = ("rows", "cols") if plan.n_axes == 2 else tuple(f"axis {a}" for a in range(plan.n_axes))
     parts = [f"{name} {lo}…{hi} ({hi - lo + 1} px)" for name, (lo, hi) in zip(names, layer.interval(unit))]
@@ -50,7 +58,7 @@ def draw_overlay(image: str | Path, plan: "Plan", node: str, unit: Sequence[int]
     from .images import read_image
     from .plot import draw_rf_box, pyplot, save_figure
 
-    layer = plan[node]
+    layer = find_layer(plan, node)
     unit = check_unit(layer, unit)
     if plan.n_axes != 2:
         raise InvalidArgument(f"overlays need an image model (2 spatial axes), {plan.model_name} has {plan.n_axes}")

@@ -65,7 +65,7 @@ class Payload:
 def test_pickled_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
-        pickle.dump({"x": Payload()}, f)
+        pickle.dump({"x": Payload()}, f, protocol=2)
     with pytest.raises(InvalidArgument, match="cannot be read safely"):
         load_model("rff-base-cnn", path)
 
