@@ -160,10 +160,9 @@ def load_model(model: nn.Module | str, weights: str | Path | None = None, seed: 
 
 def _spatial_unit(layer: LayerRF, unit: Sequence[int] | None) -> tuple[int, ...]:
     """``unit``, checked; by default the centre of the node's output (``()`` when it has no spatial axes)."""
-    if unit is not None:
-        return check_unit(layer, unit)
-    spatial = tuple(layer.shape[1:]) if layer.shape is not None and len(layer.shape) > 1 else ()
-    return tuple(n // 2 for n in spatial)
+    if unit is not None or len(layer.shape) > 1:  # a feature map: checked like a unit the user names
+        return check_unit(layer, unit if unit is not None else tuple(n // 2 for n in layer.shape[1:]))
+    return ()  # a vector (after global pooling): the whole of it
 
 
 def _squares(heat: torch.Tensor, centre: Sequence[int]) -> dict[float, int]:

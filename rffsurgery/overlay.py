@@ -35,6 +35,9 @@ def check_unit(layer: "LayerRF", unit: Sequence[int]) -> tuple[int, ...]:
     if layer.status != "ok" or any(a is None for a in layer.axes):
         raise InvalidArgument(f"node {layer.name} has no local receptive field on every axis ({layer.status}); "
                               "choose a node before global pooling")
+    if len(spatial) != len(layer.axes):
+        raise InvalidArgument(f"the output of {layer.name} is {'x'.join(map(str, spatial or ()))} per channel, not laid "
+                              "out as (C, H, W) like the input; choose a convolutional node")
     if len(unit) != len(spatial) or any(not 0 <= u < n for u, n in zip(unit, spatial)):
         raise InvalidArgument(f"unit {','.join(map(str, unit))} is not a position of {layer.name}, whose output is "
                               f"{'x'.join(map(str, spatial))}: give {len(spatial)} indices, each below its size")
