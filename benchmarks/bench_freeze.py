@@ -30,7 +30,7 @@ import torch
 import torchvision
 from torch import nn
 
-from rffsurgery import analyze
+from rffsurgery import analyze, build_freeze_plan
 from rffsurgery.plan import freeze
 
 TARGET = 0.95
@@ -74,7 +74,7 @@ def main() -> None:
         args.pairs, args.batches = 2, 4
     torch.manual_seed(0)
     model = torchvision.models.get_model(args.model, weights=None, num_classes=10)
-    plan = analyze(model, (3, args.size, args.size)).freeze_plan()
+    plan = build_freeze_plan(analyze(model, (3, args.size, args.size)))
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(args.batch, 3, args.size, args.size, generator=g), torch.randint(0, 10, (args.batch,), generator=g))
                for _ in range(args.batches)]

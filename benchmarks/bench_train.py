@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from _common import interleaved, median, parser, write_result
-from rffsurgery import analyze
+from rffsurgery import analyze, build_freeze_plan
 from rffsurgery.models import RFFBaseCNN
 from rffsurgery.plan import freeze
 from rffsurgery.train import SHAPES, select_device
@@ -59,7 +59,7 @@ def main() -> None:
     ours, ours_opt = fresh()
     if runtime.channels_last:
         ours = ours.to(memory_format=torch.channels_last)
-    plan = analyze(RFFBaseCNN(8)).freeze_plan()
+    plan = build_freeze_plan(analyze(RFFBaseCNN(8)))
     loop_model, loop_opt = fresh()
     slice_model, slice_opt = fresh()
     x_cpu, y_cpu = (data.images.float() / 255 - 0.5) / 0.25, data.labels

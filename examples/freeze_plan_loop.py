@@ -6,6 +6,10 @@
 2. export the plan as JSON (what `rffsurgery analyze MODEL --export-plan` writes),
 3. load it back (validated) and let a FreezeSchedule freeze those layers in the
    scheduled epochs of an ordinary loop.
+
+The plan is made for the 8-class base CNN and applied to a 10-class one held inside
+a wrapper module: the fingerprint covers the layers up to the frozen ones, not the
+head, and the schedule finds the planned network inside the wrapper.
 """
 
 from __future__ import annotations
@@ -16,24 +20,36 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rffsurgery import analyze
+from rffsurgery import analyze, build_freeze_plan
 from rffsurgery.models import RFFBaseCNN
 from rffsurgery.plan import FreezePlan, FreezeSchedule, Schedule
 
 
+class Classifier(nn.Module):
+    """Training code often holds the network as an attribute (as a LightningModule does)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.net = RFFBaseCNN(num_classes=num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def main() -> None:
     torch.manual_seed(0)
-    model = RFFBaseCNN(num_classes=8)
     plan_path = Path(tempfile.mkdtemp()) / "plan.json"
     # RFF: train normally, and freeze the tagged layers in epoch 3 only.
-    analyze(model).export(plan_path, schedule=Schedule(epochs=(3,)))
+    build_freeze_plan(analyze(RFFBaseCNN(num_classes=8)), schedule=Schedule(epochs=(3,))).export(plan_path)
     plan = FreezePlan.load(plan_path)
     print(plan.describe())
+    model = Classifier(num_classes=10)
 
-    data = [(torch.randn(16, 3, 32, 32), torch.randint(0, 8, (16,))) for _ in range(4)]
+    data = [(torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))) for _ in range(4)]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     schedule = FreezeSchedule(model, plan)  # refuses a model the plan was not made for
-    watched = model.get_parameter(plan.parameter_names[0])
+    print(f"planned network found at model.{schedule.target_path}")
+    watched = schedule.target.get_parameter(plan.parameter_names[0])
     for epoch in range(1, 5):
         before = watched.detach().clone()
         model.train()

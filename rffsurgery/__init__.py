@@ -2,22 +2,25 @@
 
 Public API::
 
-    from rffsurgery import analyze
-    plan = analyze("resnet50")          # or analyze(model, input_size=(3, 224, 224))
-    plan["layer4"].rf                   # (427, 427): a module path names its output node
-    plan.export("plan.json")            # freeze plan for the RF-expanding layers (rffsurgery.plan)
+    from rffsurgery import analyze, build_freeze_plan, tag
+    analysis = analyze("resnet50")      # or analyze(model, input_size=(3, 224, 224))
+    analysis["layer4"].rf               # (427, 427): a module path names its output node
+    tag(analysis)                       # the RF-expanding layers (rffsurgery.tags)
+    build_freeze_plan(analysis).export("plan.json")  # freeze plan for them (rffsurgery.plan)
 """
 
 __version__ = "0.1.0"
 
 from .analysis import LayerRF, Plan, UnknownOpError, analyze  # noqa: E402
 from .geometry.algebra import AxisMap, AxisRF  # noqa: E402
-from .plan import FreezePlan, FreezeSchedule, PlanError, Schedule, freeze  # noqa: E402
+from .plan import FreezePlan, FreezeSchedule, PlanError, Schedule, build_freeze_plan, ddp_frozen, freeze  # noqa: E402
 from .surgery import (ChannelConv3d, GroupedLinear, Meta, RewriteError, rewrite, rewrite_conv3d,  # noqa: E402
                       rewrite_head)
+from .tags import Tag, TagError, tag  # noqa: E402
 from .trace import TraceError  # noqa: E402
 from .zoo import ModelNotFound  # noqa: E402
 
 __all__ = ["AxisMap", "AxisRF", "ChannelConv3d", "FreezePlan", "FreezeSchedule", "GroupedLinear", "LayerRF", "Meta",
-           "ModelNotFound", "Plan", "PlanError", "RewriteError", "Schedule", "TraceError", "UnknownOpError", "analyze", "freeze", "rewrite", "rewrite_conv3d",
-           "rewrite_head", "__version__"]
+           "ModelNotFound", "Plan", "PlanError", "RewriteError", "Schedule", "Tag", "TagError", "TraceError",
+           "UnknownOpError", "analyze", "build_freeze_plan", "ddp_frozen", "freeze", "rewrite", "rewrite_conv3d",
+           "rewrite_head", "tag", "__version__"]

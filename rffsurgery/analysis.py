@@ -1,16 +1,18 @@
 """``analyze(model)``: trace, propagate, and collect per-node geometry into a :class:`Plan`.
 
-A :class:`Plan` is the analysis of one model at one input size.  It is indexable
-by node name (``plan["layer4"]``), iterable in execution order, and is the
-object that tagging and freeze-plan export build on.
+A :class:`Plan` is the analysis of one model at one input size: plain data,
+indexable by node name (``plan["layer4"]``), iterable in execution order.
+Tagging (:func:`rffsurgery.tags.tag`) and freeze plans
+(:func:`rffsurgery.plan.build_freeze_plan`) are functions over it; this module
+imports neither, so the dependency runs one way: tags → analysis, plan → analysis.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import fx, nn
@@ -19,11 +21,7 @@ from .geometry.algebra import AxisRF
 from .geometry.propagate import NodeState, ShapeError, propagate
 from .geometry.tensor import Misaligned, TensorGeom, Unknown
 from .trace import Traced, trace
-from .errors import RffError
-
-if TYPE_CHECKING:
-    from .plan import FreezePlan, Schedule
-    from .tags import Tag
+from .errors import InvalidArgument, RffError
 
 __all__ = ["LayerRF", "Plan", "UnknownOpError", "analyze", "parse_input_size"]
 
@@ -128,7 +126,8 @@ class Plan:
     layers: dict[str, LayerRF]
     traced: Traced = field(repr=False)
     model: nn.Module = field(repr=False)
-    _tag_cache: dict[str, list["Tag"]] = field(default_factory=dict, repr=False)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Results derived from this analysis, kept by whoever derives them (``tags.tag`` memoises per policy)."""
 
     # -- container protocol ---------------------------------------------------
     def __getitem__(self, name: str) -> LayerRF:
@@ -173,33 +172,6 @@ class Plan:
         """The last tensor-producing node before the graph output."""
         tensors = [l for l in self if l.status != "none" and l.kind != "output"]
         return tensors[-1]
-
-    # -- tags and freeze plans -------------------------------------------------
-    def tags(self, policy: str = "paper", **options: Any) -> list["Tag"]:
-        """RF-expanding nodes under ``policy`` (``paper``, ``growth``, ``names``; see :mod:`rffsurgery.tags`).
-
-        Memoised per policy and options: the CLI's table, plot and exported plan share one tagging.
-        """
-        from .tags import tag
-
-        key = json.dumps([policy, options], sort_keys=True, default=repr)
-        if key not in self._tag_cache:
-            self._tag_cache[key] = tag(self, policy, **options)
-        return list(self._tag_cache[key])
-
-    def freeze_plan(self, policy: str = "paper", schedule: "Schedule | None" = None, bn: str = "train",
-                    **options: Any) -> "FreezePlan":
-        """A :class:`~rffsurgery.plan.FreezePlan` freezing the layers ``policy`` tags."""
-        from .plan import build_plan
-
-        return build_plan(self, policy, schedule, bn, **options)
-
-    def export(self, path: str, policy: str = "paper", schedule: "Schedule | None" = None, bn: str = "train",
-               **options: Any) -> "FreezePlan":
-        """Build the freeze plan and write it as JSON to ``path``; returns it."""
-        plan = self.freeze_plan(policy, schedule, bn, **options)
-        plan.export(path)
-        return plan
 
     def to_dict(self, every_node: bool = True) -> dict[str, Any]:
         layers = self.layers.values() if every_node else self.main_layers()
@@ -285,21 +257,25 @@ def analyze(
     leaf_modules: Iterable[type] = (),
     autowrap_functions: Iterable[Callable] = (),
     name: str | None = None,
+    num_classes: int | None = None,
 ) -> Plan:
     """Receptive field, effective stride and padding of every node of ``model``.
 
     ``model`` is a module or a name the zoo resolves (``"resnet50"``,
     ``"timm:convnext_tiny"``, ``"pkg.module:factory"``); names are built on the meta
-    device, without weights.  ``input_size`` is ``(C, H, W)`` (or an int side);
-    by default the model's own default size, else 3×224×224.  With ``strict`` an op
-    without a geometry rule raises :class:`UnknownOpError` instead of being reported.
+    device, without weights, with a ``num_classes`` head if given.  ``input_size`` is
+    ``(C, H, W)`` (or an int side); by default the model's own default size, else
+    3×224×224.  With ``strict`` an op without a geometry rule raises
+    :class:`UnknownOpError` instead of being reported.
     """
     if isinstance(model, str):
         from .zoo import resolve
 
         spec = resolve(model)
-        return _analyze_built(spec.build, spec.name, input_size, spec.input_size, strict, leaf_modules,
-                              autowrap_functions)
+        return _analyze_built(functools.partial(spec.build, num_classes=num_classes), spec.name, input_size,
+                              spec.input_size, strict, leaf_modules, autowrap_functions)
+    if num_classes is not None:
+        raise InvalidArgument("num_classes applies to models given by name; a module already has its head")
     size = parse_input_size(input_size, declared_input_size(model) or (3, 224, 224))
     return _analyze_module(model, name or type(model).__name__, size, strict, leaf_modules, autowrap_functions)
 

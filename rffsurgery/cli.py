@@ -75,6 +75,8 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
 @click.argument("model")
 @click.option("--input-size", "input_size", default=None, metavar="C,H,W",
               help="Input size: 224, 224x192 or 3,224,224. Default: the model's own, else 3,224,224.")
+@click.option("--num-classes", type=int, default=None, metavar="N",
+              help="Build MODEL with an N-class head (default: the model's own).")
 @click.option("--all", "every_node", is_flag=True, help="Show every node, not only the main layers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every node unless --main).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (every node unless --main).")
@@ -114,7 +116,7 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
 @click.option("--weights", type=click.Path(exists=True), default=None,
               help="--with-erf: weights (state_dict, .safetensors, checkpoint, rewrite folder); default random init.")
 @click.option("--force", is_flag=True, help="Replace existing output files (--plot, --out-image).")
-def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool, as_csv: bool, main_only: bool,
+def analyze(model: str, input_size: str | None, num_classes: int | None, every_node: bool, as_json: bool, as_csv: bool, main_only: bool,
             strict: bool, leaves: tuple[str, ...], show_tags: bool, policy: str | None, include_stem: bool, include_shortcuts: bool,
             metric: str, top_k: int | None, threshold: float | None, patterns: tuple[str, ...],
             export_path: str | None, epochs: str | None, every: int | None, start: int, stop: int | None, bn: str,
@@ -127,9 +129,9 @@ def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool,
     No weights are downloaded.
     """
     from .analysis import UnknownOpError, analyze as run
-    from .plan import PlanError
+    from .plan import PlanError, build_freeze_plan
     from .report import to_csv, to_json, to_table
-    from .tags import TagError
+    from .tags import TagError, tag
     from .trace import TraceError
     from .zoo import ModelNotFound, import_object
 
@@ -150,10 +152,12 @@ def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool,
         raise click.UsageError("--with-erf and --weights draw on an --overlay image")
     try:
         schedule = _schedule(epochs, every, start, stop)
-        plan = run(model, input_size, strict=strict, leaf_modules=[import_object(spec) for spec in leaves])
-        tags = plan.tags(policy_name, **options) if wants_tags else []
+        plan = run(model, input_size, strict=strict, leaf_modules=[import_object(spec) for spec in leaves],
+                   num_classes=num_classes)
+        tags = tag(plan, policy_name, **options) if wants_tags else []
         if export_path:
-            freeze_plan = plan.export(export_path, policy_name, schedule, bn, **options)
+            freeze_plan = build_freeze_plan(plan, policy_name, schedule, bn, **options)
+            freeze_plan.export(export_path)
             click.echo(f"wrote {export_path}: {len(freeze_plan.tagged)} tagged layer(s), "
                        f"{len(freeze_plan.parameter_names)} parameter(s), frozen in {schedule.describe()}", err=True)
         if plot_path:
@@ -286,17 +290,19 @@ def plan_show(path: str, as_json: bool) -> None:
 @plan.command("check")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.argument("model")
-def plan_check(path: str, model: str) -> None:
-    """Check that the plan at PATH fits MODEL (fingerprint and parameter names)."""
+@click.option("--num-classes", type=int, default=None, metavar="N", help="Build MODEL with an N-class head.")
+def plan_check(path: str, model: str, num_classes: int | None) -> None:
+    """Check that the plan at PATH fits MODEL (parameter names, fingerprint of the graph up to the frozen layers)."""
     from .plan import FreezePlan, PlanError
     from .zoo import ModelNotFound, resolve
 
     try:
         loaded = FreezePlan.load(path)
-        loaded.check(resolve(model).build("meta"))
+        found = loaded.check(resolve(model).build("meta", num_classes))
     except (PlanError, ModelNotFound) as exc:
         _fail(exc)
-    click.echo(f"ok: {path} matches {model} ({len(loaded.parameter_names)} parameters to freeze)")
+    where = f" (the network at '{found}')" if found else ""
+    click.echo(f"ok: {path} matches {model}{where} ({len(loaded.parameter_names)} parameters to freeze)")
 
 
 @main.command()

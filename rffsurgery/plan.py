@@ -1,10 +1,13 @@
 """Freeze plans: a versioned JSON document saying which parameters to freeze, and when.
 
-A plan is produced from an analysis (``analyze(model).freeze_plan()``), written
+A plan is built from an analysis (``build_freeze_plan(analyze(model))``), written
 with :meth:`FreezePlan.export`, read back with :meth:`FreezePlan.load` (which
-validates every field and refuses files from a newer schema), checked against a
-model by the fingerprint of its traced graph, and applied with :func:`freeze`
-or an epoch-driven :class:`FreezeSchedule`.
+validates every field and refuses files from another schema), checked against a
+model by the fingerprint of the graph up to the frozen layers (so a resized or
+replaced classifier does not matter, see :mod:`rffsurgery.fingerprint`), and
+applied with :func:`freeze` or an epoch-driven :class:`FreezeSchedule`.  Both find
+the planned network inside wrappers (DDP, DataParallel, ``torch.compile``, a
+LightningModule holding it); under DistributedDataParallel use :func:`ddp_frozen`.
 
 Freezing sets ``requires_grad=False`` *and* clears ``.grad``: an optimizer skips
 parameters whose gradient is ``None``, so momentum and (decoupled) weight decay
@@ -14,8 +17,8 @@ cannot move a frozen weight, and autograd skips its weight-gradient work.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -24,17 +27,25 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__
 from .errors import RffError
+from .fingerprint import digest, first_difference, graph_lines
+from .tags import tag
+from .trace import TraceError, trace
+from .wrappers import candidates, describe, strict_ddp
 
 if TYPE_CHECKING:
     from .analysis import Plan
 
-__all__ = ["BN_MODES", "FreezePlan", "FreezeSchedule", "PlanError", "Schedule", "fingerprint", "freeze"]
+__all__ = ["BN_MODES", "FreezePlan", "FreezeSchedule", "PlanError", "Schedule", "build_freeze_plan", "ddp_frozen",
+           "freeze"]
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "rffsurgery.freeze-plan"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the fingerprint covers the graph up to the frozen layers, listed in model.graph
 MAX_PLAN_BYTES = 16 * 1024 * 1024
 BN_MODES = {
     "train": "BatchNorm layers train normally (the paper froze only the weight layers)",
@@ -107,40 +118,6 @@ DEFAULT_SCHEDULE = Schedule(every=2, start=2)
 
 
 # ---------------------------------------------------------------------------
-# fingerprint
-# ---------------------------------------------------------------------------
-def fingerprint(model_or_plan: "nn.Module | Plan") -> str:
-    """SHA-256 over the traced graph: node names, ops and parameter shapes, in execution order.
-
-    Weights' values do not enter it (a trained model keeps its plan), shapes and
-    structure do (a different width, depth or head breaks it).
-    """
-    from .analysis import Plan
-
-    if isinstance(model_or_plan, Plan):
-        traced = model_or_plan.traced
-    else:
-        from .trace import trace
-
-        traced = trace(model_or_plan)
-    names = traced.names
-    modules = dict(traced.root.named_modules())
-    digest = hashlib.sha256()
-    for node in traced.graph.nodes:
-        if node.op == "call_module":
-            module = modules[node.target]
-            op = type(module).__name__
-            shapes = [f"{n}:{tuple(p.shape)}" for n, p in module.named_parameters(recurse=False)]
-        elif node.op == "get_attr":
-            op, shapes = "get_attr", []
-        else:
-            op = getattr(node.target, "__name__", str(node.target))
-            shapes = []
-        digest.update(f"{names[node]}|{node.op}|{op}|{','.join(shapes)}\n".encode())
-    return "sha256:" + digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------
 # the plan document
 # ---------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -155,6 +132,7 @@ class FreezePlan:
     policy_options: dict[str, Any]
     tagged: tuple[dict[str, Any], ...]
     parameter_names: tuple[str, ...]
+    graph: tuple[str, ...]  # signature lines of the frozen nodes and their ancestors (rffsurgery.fingerprint)
     schedule: Schedule = DEFAULT_SCHEDULE
     bn_mode: str = "train"
     bn_modules: tuple[str, ...] = ()
@@ -170,6 +148,19 @@ class FreezePlan:
             raise PlanError("duplicate parameter names in the freeze set")
         if self.bn_mode not in BN_MODES:
             raise PlanError(f"unknown BatchNorm mode {self.bn_mode!r}; choose one of {', '.join(BN_MODES)}")
+        if digest(self.graph) != self.fingerprint:
+            raise PlanError("the model graph listed in the plan does not match its fingerprint (edited by hand?); "
+                            "re-create the plan with rffsurgery analyze MODEL --export-plan")
+
+    @property
+    def frozen_nodes(self) -> tuple[str, ...]:
+        """The graph nodes whose parameters the plan freezes: the tagged layers and, per ``bn_mode``, BatchNorms."""
+        return tuple(dict.fromkeys([*(t["node"] for t in self.tagged), *self.bn_modules]))
+
+    @property
+    def kept_statistics(self) -> tuple[str, ...]:
+        """BatchNorm modules whose running statistics a frozen block restores (``bn_mode="freeze"``)."""
+        return self.bn_modules if self.bn_mode == "freeze" else ()
 
     # -- JSON ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -177,7 +168,8 @@ class FreezePlan:
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
             "tool": {"name": "rffsurgery", "version": self.tool_version},
-            "model": {"name": self.model_name, "class": self.model_class, "fingerprint": self.fingerprint},
+            "model": {"name": self.model_name, "class": self.model_class, "fingerprint": self.fingerprint,
+                      "graph": list(self.graph)},
             "input_size": list(self.input_size),
             "policy": {"name": self.policy, "options": self.policy_options},
             "tagged": list(self.tagged),
@@ -234,6 +226,11 @@ class FreezePlan:
             tool = _get(data, "tool", dict).get("version", "?")
             raise PlanError(f"written by rffsurgery {tool} with schema v{version}; this version "
                             f"({__version__}) reads up to v{SCHEMA_VERSION}: upgrade rffsurgery")
+        if version == 1:
+            name = data["model"].get("name", "MODEL") if isinstance(data.get("model"), dict) else "MODEL"
+            raise PlanError(f"a schema v1 plan fingerprints the whole graph, classifier included, and is no longer "
+                            f"read; re-create it: rffsurgery analyze {name} --export-plan PLAN.json (same policy and "
+                            f"schedule options)")
         if version < 1:
             raise PlanError(f"unsupported schema_version {version}")
         model = _get(data, "model", dict)
@@ -255,6 +252,7 @@ class FreezePlan:
             policy_options=_get(policy, "options", dict),
             tagged=tuple(tagged),
             parameter_names=tuple(_str_list(freeze_, "parameters")),
+            graph=tuple(_str_list(model, "graph")),
             schedule=Schedule.from_dict(data.get("schedule")),
             bn_mode=_get(bn, "mode", str),
             bn_modules=tuple(_str_list(bn, "modules")),
@@ -262,30 +260,65 @@ class FreezePlan:
         )
 
     # -- checks ---------------------------------------------------------------
-    def check(self, model: nn.Module) -> None:
-        """Refuse a model this plan was not made for: different graph or missing parameters."""
-        params = dict(model.named_parameters())
-        missing = [n for n in self.parameter_names if n not in params]
-        if missing:
-            raise PlanError(f"the model has no parameter(s) {', '.join(missing[:5])}"
-                            f"{' …' if len(missing) > 5 else ''} named in the plan for {self.model_name}")
-        modules = dict(model.named_modules())
+    def check(self, model: nn.Module) -> str:
+        """Refuse a model this plan was not made for; returns the path of the planned network inside ``model``.
+
+        ``""`` when ``model`` is that network; ``"module"`` inside DDP/DataParallel,
+        ``"_orig_mod"`` inside a ``torch.compile`` result, ``"net"`` for a module holding it as ``self.net``.
+        """
+        return self.locate(model)[0]
+
+    def locate(self, model: nn.Module, check: bool = True) -> tuple[str, nn.Module]:
+        """The planned network inside ``model`` (itself or a submodule, breadth-first), and its path.
+
+        A candidate must hold every planned parameter (a cheap name check) and, with
+        ``check``, have the plan's fingerprint; without ``check`` the first candidate
+        holding the parameters is taken.
+        """
+        found = candidates(model, self.parameter_names)
+        if not found:
+            params = {n for n, _ in model.named_parameters()}
+            missing = [n for n in self.parameter_names if n not in params]
+            hint = "" if len(list(model.modules())) == 1 else ", nor does any of its submodules"
+            raise PlanError(f"the model has no parameter(s) {_some(missing)} named in the plan for {self.model_name}"
+                            f"{hint}; pass the network the plan was made for (e.g. model.net)")
+        refusals = []
+        for path, module in found if check else found[:1]:
+            reason = self._mismatch(module) if check else None
+            if reason is None:
+                if path:
+                    log.info("freeze plan for %s applies to %s", self.model_name, describe(model, path))
+                return path, module
+            refusals.append((path, reason))
+        if len(refusals) == 1 and not refusals[0][0]:
+            raise PlanError(f"the model does not match the plan for {self.model_name} ({self.model_class}): "
+                            f"{refusals[0][1]}; re-create the plan from this model (rffsurgery analyze MODEL "
+                            f"[--num-classes N] --export-plan)")
+        tried = "; ".join(f"{describe(model, path)}: {reason}" for path, reason in refusals)
+        raise PlanError(f"no submodule of {type(model).__name__} matches the plan for {self.model_name}: tried "
+                        f"{tried}; pass the network the plan was made for (e.g. model.net)")
+
+    def _mismatch(self, network: nn.Module) -> str | None:
+        """Why ``network`` is not the one this plan was made for (``None`` when it is)."""
+        modules = dict(network.named_modules())
         bad_bn = [m for m in self.bn_modules if not isinstance(modules.get(m), nn.modules.batchnorm._BatchNorm)]
         if bad_bn:
-            raise PlanError(f"the plan's BatchNorm module(s) {', '.join(bad_bn)} are not BatchNorm layers of this model")
-        actual = fingerprint(model)
-        if actual != self.fingerprint:
-            raise PlanError(
-                f"the model does not match the plan: its traced graph fingerprint is {actual[:19]}…, the plan was "
-                f"made for {self.model_name} ({self.model_class}) with {self.fingerprint[:19]}…. "
-                "Re-create the plan from this model (rffsurgery analyze … --export-plan)."
-            )
+            return f"the plan's BatchNorm module(s) {_some(bad_bn)} are not BatchNorm layers of this model"
+        try:
+            lines, missing = graph_lines(trace(network), self.frozen_nodes)
+        except TraceError as exc:
+            return f"it cannot be traced ({str(exc).splitlines()[0]})"
+        if missing:
+            return f"its graph has no node(s) {_some(missing)} that the plan freezes"
+        if digest(lines) != self.fingerprint:
+            return f"the graph up to the frozen layers differs: {first_difference(self.graph, lines)}"
+        return None
 
     def describe(self) -> str:
         """A readable summary (``rffsurgery plan show``)."""
         lines = [
             f"freeze plan v{SCHEMA_VERSION} for {self.model_name} ({self.model_class}), made by rffsurgery {self.tool_version}",
-            f"  fingerprint  {self.fingerprint}",
+            f"  fingerprint  {self.fingerprint} (graph up to the frozen layers: {len(self.graph)} nodes)",
             f"  input size   {'x'.join(map(str, self.input_size))}",
             f"  policy       {self.policy} {json.dumps(self.policy_options) if self.policy_options else ''}".rstrip(),
             f"  schedule     frozen in {self.schedule.describe()}",
@@ -300,6 +333,10 @@ class FreezePlan:
         if self.bn_modules:
             lines.append(f"  bn modules   {', '.join(self.bn_modules)}")
         return "\n".join(lines)
+
+
+def _some(names: Sequence[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" … ({len(names)} in all)" if len(names) > n else "")
 
 
 def _get(data: dict, key: str, kind: type) -> Any:
@@ -321,35 +358,41 @@ def _str_list(data: dict, key: str) -> list[str]:
 # ---------------------------------------------------------------------------
 # building a plan from an analysis
 # ---------------------------------------------------------------------------
-def build_plan(plan: "Plan", policy: str = "paper", schedule: Schedule | None = None, bn: str = "train",
-               **options: Any) -> FreezePlan:
-    """Tag ``plan`` with ``policy`` and turn the tags into a :class:`FreezePlan`."""
+def build_freeze_plan(analysis: "Plan", policy: str = "paper", schedule: Schedule | None = None, bn: str = "train",
+                      **options: Any) -> FreezePlan:
+    """Tag ``analysis`` (an :func:`~rffsurgery.analyze` result) with ``policy`` and turn the tags into a plan.
+
+    ``options`` go to the policy (:func:`rffsurgery.tags.tag`); ``schedule`` defaults to
+    every 2nd epoch from epoch 2; ``bn`` is one of :data:`BN_MODES`.
+    """
     if bn not in BN_MODES:
         raise PlanError(f"unknown BatchNorm mode {bn!r}; choose one of {', '.join(BN_MODES)}")
-    tags = plan.tags(policy, **options)
+    tags = tag(analysis, policy, **options)
     params: list[str] = []
     bn_modules: list[str] = []
     tagged = []
-    modules = dict(plan.traced.root.named_modules())
+    modules = dict(analysis.traced.root.named_modules())
     for t in tags:
-        layer = plan.layers[t.name]
+        layer = analysis.layers[t.name]
         params += layer.params
         tagged.append({"node": t.name, "op": layer.op, "rf": _jsonable(layer.rf),
                        "stride": _jsonable(layer.stride), "padding": _jsonable(layer.padding), "reason": t.reason})
         if bn != "train":
-            follower = _following_batchnorm(plan, t.name, modules)
+            follower = _following_batchnorm(analysis, t.name, modules)
             if follower is not None:
                 bn_modules.append(follower)
-                params += plan.layers[follower].params
+                params += analysis.layers[follower].params
+    graph, _ = graph_lines(analysis.traced, [*(t.name for t in tags), *bn_modules])
     return FreezePlan(
-        model_name=plan.model_name,
-        model_class=f"{type(plan.model).__module__}.{type(plan.model).__qualname__}",
-        fingerprint=fingerprint(plan),
-        input_size=tuple(plan.input_size),
+        model_name=analysis.model_name,
+        model_class=f"{type(analysis.model).__module__}.{type(analysis.model).__qualname__}",
+        fingerprint=digest(graph),
+        input_size=tuple(analysis.input_size),
         policy=policy,
         policy_options={k: list(v) if isinstance(v, (tuple, list)) else v for k, v in options.items()},
         tagged=tuple(tagged),
         parameter_names=tuple(dict.fromkeys(params)),
+        graph=graph,
         schedule=schedule or DEFAULT_SCHEDULE,
         bn_mode=bn,
         bn_modules=tuple(bn_modules),
@@ -366,9 +409,9 @@ def _jsonable(values: Sequence[Any]) -> list[Any]:
     return out
 
 
-def _following_batchnorm(plan: "Plan", name: str, modules: dict[str, nn.Module]) -> str | None:
+def _following_batchnorm(analysis: "Plan", name: str, modules: dict[str, nn.Module]) -> str | None:
     """The BatchNorm node that consumes the tagged layer's output directly, if any."""
-    for layer in plan:
+    for layer in analysis:
         if layer.inputs[:1] == (name,) and layer.kind == "call_module" and isinstance(
                 modules.get(layer.target), nn.modules.batchnorm._BatchNorm):
             return layer.name
@@ -378,36 +421,51 @@ def _following_batchnorm(plan: "Plan", name: str, modules: dict[str, nn.Module])
 # ---------------------------------------------------------------------------
 # applying a plan
 # ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def freeze(model: nn.Module, plan: "FreezePlan | Sequence[str]", check: bool = True) -> Iterator[list[str]]:
+def freeze(model: nn.Module, plan: "FreezePlan | Sequence[str]",
+           check: bool = True) -> contextlib.AbstractContextManager[list[str]]:
     """Freeze the plan's parameters for the duration of the block, then restore them.
 
     Frozen parameters get ``requires_grad=False`` and ``grad=None`` (so SGD momentum,
     Adam moments and weight decay leave them bit-identical); in the plan's
     ``"freeze"`` BatchNorm mode the running statistics of the listed BatchNorm
-    layers are restored on exit as well.  ``plan`` may also be a plain list of
-    parameter names (no fingerprint check).
+    layers are restored on exit as well.  ``model`` may wrap the planned network
+    (see :meth:`FreezePlan.locate`); the block gets the frozen names as ``model``
+    names them.  ``plan`` may also be a plain list of parameter names of ``model``
+    (no fingerprint check).  Under DistributedDataParallel see :func:`ddp_frozen`.
     """
     if isinstance(plan, FreezePlan):
-        if check:
-            plan.check(model)
-        names, bn_names = list(plan.parameter_names), list(plan.bn_modules) if plan.bn_mode == "freeze" else []
+        path, network = plan.locate(model, check=check)
+        names, bn_names = list(plan.parameter_names), list(plan.kept_statistics)
     else:
-        names, bn_names = list(plan), []
+        path, network, names, bn_names = "", model, list(plan), []
         if not names:
             raise PlanError("empty freeze set")
-    params = dict(model.named_parameters())
+    _refuse_strict_ddp(model, path)
+    return _frozen(network, path, names, bn_names)
+
+
+def _refuse_strict_ddp(model: nn.Module, path: str) -> None:
+    if strict_ddp(model, path) is not None:
+        raise PlanError("freezing parameters of a DistributedDataParallel model built without "
+                        "find_unused_parameters=True fails at its second step; freeze with "
+                        "'with rffsurgery.plan.ddp_frozen(ddp_model, plan) as net:' and train net in that block "
+                        "(it re-wraps without the frozen parameters), or build DDP with find_unused_parameters=True")
+
+
+@contextlib.contextmanager
+def _frozen(network: nn.Module, path: str, names: list[str], bn_names: list[str]) -> Iterator[list[str]]:
+    params = dict(network.named_parameters())
     unknown = [n for n in names if n not in params]
     if unknown:
-        raise PlanError(f"the model has no parameter(s) {', '.join(unknown)}")
-    modules = dict(model.named_modules())
+        raise PlanError(f"the model has no parameter(s) {_some(unknown)}")
+    modules = dict(network.named_modules())
     saved_flags = {n: params[n].requires_grad for n in names}
     saved_stats = {m: {k: v.detach().clone() for k, v in modules[m].named_buffers(recurse=False)} for m in bn_names}
     try:
         for n in names:
             params[n].requires_grad_(False)
             params[n].grad = None
-        yield names
+        yield [f"{path}.{n}" if path else n for n in names]
     finally:
         for n, flag in saved_flags.items():
             params[n].requires_grad_(flag)
@@ -417,6 +475,33 @@ def freeze(model: nn.Module, plan: "FreezePlan | Sequence[str]", check: bool = T
                     getattr(modules[m], k).copy_(v)
 
 
+@contextlib.contextmanager
+def ddp_frozen(model: nn.Module, plan: "FreezePlan | Sequence[str]", check: bool = True,
+               **ddp_options: Any) -> Iterator[DistributedDataParallel]:
+    """Freeze the plan's parameters and yield a DistributedDataParallel built while they are frozen.
+
+    DDP decides when it is built which parameters it all-reduces (those that require
+    gradients) and, without ``find_unused_parameters=True``, fails at the second step
+    of a block in which some stop receiving gradients.  A wrapper built *after*
+    freezing leaves them out: no reduction error, and no per-step search for unused
+    parameters.  ``model`` is the DDP model (its ``.module`` is re-wrapped) or the
+    bare network; ``ddp_options`` are passed to the new wrapper (e.g.
+    ``device_ids=[rank]``).  Every rank must enter the block together (building DDP
+    is a collective).  Train with the yielded wrapper inside the block and with your
+    own one outside it::
+
+        for epoch in range(1, epochs + 1):
+            if schedule.is_frozen(epoch):
+                with ddp_frozen(ddp, plan, device_ids=[rank]) as net:
+                    train_one_epoch(net)
+            else:
+                train_one_epoch(ddp)
+    """
+    inner = model.module if isinstance(model, DistributedDataParallel) else model
+    with freeze(inner, plan, check=check):
+        yield DistributedDataParallel(inner, **ddp_options)
+
+
 class FreezeSchedule:
     """Epoch-driven application of a plan for any training loop.
 
@@ -424,16 +509,24 @@ class FreezeSchedule:
     >>> for epoch in range(1, epochs + 1):
     ...     with sched.epoch(epoch):                  # frozen only in the plan's epochs
     ...         train_one_epoch(model)
+
+    ``model`` may wrap the planned network (DataParallel, ``torch.compile``, a
+    LightningModule holding it); ``target_path`` says where it was found (``""``:
+    ``model`` itself).  Under DistributedDataParallel use :func:`ddp_frozen` in the
+    frozen epochs.
     """
 
     def __init__(self, model: nn.Module, plan: FreezePlan) -> None:
-        plan.check(model)
         self.model, self.plan = model, plan
+        self.target_path, self.target = plan.locate(model)
 
     def is_frozen(self, epoch: int) -> bool:
         return self.plan.schedule.is_frozen(epoch)
 
-    def epoch(self, epoch: int) -> contextlib.AbstractContextManager:
-        if self.is_frozen(epoch):
-            return freeze(self.model, self.plan, check=False)
-        return contextlib.nullcontext([])
+    def epoch(self, epoch: int) -> contextlib.AbstractContextManager[list[str]]:
+        """A context that freezes the plan's parameters if ``epoch`` (1-based) is scheduled, else does nothing."""
+        if not self.is_frozen(epoch):
+            return contextlib.nullcontext([])
+        _refuse_strict_ddp(self.model, self.target_path)
+        return _frozen(self.target, self.target_path, list(self.plan.parameter_names),
+                       list(self.plan.kept_statistics))

@@ -38,6 +38,7 @@ Three policies, selectable by name:
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Sequence
@@ -199,13 +200,20 @@ def _names(plan: "Plan", patterns: Sequence[str] = ()) -> list[Tag]:
 POLICIES = {"paper": _paper, "growth": _growth, "names": _names}
 
 
-def tag(plan: "Plan", policy: str = "paper", **options: Any) -> list[Tag]:
-    """Tag the RF-expanding nodes of ``plan`` under ``policy`` (see the module docstring)."""
+def tag(analysis: "Plan", policy: str = "paper", **options: Any) -> list[Tag]:
+    """Tag the RF-expanding nodes of ``analysis`` under ``policy`` (see the module docstring).
+
+    Memoised on the analysis per policy and options, so a table, a plot and an
+    exported freeze plan made from one analysis tag it once.
+    """
     try:
         fn = POLICIES[policy]
     except KeyError:
         raise TagError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}") from None
-    try:
-        return fn(plan, **options)
-    except TypeError as exc:
-        raise TagError(f"bad options for policy {policy!r}: {exc}") from None
+    key = "tags:" + json.dumps([policy, options], sort_keys=True, default=repr)
+    if key not in analysis.memo:
+        try:
+            analysis.memo[key] = fn(analysis, **options)
+        except TypeError as exc:
+            raise TagError(f"bad options for policy {policy!r}: {exc}") from None
+    return list(analysis.memo[key])

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import RffError
+from .errors import InvalidArgument, RffError
 
 __all__ = ["ModelNotFound", "ModelSpec", "resolve", "build"]
 
@@ -40,11 +40,34 @@ class ModelSpec:
     builder: Callable[[], nn.Module]
     input_size: tuple[int, ...] = DEFAULT_INPUT
 
-    def build(self, device: str = "cpu") -> nn.Module:
-        """Construct with random (or, on ``"meta"``, unallocated) weights."""
-        with torch.device(device):
-            model = self.builder()
-        return model.eval()
+    def build(self, device: str = "cpu", num_classes: int | None = None) -> nn.Module:
+        """Construct with random (or, on ``"meta"``, unallocated) weights; ``num_classes`` sizes the head."""
+        if num_classes is None:
+            with torch.device(device):
+                return self.builder().eval()
+        _check_num_classes(num_classes)
+        if not _takes(self.builder, "num_classes"):
+            raise InvalidArgument(f"{self.name} does not take num_classes (its factory has no such argument); "
+                                  "build the model yourself and pass it as a module")
+        try:
+            with torch.device(device):
+                return self.builder(num_classes=num_classes).eval()
+        except TypeError as exc:  # a **kwargs builder whose model class has no num_classes
+            raise InvalidArgument(f"{self.name} cannot be built with num_classes={num_classes}: {exc}") from None
+
+
+def _check_num_classes(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidArgument(f"num_classes must be an integer ≥ 1, got {value!r}")
+
+
+def _takes(factory: Callable, name: str) -> bool:
+    """Whether ``factory`` accepts keyword ``name`` (explicitly or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _builtin(name: str) -> ModelSpec | None:
@@ -171,6 +194,6 @@ def _not_found(name: str, source: str | None = None) -> str:
     return f"unknown model '{name}'{where}.{hint} User models: 'package.module:factory' or 'file.py:factory'."
 
 
-def build(spec: str, device: str = "cpu") -> nn.Module:
-    """Resolve and construct a model (random weights; nothing is downloaded)."""
-    return resolve(spec).build(device)
+def build(spec: str, device: str = "cpu", num_classes: int | None = None) -> nn.Module:
+    """Resolve and construct a model (random weights; nothing is downloaded), optionally with ``num_classes``."""
+    return resolve(spec).build(device, num_classes)

@@ -12,7 +12,7 @@ from torch import nn
 from rffsurgery import analyze
 from rffsurgery.cli import main
 from rffsurgery.models import RFFBaseCNN
-from rffsurgery.plan import FreezePlan, FreezeSchedule, PlanError, Schedule, freeze
+from rffsurgery.plan import FreezePlan, FreezeSchedule, PlanError, Schedule, build_freeze_plan, freeze
 
 
 @pytest.fixture()
@@ -23,7 +23,7 @@ def model():
 
 @pytest.fixture()
 def fplan(model):
-    return analyze(model).freeze_plan(schedule=Schedule(epochs=(5,)))
+    return build_freeze_plan(analyze(model), schedule=Schedule(epochs=(5,)))
 
 
 def test_plan_content(fplan):
@@ -36,7 +36,7 @@ def test_round_trip(tmp_path, fplan):
     path = fplan.export(tmp_path / "plan.json")
     loaded = FreezePlan.load(path)
     assert loaded.to_dict() == fplan.to_dict()
-    assert json.loads(path.read_text())["schema_version"] == 1
+    assert json.loads(path.read_text())["schema_version"] == 2
 
 
 def _write(tmp_path, data):
@@ -48,7 +48,9 @@ def _write(tmp_path, data):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda d: d.update(schema_version=2), "upgrade rffsurgery"),
+        (lambda d: d.update(schema_version=3), "upgrade rffsurgery"),
+        (lambda d: d.update(schema_version=1), "re-create it: rffsurgery analyze RFFBaseCNN --export-plan"),
+        (lambda d: d["model"]["graph"].pop(), "does not match its fingerprint"),
         (lambda d: d.update(schema="something.else"), "not a freeze plan"),
         (lambda d: d["freeze"].update(parameters=[]), "empty freeze set"),
         (lambda d: d["freeze"].update(parameters="features.6.weight"), "must be a list"),
@@ -74,10 +76,16 @@ def test_corrupt_json_is_refused(tmp_path, fplan):
         FreezePlan.load(tmp_path / "missing.json")
 
 
-def test_fingerprint_mismatch_and_unknown_parameter(model, fplan):
-    fplan.check(model)  # the model it was made from passes
-    with pytest.raises(PlanError, match="does not match the plan"):
-        fplan.check(RFFBaseCNN(num_classes=10))  # same parameter names, different head shape
+def test_fingerprint_covers_the_frozen_layers_and_their_inputs_only(model, fplan):
+    assert fplan.check(model) == ""  # the model it was made from passes, as itself
+    assert fplan.check(RFFBaseCNN(num_classes=10)) == ""  # another head: after the frozen layers
+    assert fplan.check(RFFBaseCNN(hidden=32)) == ""
+    with pytest.raises(PlanError, match="'features.0' differs"):
+        fplan.check(RFFBaseCNN(width=16))  # same parameter names, narrower convs before the frozen ones
+    strided = RFFBaseCNN()
+    strided.features[3].stride = (2, 2)  # same names and shapes: only the geometry feeding features.6 changes
+    with pytest.raises(PlanError, match=r"'features.3' differs: .*stride=\(1, 1\).*stride=\(2, 2\)"):
+        fplan.check(strided)
     data = fplan.to_dict()
     data["freeze"]["parameters"].append("features.99.weight")
     with pytest.raises(PlanError, match="features.99.weight"):
@@ -126,8 +134,8 @@ def test_frozen_parameters_are_bit_identical_and_others_move(model, fplan, make_
 
 def test_batchnorm_modes(model):
     analysis = analyze(model)
-    affine = analysis.freeze_plan(bn="freeze-affine")
-    full = analysis.freeze_plan(bn="freeze")
+    affine = build_freeze_plan(analysis, bn="freeze-affine")
+    full = build_freeze_plan(analysis, bn="freeze")
     assert affine.bn_modules == full.bn_modules == ("features.7", "features.13")
     assert "features.7.weight" in full.parameter_names and "features.7.bias" in full.parameter_names
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -150,7 +158,7 @@ def test_freeze_schedule_only_freezes_scheduled_epochs(model, fplan):
             seen[epoch] = model.get_parameter("features.6.weight").requires_grad
     assert seen == {1: True, 2: True, 3: True, 4: True, 5: False, 6: True}
     with pytest.raises(PlanError):
-        FreezeSchedule(RFFBaseCNN(num_classes=10), fplan)
+        FreezeSchedule(RFFBaseCNN(width=16), fplan)
 
 
 def test_cli_export_show_and_refuse(tmp_path):
@@ -177,3 +185,115 @@ def test_cli_plot_writes_a_png(tmp_path):
     result = CliRunner().invoke(main, ["analyze", "rff-base-cnn", "--plot", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------
+# a plan made by the CLI, applied to the models users actually train
+# ---------------------------------------------------------------------------
+# torchvision's BasicBlock puts the stride in conv1, so the paper's policy (first weight layer at each
+# new resolution on the main path, stem skipped) picks layer1.0.conv1 (first after the max-pool) and
+# the stride-2 conv1 opening layers 2-4; these convs have no bias.
+RESNET18_FROZEN = ("layer1.0.conv1.weight", "layer2.0.conv1.weight", "layer3.0.conv1.weight", "layer4.0.conv1.weight")
+
+
+@pytest.fixture(scope="module")
+def resnet18_plan(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plan") / "p.json"
+    result = CliRunner().invoke(main, ["analyze", "resnet18", "--export-plan", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_cli_resnet18_plan_freezes_exactly_its_layers_of_a_10_class_resnet18(resnet18_plan, one_thread):
+    import torchvision
+
+    plan = FreezePlan.load(resnet18_plan)
+    assert plan.parameter_names == RESNET18_FROZEN
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
+
+    def step():
+        optimizer.zero_grad(set_to_none=False)
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    step()  # momentum buffers exist for every parameter
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with freeze(model, plan):
+        assert {n for n, p in model.named_parameters() if not p.requires_grad} == set(RESNET18_FROZEN)
+        step()
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]) == (name in RESNET18_FROZEN), name
+
+
+def test_cli_resnet18_plan_fits_replaced_heads_and_is_refused_on_resnet34(resnet18_plan):
+    import torchvision
+
+    from rffsurgery.train.model import build_model
+
+    plan = FreezePlan.load(resnet18_plan)
+    replaced = torchvision.models.resnet18()
+    replaced.fc = nn.Sequential(nn.Dropout(0.5), nn.Linear(512, 3))
+    assert plan.check(replaced) == ""
+    assert plan.check(build_model("resnet18", 8, dropout=0.2)[0]) == ""  # the trainer's 8-class resnet18
+    runner = CliRunner()
+    assert runner.invoke(main, ["plan", "check", str(resnet18_plan), "resnet18", "--num-classes", "10"]).exit_code == 0
+    refused = runner.invoke(main, ["plan", "check", str(resnet18_plan), "resnet34"])
+    # resnet34 has three blocks in layer1 where resnet18 has two: its graph parts at layer1.2.conv1.
+    assert refused.exit_code == 1
+    assert "the model has 'layer1.2.conv1' where the plan has 'layer2.0.conv1'" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1
+
+
+def test_cli_num_classes(tmp_path, resnet18_plan):
+    runner = CliRunner()
+    ten = tmp_path / "ten.json"
+    assert runner.invoke(main, ["analyze", "resnet18", "--num-classes", "10", "--export-plan", str(ten)]).exit_code == 0
+    assert FreezePlan.load(ten).fingerprint == FreezePlan.load(resnet18_plan).fingerprint  # the head is not in it
+    table = runner.invoke(main, ["analyze", "resnet18", "--num-classes", "10"])
+    assert table.exit_code == 0 and " 10 " in next(line for line in table.output.splitlines() if line.startswith("fc"))
+    # A plan that freezes the classifier depends on it: made for 10 classes, refused on 1000.
+    head = tmp_path / "head.json"
+    result = runner.invoke(main, ["analyze", "resnet18", "--num-classes", "10", "--policy", "names", "--select", "fc",
+                                  "--export-plan", str(head)])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(main, ["plan", "check", str(head), "resnet18", "--num-classes", "10"]).exit_code == 0
+    refused = runner.invoke(main, ["plan", "check", str(head), "resnet18"])
+    assert refused.exit_code == 1 and "'fc' differs" in refused.output
+    for bad in ("0", "-3"):
+        bad_run = runner.invoke(main, ["analyze", "resnet18", "--num-classes", bad])
+        assert bad_run.exit_code == 1 and bad_run.output == f"error: num_classes must be an integer ≥ 1, got {bad}\n"
+    no_head = runner.invoke(main, ["analyze", "tests/test_plan.py:_headless", "--num-classes", "3"])
+    assert no_head.exit_code == 1 and "does not take num_classes" in no_head.output
+
+
+def _headless() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+
+
+def test_plan_check_names_missing_layers_and_parameters(tmp_path, resnet18_plan):
+    data = json.loads(resnet18_plan.read_text())
+    data["freeze"]["parameters"].append("layer9.0.conv1.weight")
+    _write(tmp_path, data)
+    result = CliRunner().invoke(main, ["plan", "check", str(tmp_path / "plan.json"), "resnet18"])
+    assert result.exit_code == 1 and "no parameter(s) layer9.0.conv1.weight" in result.output
+    data = json.loads(resnet18_plan.read_text())
+    data["tagged"].append({"node": "layer4.0.relu_9"})  # a node the graph does not have
+    _write(tmp_path, data)
+    result = CliRunner().invoke(main, ["plan", "check", str(tmp_path / "plan.json"), "resnet18"])
+    assert result.exit_code == 1 and "no node(s) layer4.0.relu_9 that the plan freezes" in result.output
+
+
+def test_analysis_imports_neither_plan_nor_tags():
+    """The dependency runs one way (tags → analysis, plan → analysis): no import of them in analysis.py, even lazily."""
+    import ast
+
+    import rffsurgery.analysis
+
+    tree = ast.parse(open(rffsurgery.analysis.__file__, encoding="utf-8").read())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "trace" in imported  # the walk sees the module's relative imports
+    assert not {"plan", "tags", "rffsurgery.plan", "rffsurgery.tags"} & imported

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from rffsurgery import analyze
-from rffsurgery.plan import PlanError
-from rffsurgery.tags import TagError, main_path
+from rffsurgery.plan import PlanError, build_freeze_plan
+from rffsurgery.tags import TagError, main_path, tag
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +31,12 @@ def names(tags):
 
 def test_base_cnn_tags_are_the_convs_after_each_maxpool(base_cnn):
     # Table 3: layer 6 and 12 are the max-pools; layers 7 and 13 (features.6, features.12) the convs after them.
-    assert names(base_cnn.tags()) == ["features.6", "features.12"]
+    assert names(tag(base_cnn)) == ["features.6", "features.12"]
 
 
 def test_resnet50_tags_are_the_papers_four_layers(resnet50):
     # v1.5 ResNet: first conv after the stem pool, and the stride-2 3x3 conv opening stages 3, 4, 5.
-    assert names(resnet50.tags()) == ["layer1.0.conv1", "layer2.0.conv2", "layer3.0.conv2", "layer4.0.conv2"]
+    assert names(tag(resnet50)) == ["layer1.0.conv1", "layer2.0.conv2", "layer3.0.conv2", "layer4.0.conv2"]
 
 
 def test_resnet50_main_path_runs_through_residual_branches(resnet50):
@@ -46,10 +46,10 @@ def test_resnet50_main_path_runs_through_residual_branches(resnet50):
 
 
 def test_options_add_stem_and_projection_shortcuts(resnet50):
-    with_stem = names(resnet50.tags(include_stem=True))
-    assert with_stem[0] == "conv1" and with_stem[1:] == names(resnet50.tags())
-    with_shortcuts = names(resnet50.tags(include_shortcuts=True))
-    assert set(with_shortcuts) - set(names(resnet50.tags())) == {f"layer{i}.0.downsample.0" for i in range(1, 5)}
+    with_stem = names(tag(resnet50, include_stem=True))
+    assert with_stem[0] == "conv1" and with_stem[1:] == names(tag(resnet50))
+    with_shortcuts = names(tag(resnet50, include_shortcuts=True))
+    assert set(with_shortcuts) - set(names(tag(resnet50))) == {f"layer{i}.0.downsample.0" for i in range(1, 5)}
 
 
 @pytest.mark.parametrize(
@@ -80,40 +80,40 @@ def test_options_add_stem_and_projection_shortcuts(resnet50):
     ],
 )
 def test_paper_policy_on_other_families(model, expected):
-    assert names(analyze(model).tags()) == expected
+    assert names(tag(analyze(model))) == expected
 
 
 def test_vit_has_no_rf_expanding_layer_and_refuses_an_empty_plan():
     # After the 16x16/16 patch embedding (the stem) everything is global attention: nothing to tag.
     plan = analyze("timm:vit_tiny_patch16_224")
-    assert plan.tags() == []
+    assert tag(plan) == []
     with pytest.raises(PlanError, match="empty freeze set"):
-        plan.freeze_plan()
+        build_freeze_plan(plan)
 
 
 def test_growth_policy_ranks_by_rf_enlargement(base_cnn):
     # Distill's recurrence by hand for the base CNN (3x3 convs, 2x2 pools):
     # conv0 1->3, conv3 3->5, pool 5->6 (S=2), conv6 6->10, conv9 10->14, pool 14->16 (S=4),
     # conv12 16->24, conv15 24->32.
-    assert names(base_cnn.tags("growth", top_k=2)) == ["features.12", "features.15"]
-    assert names(base_cnn.tags("growth", threshold=4)) == ["features.6", "features.9", "features.12", "features.15"]
+    assert names(tag(base_cnn, "growth", top_k=2)) == ["features.12", "features.15"]
+    assert names(tag(base_cnn, "growth", threshold=4)) == ["features.6", "features.9", "features.12", "features.15"]
     # ratios: conv0 3.0, conv3 5/3, conv6 10/6, conv9 1.4, conv12 1.5, conv15 4/3
-    assert names(base_cnn.tags("growth", metric="ratio", top_k=1)) == ["features.0"]
+    assert names(tag(base_cnn, "growth", metric="ratio", top_k=1)) == ["features.0"]
 
 
 def test_names_policy_globs_and_module_paths(resnet50):
-    assert names(resnet50.tags("names", patterns=["layer*.0.conv2"])) == [f"layer{i}.0.conv2" for i in range(1, 5)]
-    assert names(resnet50.tags("names", patterns=["fc"])) == ["fc"]
+    assert names(tag(resnet50, "names", patterns=["layer*.0.conv2"])) == [f"layer{i}.0.conv2" for i in range(1, 5)]
+    assert names(tag(resnet50, "names", patterns=["fc"])) == ["fc"]
     with pytest.raises(TagError, match="matches no node"):
-        resnet50.tags("names", patterns=["layer9.*"])
+        tag(resnet50, "names", patterns=["layer9.*"])
     with pytest.raises(TagError, match="at least one"):
-        resnet50.tags("names")
+        tag(resnet50, "names")
 
 
 def test_bad_policy_and_options(resnet50):
     with pytest.raises(TagError, match="unknown policy"):
-        resnet50.tags("magic")
+        tag(resnet50, "magic")
     with pytest.raises(TagError, match="bad options"):
-        resnet50.tags("paper", top_k=3)
+        tag(resnet50, "paper", top_k=3)
     with pytest.raises(TagError, match="metric"):
-        resnet50.tags("growth", metric="area")
+        tag(resnet50, "growth", metric="area")

@@ -125,10 +125,10 @@ def test_existing_foreign_and_corrupt_checkpoints_are_refused(full, tmp_path):
 
 
 def test_a_plan_for_another_model_is_refused_before_training(tmp_path):
-    from rffsurgery import analyze
+    from rffsurgery import analyze, build_freeze_plan
     from rffsurgery.models import RFFBaseCNN
 
-    analyze(RFFBaseCNN(num_classes=8)).freeze_plan().export(tmp_path / "plan.json")
+    build_freeze_plan(analyze(RFFBaseCNN(width=16))).export(tmp_path / "plan.json")  # narrower than the trainer's
     three = Split("three", SPLIT.base[:3], SPLIT.transfer)
     cfg = dataclasses.replace(CFG, plan=str(tmp_path / "plan.json"))
     with pytest.raises(PlanError, match="does not fit rff-base-cnn with 3 base classes"):

@@ -148,10 +148,10 @@ class _Run:
 
     def _freeze_plan(self, model: nn.Module, input_size: tuple[int, ...]) -> "FreezePlan":
         from ..analysis import analyze
-        from ..plan import FreezePlan, PlanError
+        from ..plan import FreezePlan, PlanError, build_freeze_plan
 
         if self.cfg.plan is None:
-            plan = analyze(model, input_size).freeze_plan(policy=self.cfg.policy, bn=self.cfg.bn)
+            plan = build_freeze_plan(analyze(model, input_size), policy=self.cfg.policy, bn=self.cfg.bn)
         else:
             plan = FreezePlan.load(self.cfg.plan)
             try:
