@@ -66,6 +66,16 @@ class LayerRF:
         return tuple(a.size if a is not None else GLOBAL for a in self.axes)
 
     @property
+    def rf_min(self) -> tuple[int | str, ...]:
+        """Smallest receptive field over the output positions per axis (below ``rf`` only after upsampling)."""
+        return tuple(a.min_size if a is not None else GLOBAL for a in self.axes)
+
+    @property
+    def outer_extent(self) -> tuple[int | str, ...]:
+        """Per axis, the width W with ``[floor(−P + u·S), ceil(−P + u·S) + W − 1]`` ⊇ every unit's interval."""
+        return tuple(a.outer if a is not None else GLOBAL for a in self.axes)
+
+    @property
     def stride(self) -> tuple[Fraction | None, ...]:
         return tuple(a.stride if a is not None else None for a in self.axes)
 
@@ -96,6 +106,8 @@ class LayerRF:
             "shape": list(self.shape) if self.shape is not None else None,
             "status": self.status,
             "rf": list(self.rf) if self.status in ("ok", "global") else None,
+            "rf_min": list(self.rf_min) if self.status in ("ok", "global") else None,
+            "outer_extent": list(self.outer_extent) if self.status in ("ok", "global") else None,
             "stride": [num(s) for s in self.stride] if self.status == "ok" else None,
             "padding": [num(p) for p in self.padding] if self.status == "ok" else None,
             "global_context": self.global_context,

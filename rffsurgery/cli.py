@@ -105,11 +105,23 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
               help="BatchNorm right after a tagged layer: train it, freeze its affine params, or also its stats.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Save a PNG of RF and stride per layer with the tagged layers marked.")
+@click.option("--node", default=None, help="With --unit / --overlay: the node (or module path) to look at.")
+@click.option("--unit", "unit_text", default=None, metavar="I,J",
+              help="Print the exact input interval of this output position of --node.")
+@click.option("--overlay", "overlay_image", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Draw the RF of --node's --unit on this image (resized as the model sees it).")
+@click.option("--out-image", "out_image", type=click.Path(dir_okay=False), default=None,
+              help="The PNG that --overlay writes.")
+@click.option("--with-erf", is_flag=True, help="--overlay: also draw the unit's ERF on the image.")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="--with-erf: weights (state_dict, .safetensors, checkpoint, rewrite folder); default random init.")
+@click.option("--force", is_flag=True, help="Replace existing output files (--plot, --out-image).")
 def analyze(model: str, input_size: str | None, num_classes: int | None, every_node: bool, as_json: bool, as_csv: bool, main_only: bool,
             strict: bool, leaves: tuple[str, ...], show_tags: bool, policy: str | None, include_stem: bool, include_shortcuts: bool,
             metric: str, top_k: int | None, threshold: float | None, patterns: tuple[str, ...],
             export_path: str | None, epochs: str | None, every: int | None, start: int, stop: int | None, bn: str,
-            plot_path: str | None) -> None:
+            plot_path: str | None, node: str | None, unit_text: str | None, overlay_image: str | None,
+            out_image: str | None, with_erf: bool, weights: str | None, force: bool) -> None:
     """Receptive field (RF), effective stride and padding of every layer of MODEL.
 
     MODEL is a torchvision or timm name (resnet50, timm:convnext_tiny), a built-in
@@ -131,6 +143,13 @@ def analyze(model: str, input_size: str | None, num_classes: int | None, every_n
         "names": {"patterns": list(patterns)},
     }[policy_name]
     wants_tags = show_tags or policy is not None or export_path or plot_path
+    unit = _unit(unit_text)
+    if (unit is not None or overlay_image) and (node is None or unit is None):
+        raise click.UsageError("--unit and --overlay need both --node NAME and --unit I,J")
+    if overlay_image and not out_image or out_image and not overlay_image:
+        raise click.UsageError("--overlay IMAGE and --out-image PNG go together")
+    if (with_erf or weights) and not overlay_image:
+        raise click.UsageError("--with-erf and --weights draw on an --overlay image")
     try:
         schedule = _schedule(epochs, every, start, stop)
         plan = run(model, input_size, strict=strict, leaf_modules=[import_object(spec) for spec in leaves],
@@ -144,15 +163,109 @@ def analyze(model: str, input_size: str | None, num_classes: int | None, every_n
         if plot_path:
             from .plot import plot_rf
 
-            click.echo(f"wrote {plot_rf(plan, plot_path, tags)}", err=True)
+            click.echo(f"wrote {plot_rf(plan, plot_path, tags, force=force)}", err=True)
     except (ModelNotFound, TraceError, UnknownOpError, TagError, PlanError, ValueError) as exc:
         _fail(exc)
-    if as_json:
+    if overlay_image:
+        _overlay(model, plan, node, unit, overlay_image, out_image, with_erf, weights, force)
+    if unit is not None:
+        from .overlay import describe_unit
+
+        click.echo(describe_unit(plan, node, unit))
+    elif as_json:
         click.echo(to_json(plan, every_node=not main_only))
     elif as_csv:
         click.echo(to_csv(plan, every_node=not main_only), nl=False)
     else:
         click.echo(to_table(plan, every_node=every_node, tags=tags))
+
+
+def _unit(text: str | None) -> tuple[int, ...] | None:
+    """``--unit 3,4`` → (3, 4)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected output positions like 3,4 (row, column), got {text!r}",
+                                 param_hint="--unit") from None
+
+
+@main.command()
+@click.argument("model")
+@click.option("--nodes", "nodes", multiple=True, metavar="NAME[,NAME…]",
+              help="Nodes or module paths (repeatable). Default: the last node with a local RF.")
+@click.option("--unit", "unit_text", default=None, metavar="I,J", help="Output position. Default: each node's centre.")
+@click.option("--images", type=int, default=8, show_default=True, help="How many inputs to aggregate |gradient| over.")
+@click.option("--data", type=click.Choice(["noise", "generated", "folder", "cifar100"]), default="noise",
+              show_default=True, help="Inputs: Gaussian noise, the trainer's generated shapes, an image folder, CIFAR-100.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Folder for --data folder/cifar100.")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="state_dict / .safetensors / trainer checkpoint / rewrite folder. Default: random init (labelled).")
+@click.option("--input-size", "input_size", default=None, metavar="C,H,W", help="As for analyze.")
+@click.option("--growth", is_flag=True, help="Also compute the ERF of the main layers (up to 24) and plot its growth.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write erf.json, erf-NODE.png heat maps (and growth.png) into this folder.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and inputs.")
+@click.option("--batch", type=int, default=4, show_default=True, help="Inputs per forward/backward pass.")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+def erf(model: str, nodes: tuple[str, ...], unit_text: str | None, images: int, data: str, data_root: str | None,
+        weights: str | None, input_size: str | None, growth: bool, out_dir: str | None, seed: int, batch: int,
+        force: bool) -> None:
+    """Effective receptive field of MODEL: the input gradient of a unit, aggregated over inputs.
+
+    Prints, per node, the theoretical RF and the sides (and area ratios) of the
+    smallest centred squares holding 20/30/50/99 % of the contribution; --out writes
+    the heat maps with the theoretical RF drawn on them and the JSON.
+    """
+    import json
+    from pathlib import Path
+
+    from .analysis import analyze as analyse_only
+    from .erf import default_node, erf as run, growth_nodes
+    from .files import prepare_output, write_text
+    from .plot import plot_erf, plot_erf_growth
+
+    names = [n.strip() for group in nodes for n in group.split(",") if n.strip()]
+    if growth and unit_text:
+        raise click.UsageError("--growth measures each layer's centre unit; drop --unit (or --growth)")
+    if not names or growth:
+        shapes = analyse_only(model, input_size)  # on the meta device: which nodes, before building weights
+        names = names or [default_node(shapes)]
+    extra = growth_nodes(shapes) if growth else []
+    out = Path(out_dir) if out_dir else None
+    if out is not None:  # fail before the work when a rerun would replace the results
+        prepare_output(out / "erf.json", force=force, option="--out", make_parents=True)
+    result = run(model, [*names, *extra], images=images, data=data, data_root=data_root, input_size=input_size,
+                 weights=weights, unit=_unit(unit_text), seed=seed, batch=batch)
+    click.echo(result.table())
+    if out is not None:
+        heat_maps = {out / f"erf-{result[n].node}.png": result[n] for n in names}
+        paths = [out / "erf.json", *heat_maps, *([out / "growth.png"] if growth else [])]
+        for path in paths:  # every file checked before any is written
+            prepare_output(path, force=force, option="--out")
+        written = [plot_erf(result, node, path, force=True) for path, node in heat_maps.items()]
+        if growth:
+            written.append(plot_erf_growth(result, out / "growth.png", force=True))
+        written.append(write_text(out / "erf.json", json.dumps(result.to_dict()) + "\n"))
+        click.echo("wrote " + ", ".join(map(str, written)), err=True)
+
+
+def _overlay(model: str, plan, node: str, unit: tuple[int, ...], image: str, out: str, with_erf: bool,
+             weights: str | None, force: bool) -> None:
+    from .files import prepare_output
+    from .overlay import check_unit, draw_overlay, find_layer
+
+    check_unit(find_layer(plan, node), unit)
+    prepare_output(out, force=force, option="--out-image", reading=[image])
+    heat = None
+    if with_erf:
+        from .erf import erf
+        from .images import normalise, read_image
+
+        x = normalise(read_image(image, plan.input_size[1:]), plan.input_size[0])[None]
+        heat = erf(model, [node], inputs=x, input_size=plan.input_size, weights=weights, unit=unit).nodes[0]
+    click.echo(f"wrote {draw_overlay(image, plan, node, unit, out, heat, force)}", err=True)
 
 
 @main.group()

@@ -9,11 +9,12 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from .analysis import LayerRF, Plan
+from .macs import Costs, node_costs
 
 if TYPE_CHECKING:
     from .tags import Tag
 
-__all__ = ["to_csv", "to_json", "to_table"]
+__all__ = ["si", "to_csv", "to_dict", "to_json", "to_table"]
 
 
 def _num(x: Fraction | int | str | None) -> str:
@@ -30,6 +31,21 @@ def _per_axis(values: Iterable) -> str:
     return texts[0] if len(set(texts)) == 1 else " x ".join(texts)
 
 
+def _rf(layer: LayerRF) -> str:
+    """RF per axis; ``36–40`` where it varies over the output positions (after upsampling)."""
+    return _per_axis(f"{lo}–{hi}" if lo != hi else hi for lo, hi in zip(layer.rf_min, layer.rf))
+
+
+def si(n: int | None) -> str:
+    """``118.0M``-style count: what a reader compares at a glance (``-`` for none)."""
+    if n is None:
+        return "-"
+    for unit, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.4g}{unit}"
+    return str(n)
+
+
 def _flags(layer: LayerRF) -> str:
     parts = []
     ends = [a for a in layer.aliases if "." not in a]
@@ -43,27 +59,37 @@ def _flags(layer: LayerRF) -> str:
     return "; ".join(parts)
 
 
-def _cells(layer: LayerRF, tagged: dict[str, str]) -> list[str]:
+def _cells(layer: LayerRF, tagged: dict[str, str], costs: Costs) -> list[str]:
     shape = "x".join(map(str, layer.shape)) if layer.shape else "-"
     if layer.status in ("ok", "global"):
-        rf, stride, padding = _per_axis(layer.rf), _per_axis(layer.stride), _per_axis(layer.padding)
+        rf, stride, padding = _rf(layer), _per_axis(layer.stride), _per_axis(layer.padding)
     else:
         rf = stride = padding = "?" if layer.status in ("unknown", "misaligned") else "-"
     mark = "*" if layer.name in tagged else ""
-    return [mark + layer.name, layer.op, shape, rf, stride, padding, _flags(layer)]
+    params = f"{costs.params[layer.name]:,}" if costs.params.get(layer.name) else ""
+    macs = si(costs.macs[layer.name]) if costs.macs.get(layer.name) else ""
+    return [mark + layer.name, layer.op, shape, rf, stride, padding, params, macs, _flags(layer)]
+
+
+def _totals(costs: Costs) -> str:
+    macs = (f"{si(costs.total_macs)} MACs per sample (convolutions and matrix products)"
+            if costs.total_macs is not None else f"MACs not counted: {costs.macs_unavailable}")
+    return f"total: {costs.total_params:,} parameters, {macs}"
 
 
 def to_table(plan: Plan, every_node: bool = False, tags: Sequence["Tag"] = ()) -> str:
-    """A fixed-width table: node, op, output shape (C x H x W), RF, stride, padding, notes.
+    """A fixed-width table: node, op, output shape (C x H x W), RF, stride, padding, params, MACs, notes.
 
-    Tagged (RF-expanding) layers are marked with ``*``.
+    Tagged (RF-expanding) layers are marked with ``*``; an RF that varies over the
+    output positions (after upsampling) reads ``min–max``.
     """
     layers = list(plan) if every_node else plan.main_layers()
     tagged = {t.name: t.reason for t in tags}
-    header = ["node", "op", "output", "RF", "stride", "padding", "notes"]
-    rows = [header] + [_cells(l, tagged) for l in layers]
+    costs = node_costs(plan)
+    header = ["node", "op", "output", "RF", "stride", "padding", "params", "MACs", "notes"]
+    rows = [header] + [_cells(l, tagged, costs) for l in layers]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    right = {3, 4, 5}
+    right = {3, 4, 5, 6, 7}
 
     def fmt(row: list[str]) -> str:
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
@@ -73,6 +99,7 @@ def to_table(plan: Plan, every_node: bool = False, tags: Sequence["Tag"] = ()) -
     shown = "every node" if every_node else f"{len(layers)} main layers of {len(plan)} nodes (--all for every node)"
     lines = [f"{plan.model_name}  input {size}  {shown}", fmt(header)]
     lines += [fmt(r) for r in rows[1:]]
+    lines.append(_totals(costs))
     if tags:
         lines.append(f"\n* {len(tags)} RF-expanding layer(s) tagged: " + ", ".join(tagged))
     unknown = plan.unknown
@@ -82,8 +109,22 @@ def to_table(plan: Plan, every_node: bool = False, tags: Sequence["Tag"] = ()) -
     return "\n".join(lines)
 
 
+def to_dict(plan: Plan, every_node: bool = True) -> dict:
+    """The plan's JSON form with parameters (``n_params``) and MACs per node and in total."""
+    data = plan.to_dict(every_node=every_node)
+    costs = node_costs(plan)
+    for node in data["nodes"]:
+        node["n_params"] = costs.params.get(node["name"], 0)
+        node["macs"] = costs.macs.get(node["name"]) if costs.total_macs is not None else None
+    data["total_params"] = costs.total_params
+    data["total_macs"] = costs.total_macs
+    if costs.macs_unavailable:
+        data["macs_unavailable"] = costs.macs_unavailable
+    return data
+
+
 def to_json(plan: Plan, every_node: bool = True) -> str:
-    return json.dumps(plan.to_dict(every_node=every_node), indent=2)
+    return json.dumps(to_dict(plan, every_node=every_node), indent=2)
 
 
 def to_csv(plan: Plan, every_node: bool = True) -> str:
@@ -92,11 +133,15 @@ def to_csv(plan: Plan, every_node: bool = True) -> str:
     axes = range(plan.n_axes)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["name", "op", "shape", "status", *(f"{k}_{a}" for k in ("rf", "stride", "padding") for a in axes),
-                     "global_context", "reason"])
+    costs = node_costs(plan)
+    writer.writerow(["name", "op", "shape", "status",
+                     *(f"{k}_{a}" for k in ("rf", "rf_min", "outer_extent", "stride", "padding") for a in axes),
+                     "n_params", "macs", "global_context", "reason"])
     for l in layers:
         local = l.status in ("ok", "global")
-        cols = [*(l.rf if local else ("",) * plan.n_axes), *(_num(s) if local else "" for s in l.stride),
-                *(_num(p) if local else "" for p in l.padding)]
-        writer.writerow([l.name, l.op, "x".join(map(str, l.shape or ())), l.status, *cols, l.global_context, l.reason])
+        blank = ("",) * plan.n_axes
+        cols = [*(l.rf if local else blank), *(l.rf_min if local else blank), *(l.outer_extent if local else blank),
+                *(_num(s) if local else "" for s in l.stride), *(_num(p) if local else "" for p in l.padding)]
+        writer.writerow([l.name, l.op, "x".join(map(str, l.shape or ())), l.status, *cols,
+                         costs.params.get(l.name, 0), costs.macs.get(l.name, ""), l.global_context, l.reason])
     return out.getvalue()

@@ -82,7 +82,7 @@ def test_union_is_pointwise_hull(a, b):
 
 
 def test_distill_closed_form_on_alexnet_table_1():
-    # papers.md Table 1, from the top: maxpool(3,2) conv(3,1) conv(3,1) conv(3,1) maxpool(3,2) conv(5,1)
+    # the RFF paper's Table 1 (docs/rff-method.md), from the top: maxpool(3,2) conv(3,1) conv(3,1) conv(3,1) maxpool(3,2) conv(5,1)
     # maxpool(3,2) conv(11,4); r grows 1, 3, 5, 7, 9, 19, 23, 47, 195 by r_{l-1} = s_l r_l + (k_l - s_l).
     chain = [(11, 4), (3, 2), (5, 1), (3, 2), (3, 1), (3, 1), (3, 1), (3, 2)]  # input side first
     m = AxisMap.identity()

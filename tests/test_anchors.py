@@ -1,6 +1,6 @@
 """Published receptive fields, reproduced (documentation tests).
 
-Numbers come from the papers digest (../shared/design/papers.md, section 1), not from
+Numbers come from the papers (docs/rff-method.md, "published anchors"), not from
 our own output: Araujo, Norris & Sim, "Computing receptive fields of convolutional
 neural networks" (Distill, 2019), Table 2 (r0 / S0 / P0 of TF-slim models at 224),
 and the RFF paper's Table 1 (AlexNet, the RF at every layer from the top).

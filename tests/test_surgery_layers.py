@@ -19,7 +19,7 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# -- parameter counts: papers.md §2 -------------------------------------------------------
+# -- parameter counts: docs/rewrites.md -------------------------------------------------------
 @pytest.mark.parametrize("c, d, s, k", [(32, 64, 8, 3), (64, 64, 4, 3), (3, 32, 32, 5), (16, 48, 3, 1), (10, 10, 10, 7)])
 def test_conv3d_params_follow_the_paper(c, d, s, k):
     u = c - d // s + 1

@@ -24,6 +24,7 @@ inside it; the RF is, by the usual convention, the whole span).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
@@ -160,7 +161,9 @@ class AxisRF:
     ``size`` is the largest receptive field over the phases of the map (all phases
     are equal unless the path upsamples); ``padding`` is the smallest ``P`` with
     ``−P + u·S ≤`` the left edge of every unit, which is Distill's ``P`` exactly
-    when the stride is an integer.
+    when the stride is an integer.  With a fractional stride the unit's interval
+    does not start at ``−P + u·S`` and can end past ``−P + u·S + size − 1``:
+    :attr:`outer` is the width that bounds every unit (see docs/receptive-fields.md).
     """
 
     size: int
@@ -177,3 +180,18 @@ class AxisRF:
 
     def interval(self, u: int) -> tuple[int, int]:
         return self.map.interval(u)
+
+    @property
+    def min_size(self) -> int:
+        """The smallest receptive field over the phases (equal to ``size`` unless the path upsamples)."""
+        return min(hi - lo + 1 for lo, hi in zip(self.map.lo, self.map.hi))
+
+    @property
+    def outer(self) -> int:
+        """The smallest width W with ``[floor(−P + u·S), ceil(−P + u·S) + W − 1]`` ⊇ every unit's interval.
+
+        ``W == size`` when the map has one phase (every path without upsampling); checking one period is exhaustive, since
+        shifting ``u`` by the period shifts both the unit and the bound by ``step``.
+        """
+        s, p = self.stride, self.padding
+        return max(hi - math.ceil(j * s - p) + 1 for j, hi in enumerate(self.map.hi))

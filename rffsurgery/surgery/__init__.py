@@ -1,4 +1,4 @@
-"""Parameter-saving rewrites (papers.md §2): FC head → grouped FC + Meta, Conv2d → channel-sliding Conv3d.
+"""Parameter-saving rewrites (docs/rewrites.md): FC head → grouped FC + Meta, Conv2d → channel-sliding Conv3d.
 
 ::
 

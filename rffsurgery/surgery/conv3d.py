@@ -1,4 +1,4 @@
-"""Conv2d → channel-sliding Conv3d (papers.md §2; the layer is :class:`ChannelConv3d`).
+"""Conv2d → channel-sliding Conv3d (docs/rewrites.md; the layer is :class:`ChannelConv3d`).
 
 A Conv2d(C → D) is eligible for ``s`` filters when it is a plain ``nn.Conv2d``
 (a subclass with its own forward — timm's ``Conv2dSame``, ``StdConv2d`` — computes

@@ -1,4 +1,4 @@
-"""FC head → grouped FC + Meta (papers.md §2).
+"""FC head → grouped FC + Meta (docs/rewrites.md).
 
 Which Linear layers are replaced (found on the fx trace, so module paths are the
 ones users know):
@@ -20,7 +20,7 @@ never grouped itself (class counts rarely divide by G, and a class should see ev
 feature): Linear(K → C) becomes ``GroupedLinear(K, G, hidden/M) → Meta(G, M) →
 Flatten → Linear(hidden → C)``.
 
-Semantics (decided against the authors' notebooks, see papers.md): the replacement
+Semantics (decided against the authors' notebooks, see docs/rewrites.md): the replacement
 is linear, exactly like the Linear it replaces — no PReLU/Dropout is inserted
 between the groups and the Meta — so nonlinearities stay where the model had them,
 and the new head can start as the best approximation of the old one (``init="copy"``):

@@ -1,4 +1,4 @@
-"""The layers of the parameter-saving rewrites (papers.md §2): Meta, GroupedLinear, ChannelConv3d.
+"""The layers of the parameter-saving rewrites (docs/rewrites.md): Meta, GroupedLinear, ChannelConv3d.
 
 Every forward is built from ops the geometry rules table already knows
 (``unflatten``/``einsum``/``transpose``/``matmul``/``unsqueeze``/``Conv3d``/``flatten``),

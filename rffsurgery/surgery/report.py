@@ -1,9 +1,7 @@
 """What a rewrite did: parameters and MACs before → after, and whether the new model still works.
 
-MACs are multiply-accumulates of the convolutions and matrix products for one
-input sample, counted by ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2)
-on the meta device, so counting costs no compute and no memory.  Elementwise ops
-(norms, activations, bias adds) are not counted, as is usual for MACs.
+MACs come from :mod:`rffsurgery.macs`, the counter analyze's table uses too
+(convolutions and matrix products per sample, FLOPs / 2, on the meta device).
 """
 
 from __future__ import annotations
@@ -15,15 +13,15 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
-from torch.func import functional_call
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..analysis import Plan, analyze
+from ..macs import macs
+from ..report import si
 from ..trace import TraceError, trace
 from .recipe import Rewritten
 from .select import count_params
 
-__all__ = ["Check", "check", "format_report", "macs"]
+__all__ = ["Check", "check", "format_report", "macs"]  # macs: re-exported from rffsurgery.macs
 
 
 @contextmanager
@@ -35,21 +33,6 @@ def _mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
-
-
-def macs(model: nn.Module, input_size: tuple[int, ...]) -> dict[str, int]:
-    """MACs per sample of every module that does any, by module path (``""``: the whole model)."""
-    state = {k: v.to("meta") for k, v in model.state_dict(keep_vars=True).items()}
-    with _mode(model, False), FlopCounterMode(display=False) as counter, torch.no_grad():
-        functional_call(model, state, (torch.empty(1, *input_size, device="meta"),))
-    root = type(model).__name__
-    out = {}
-    for key, ops in counter.get_flop_counts().items():
-        if key == "Global":
-            out[""] = sum(ops.values()) // 2
-        elif key.startswith(root + "."):
-            out[key[len(root) + 1:]] = sum(ops.values()) // 2
-    return out
 
 
 @dataclass(frozen=True)
@@ -147,13 +130,6 @@ def _rf_text(layer: Any) -> str:
     return str(rf[0]) if len(set(rf)) == 1 else "×".join(map(str, rf))
 
 
-def _si(n: int) -> str:
-    for unit, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if n >= scale:
-            return f"{n / scale:.4g}{unit}"
-    return str(n)
-
-
 def _ratio(before: int, after: int) -> str:
     return f"({after / before:.3g}×)" if before else ""
 
@@ -167,11 +143,11 @@ def format_report(rewritten: Rewritten, checks: list[Check] | None = None) -> st
         pb = count_params(rewritten.before.get_submodule(c.path))
         pa = count_params(rewritten.after.get_submodule(c.path))
         mb, ma = macs_before.get(c.path, 0), macs_after.get(c.path, 0)
-        rows.append([c.path, f"{pb:,} → {pa:,} {_ratio(pb, pa)}", f"{_si(mb)} → {_si(ma)} {_ratio(mb, ma)}",
+        rows.append([c.path, f"{pb:,} → {pa:,} {_ratio(pb, pa)}", f"{si(mb)} → {si(ma)} {_ratio(mb, ma)}",
                      f"{c.before} → {c.after}"])
     pb, pa = count_params(rewritten.before), count_params(rewritten.after)
     mb, ma = macs_before[""], macs_after[""]
-    rows.append(["total", f"{pb:,} → {pa:,} {_ratio(pb, pa)}", f"{_si(mb)} → {_si(ma)} {_ratio(mb, ma)}", ""])
+    rows.append(["total", f"{pb:,} → {pa:,} {_ratio(pb, pa)}", f"{si(mb)} → {si(ma)} {_ratio(mb, ma)}", ""])
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     name = rewritten.recipe.model or type(rewritten.before).__name__
     lines = [f"rewrite {name}: {len(rewritten.changes)} layer(s) replaced; MACs per sample at input "

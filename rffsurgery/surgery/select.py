@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from torch import fx, nn
 
+from ..macs import count_params
 from ..trace import Traced
 from ..errors import RffError
 
@@ -50,10 +51,6 @@ class Rewrite:
     step: dict[str, Any]
     changes: list[Change] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
-
-
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def call_nodes(traced: Traced, kind: type) -> list[fx.Node]:

@@ -1,4 +1,4 @@
-"""The bundled trainer: the RFF experiment protocol end to end (papers.md §1, Fig. 8).
+"""The bundled trainer: the RFF experiment protocol end to end (docs/rff-method.md; the paper's Fig. 8).
 
 >>> from rffsurgery.train import GeneratedSource, ProtocolConfig, resolve_splits, run_experiment
 >>> source = GeneratedSource(per_class=250, cue=1.0)

@@ -1,4 +1,4 @@
-"""The RFF experiment protocol (papers.md §1, Fig. 8): base training → branch → transfer → delta.
+"""The RFF experiment protocol (docs/rff-method.md; the paper's Fig. 8): base training → branch → transfer → delta.
 
 1. **Base**: one model trains on the base classes for ``n`` epochs.  Experiment-1 mode
    fixes ``n`` (``epochs``); experiment-2 mode (``until_overfit``) trains until the onset of

@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any, Sequence
 
+from ..plot import pyplot, save_figure
 from .stats import summarize
 
 __all__ = ["aggregate", "format_table", "plot_curves", "plot_deltas", "write_logs", "write_report"]
@@ -120,17 +121,6 @@ def write_report(out_dir: Path, results: Sequence[dict[str, Any]], meta: dict[st
     return report
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError("plots need matplotlib: pip install 'rffsurgery[plot]' (or pass --no-plots)") from exc
-    return plt
-
-
 def _draw(ax, series: Sequence[tuple[str, list[dict[str, Any]]]], title: str) -> None:
     colours = {"shared": "black", "normal": "tab:blue", "rff": "tab:red"}
     for model, rows in series:
@@ -145,10 +135,16 @@ def _draw(ax, series: Sequence[tuple[str, list[dict[str, Any]]]], title: str) ->
     ax.grid(alpha=0.3)
 
 
+def _mark_branch(ax, epoch: int) -> None:
+    """Shade the branch epoch (from the end of epoch − 1 to its end), where normal and RFF part ways."""
+    ax.axvspan(epoch - 1, epoch, color="gold", alpha=0.25, lw=0, label=f"branch epoch {epoch} (RFF: frozen layers)")
+    ax.axvline(epoch - 1, color="goldenrod", lw=0.8, ls=":")
+
+
 def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
-    """Train/val accuracy per model: base training and the branch epoch (left), transfer (right)."""
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    """Train/val accuracy per model: base training and the branch epoch (left, shaded), transfer (right)."""
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     base = [r for r in history if r["stage"] == "base"]
     left_series, right_series = [("shared", base)], []
     for model in ("normal", "rff"):
@@ -156,28 +152,31 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
         start = [r for r in base if branch and r["epoch"] == branch[0]["epoch"] - 1]
         left_series.append((model, start + branch))
         right_series.append((model, [r for r in history if r["stage"] == "transfer" and r["model"] == model]))
+    branch_epochs = [r["epoch"] for r in history if r["stage"] == "branch"]
+    if branch_epochs:
+        _mark_branch(left, min(branch_epochs))
     _draw(left, left_series, "base classes: base training, then the branch epoch")
-    _draw(right, right_series, "transfer classes: new output layer")
+    _draw(right, right_series, "transfer classes: new output layer, per model")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, force=True, dpi=110)
 
 
 def plot_deltas(report: dict[str, Any], path: Path) -> None:
-    """Per split: each run's delta (dots) and the mean with its 95% interval (bar)."""
-    plt = _pyplot()
+    """Per split: each run's delta (dots) and the mean with its 95% interval (bar), with a legend."""
+    plt = pyplot()
     names = list(report["splits"])
     fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 2), 4))
     for i, name in enumerate(names):
         deltas = [r["delta"] for r in report["runs"] if r["split"] == name]
-        ax.scatter([i] * len(deltas), deltas, s=12, color="grey", zorder=2)
+        ax.scatter([i] * len(deltas), deltas, s=12, color="grey", zorder=2, label="one run (seed)" if i == 0 else None)
         summ = report["splits"][name]["summary"]
         err = None if summ["ci_low"] is None else [[summ["mean"] - summ["ci_low"]], [summ["ci_high"] - summ["mean"]]]
-        ax.errorbar([i], [summ["mean"]], yerr=err, fmt="o", color="tab:red", capsize=4, zorder=3)
-    ax.axhline(0, color="black", lw=0.8)
+        ax.errorbar([i], [summ["mean"]], yerr=err, fmt="o", color="tab:red", capsize=4, zorder=3,
+                    label="mean with 95% t-interval" if i == 0 else None)
+    ax.axhline(0, color="black", lw=0.8, label="no effect")
     ax.set_xticks(range(len(names)), names)
     ax.set(xlabel="split", ylabel="delta = RFF − normal accuracy", title="transfer accuracy delta per split")
     ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, force=True, dpi=110)
