@@ -8,6 +8,9 @@ object that tagging and freeze-plan export build on.
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
@@ -19,21 +22,29 @@ from .geometry.algebra import AxisRF
 from .geometry.propagate import NodeState, ShapeError, propagate
 from .geometry.tensor import Misaligned, TensorGeom, Unknown
 from .trace import Traced, trace
-from .errors import RffError
+from .errors import InvalidArgument, RffError
 
 if TYPE_CHECKING:
     from .plan import FreezePlan, Schedule
     from .tags import Tag
 
-__all__ = ["LayerRF", "Plan", "UnknownOpError", "analyze", "parse_input_size"]
+__all__ = ["FallbackTooLarge", "LayerRF", "Plan", "UnknownOpError", "analyze", "parse_input_size"]
 
 GLOBAL = "global"
+MAX_INPUT_ELEMENTS = 2**40
+# the real-tensor fallback of the shape pass is refused above this estimate (override: RFFSURGERY_MEMORY_LIMIT_GB)
+FALLBACK_LIMIT_GB = 4.0
+MEMORY_ENV = "RFFSURGERY_MEMORY_LIMIT_GB"
 _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
                    "pixel_unshuffle", "linear", "attention"}
 
 
 class UnknownOpError(RffError, RuntimeError):
     """Raised in strict mode when some op has no geometry rule."""
+
+
+class FallbackTooLarge(RffError, MemoryError):
+    """Running the model on real tensors for its shapes would need more memory than the limit allows."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,9 @@ class LayerRF:
 
     def interval(self, index: Sequence[int]) -> tuple[tuple[int, int], ...]:
         """Unclipped input interval per axis for the unit at spatial ``index`` (e.g. ``(i, j)``)."""
+        if len(index) != len(self.axes):
+            raise InvalidArgument(f"interval() takes one index per spatial axis of '{self.name}': "
+                                  f"{len(self.axes)} (e.g. {tuple(range(len(self.axes)))}), got {tuple(index)}")
         if self.status != "ok" or any(a is None for a in self.axes):
             raise ValueError(f"node '{self.name}' has no local receptive field on every axis ({self.status})")
         return tuple(a.interval(u) for a, u in zip(self.axes, index))
@@ -183,10 +197,10 @@ class Plan:
         return build_plan(self, policy, schedule, bn, **options)
 
     def export(self, path: str, policy: str = "paper", schedule: "Schedule | None" = None, bn: str = "train",
-               **options: Any) -> "FreezePlan":
-        """Build the freeze plan and write it as JSON to ``path``; returns it."""
+               *, force: bool = False, **options: Any) -> "FreezePlan":
+        """Build the freeze plan and write it as JSON to ``path`` (replacing a file only with ``force``); returns it."""
         plan = self.freeze_plan(policy, schedule, bn, **options)
-        plan.export(path)
+        plan.export(path, force=force)
         return plan
 
     def to_dict(self, every_node: bool = True) -> dict[str, Any]:
@@ -208,24 +222,44 @@ def _is_main(layer: LayerRF) -> bool:
 
 
 def parse_input_size(value: Any, default: tuple[int, ...] = (3, 224, 224)) -> tuple[int, ...]:
-    """``224`` → (3, 224, 224); ``"3,224,224"``/``"3x224x224"``/``(3, 224, 224)`` as given; ``"224x192"`` → (3, 224, 192)."""
+    """``224`` → (3, 224, 224); ``"3,224,224"``/``"3x224x224"``/``(3, 224, 224)`` as given; ``"224x192"`` → (3, 224, 192).
+
+    Anything else (fractions, zero or negative sizes, sizes too large to describe a
+    tensor, a missing spatial axis) is an :class:`InvalidArgument`, never truncated.
+    """
     if value is None:
         return tuple(default)
-    if isinstance(value, int):
-        return (3, value, value)
+    given = value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return _checked_size((3, value, value), given)
     if isinstance(value, str):
         parts = [p for p in value.replace("x", ",").replace("×", ",").split(",") if p.strip()]
         try:
             value = tuple(int(p) for p in parts)
         except ValueError:
-            raise ValueError(f"input size must be integers like 224, 224x192 or 3,224,224 (got {value!r})") from None
+            raise InvalidArgument(f"input size must be integers like 224, 224x192 or 3,224,224 "
+                                  f"(got {given!r})") from None
         if len(value) == 1:
-            return (3, value[0], value[0])
+            return _checked_size((3, value[0], value[0]), given)
         if len(value) == 2:
-            return (3, *value)
-    size = tuple(int(v) for v in value)
-    if len(size) < 2 or any(v < 1 for v in size):
-        raise ValueError(f"input size must be (channels, *spatial) with positive sizes, got {size}")
+            return _checked_size((3, *value), given)
+    if not isinstance(value, Sequence) or isinstance(value, str) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        raise InvalidArgument(f"input size must be an int or a sequence of integers (channels, *spatial) "
+                              f"such as (3, 224, 224), got {given!r}")
+    return _checked_size(tuple(int(v) for v in value), given)
+
+
+def _checked_size(size: tuple[int, ...], given: Any) -> tuple[int, ...]:
+    if len(size) < 2:
+        raise InvalidArgument(f"input size needs channels and at least one spatial size, e.g. 3,224,224 "
+                              f"(got {given!r}); receptive fields are measured along spatial axes")
+    if any(v < 1 for v in size):
+        raise InvalidArgument(f"input size must be positive in every dimension, got {given!r} "
+                              f"(e.g. 224, 224x192 or 3,224,224)")
+    if math.prod(size) > MAX_INPUT_ELEMENTS:
+        raise InvalidArgument(f"input size {given!r} has {math.prod(size):.3g} elements, more than any tensor "
+                              f"can hold here (limit {MAX_INPUT_ELEMENTS:.3g}); give a smaller size")
     return size
 
 
@@ -282,12 +316,19 @@ def analyze(
     by default the model's own default size, else 3×224×224.  With ``strict`` an op
     without a geometry rule raises :class:`UnknownOpError` instead of being reported.
     """
+    leaf_modules = _leaf_classes(leaf_modules)
     if isinstance(model, str):
         from .zoo import resolve
 
         spec = resolve(model)
         return _analyze_built(spec.build, spec.name, input_size, spec.input_size, strict, leaf_modules,
                               autowrap_functions)
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        raise InvalidArgument(f"analyze() got the class {model.__name__}, not a model: pass an instance, "
+                              f"e.g. analyze({model.__name__}(...))")
+    if not isinstance(model, nn.Module):
+        raise InvalidArgument(f"analyze() takes an nn.Module or a model name such as 'resnet50', "
+                              f"got {type(model).__name__} {_short(model)}")
     size = parse_input_size(input_size, declared_input_size(model) or (3, 224, 224))
     return _analyze_module(model, name or type(model).__name__, size, strict, leaf_modules, autowrap_functions)
 
@@ -305,22 +346,117 @@ def declared_input_size(model: nn.Module) -> tuple[int, ...] | None:
     return (3, side, side) if isinstance(side, int) else None
 
 
+def _short(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _leaf_classes(leaf_modules: Iterable[Any]) -> tuple[type, ...]:
+    leaves = tuple(leaf_modules)
+    for leaf in leaves:
+        if not (isinstance(leaf, type) and issubclass(leaf, nn.Module)):
+            what = f"the instance {_short(leaf)}" if isinstance(leaf, nn.Module) else _short(leaf)
+            raise InvalidArgument(f"leaf modules must be nn.Module classes (such as torch.nn.LSTM), got {what}")
+    return leaves
+
+
 def _analyze_built(build: Callable[[str], nn.Module], name: str, input_size: Any, spec_size: tuple[int, ...],
                    strict: bool, leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> Plan:
-    """A zoo model: on the meta device first, on CPU if its construction or forward needs real values."""
+    """A zoo model: on the meta device first, on CPU if its construction or forward needs real values.
+
+    The CPU fallback is refused when the meta run shows that it cannot help (the input
+    is too small) or would need more memory than :data:`FALLBACK_LIMIT_GB`.
+    """
+    from .zoo import ModelNotFound
+
     try:
         model = build("meta")
+    except ModelNotFound:  # the user's factory itself failed: building on CPU fails alike
+        raise
     except Exception:  # e.g. ``.tolist()`` on a meta tensor in __init__
         model = None
     if model is not None:
         size = parse_input_size(input_size, declared_input_size(model) or spec_size)
         try:
             return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
-        except ShapeError:
-            pass
+        except ShapeError as exc:
+            if exc.too_small:
+                raise
+            _check_fallback(name, size, model, exc)
     model = build("cpu")
     size = parse_input_size(input_size, declared_input_size(model) or spec_size)
     return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
+
+
+def _fallback_limit() -> float:
+    text = os.environ.get(MEMORY_ENV, "")
+    try:
+        return float(text) if text else FALLBACK_LIMIT_GB
+    except ValueError:
+        raise InvalidArgument(f"{MEMORY_ENV} must be a number of GiB, got {text!r}") from None
+
+
+def _check_fallback(name: str, size: tuple[int, ...], model: nn.Module, failed: ShapeError) -> None:
+    """Refuse to run ``model`` on real tensors when parameters + activations would exceed the limit.
+
+    Activations are extrapolated from the meta run: the bytes of every output computed
+    before the failure, scaled by the share of the graph they cover (the shape pass
+    keeps every node's output).
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    weights = sum(t.numel() * t.element_size() for t in tensors)
+    activations = failed.bytes_done * failed.nodes_total / max(failed.nodes_done, 1)
+    need = (weights + activations) / 2**30
+    limit = _fallback_limit()
+    if need > limit:
+        raise FallbackTooLarge(
+            f"{name} needs real tensors for its shapes ({failed.op} '{failed.node}' cannot run on the meta device: "
+            f"{failed.cause}), which would take about {need:.1f} GiB at input {_fmt(size)} (limit {limit:g} GiB): "
+            f"give a smaller --input-size, or raise the limit with {MEMORY_ENV}")
+
+
+def _fmt(size: Sequence[int]) -> str:
+    return "x".join(map(str, size))
+
+
+def _explained(exc: ShapeError, traced: Traced, name: str, size: tuple[int, ...]) -> ShapeError:
+    """The shape failure in the user's terms: which input, which model, and what size would work."""
+    where = f"{exc.op} '{exc.node}' fails ({exc.cause})" if exc.node else str(exc)
+    if exc.too_small:
+        side = _smallest_side(traced, size)
+        larger = _fmt((size[0], *(max(d, side) for d in size[1:]))).replace("x", ",") if side else ""
+        hint = (f"try at least {side} on every spatial axis (--input-size {larger})" if side
+                else "try a larger --input-size")
+        message = f"input {_fmt(size)} is too small for {name}: {where}; {hint}"
+    else:
+        own = declared_input_size(traced.root)
+        hint = f" (it declares {_fmt(own)})" if own and tuple(own) != tuple(size) else ""
+        message = (f"{name} cannot run on an input of {_fmt(size)}: {where}. Give the size the model takes{hint} with "
+                   "--input-size (channels, then spatial sizes, no batch: e.g. 3,224,224); the model's first "
+                   "input must be one image tensor")
+    return ShapeError(message, node=exc.node, op=exc.op, cause=exc.cause, too_small=exc.too_small,
+                      bytes_done=exc.bytes_done, nodes_done=exc.nodes_done, nodes_total=exc.nodes_total)
+
+
+def _smallest_side(traced: Traced, size: tuple[int, ...], limit: int = 8192) -> int | None:
+    """The smallest side s such that every spatial size raised to at least s runs (meta device only)."""
+
+    def runs(side: int) -> bool:
+        try:
+            propagate(traced, (1, size[0], *(max(d, side) for d in size[1:])))
+            return True
+        except ShapeError:
+            return False
+
+    low, high = min(size[1:]), max(2 * min(size[1:]), 8)
+    while not runs(high):
+        low, high = high, 2 * high
+        if high > limit:
+            return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if runs(mid) else (mid, high)
+    return high
 
 
 def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: bool,
@@ -329,11 +465,15 @@ def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: 
     root = traced.root
     on_meta = any(p.device.type == "meta" for p in root.parameters())
     try:
-        states = propagate(traced, (1, *size))
-    except ShapeError:
-        if on_meta:
-            raise
-        states = propagate(traced, (1, *size), real=True)
+        try:
+            states = propagate(traced, (1, *size))
+        except ShapeError as exc:
+            if on_meta or exc.too_small:
+                raise
+            _check_fallback(name, size, root, exc)
+            states = propagate(traced, (1, *size), real=True)
+    except ShapeError as exc:
+        raise _explained(exc, traced, name, size) from exc
     modules = dict(root.named_modules())
     n_axes = len(size) - 1
     aliases: dict[str, list[str]] = {}
@@ -349,6 +489,8 @@ def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: 
     if strict:
         missing = plan.unknown
         if missing:
-            lines = "\n".join(f"  {l.name} ({l.op}): {l.reason}" for l in missing)
-            raise UnknownOpError(f"{name}: {len(missing)} node(s) without an exact geometry:\n{lines}")
+            shown = "; ".join(f"{l.name} ({l.op}): {l.reason}" for l in missing[:5])
+            more = f"; … and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise UnknownOpError(f"{name}: {len(missing)} node(s) without an exact geometry: {shown}{more} "
+                                 "(drop --strict to report them as unknown, or add rules)")
     return plan

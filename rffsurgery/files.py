@@ -21,13 +21,34 @@ from typing import Iterable, Iterator
 
 from .errors import OutputExists, RffError
 
-__all__ = ["atomic_output", "prepare_output", "write_text"]
+__all__ = ["atomic_output", "load_tensors", "prepare_folder", "prepare_output", "write_text"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _parent_error(parent: Path, option: str, exc: OSError) -> RffError:
+    return RffError(f"cannot create the folder {parent} for {option} ({exc.strerror or exc}); choose another path")
+
+
+def prepare_folder(path: str | os.PathLike[str], *, option: str = "the output folder") -> Path:
+    """Create the output folder ``path`` (and its parents) if needed; :class:`RffError` when that is impossible.
+
+    An existing file at ``path`` (or at one of its parents) is refused, never replaced.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RffError(f"{option} {path} is a file, not a folder; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _parent_error(path, option, exc) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RffError(f"the folder {path} is not writable; choose another path for {option}")
+    return path
 
 
 def prepare_output(path: str | os.PathLike[str], *, force: bool = False, option: str = "the output",
@@ -44,7 +65,7 @@ def prepare_output(path: str | os.PathLike[str], *, force: bool = False, option:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RffError(f"cannot create the folder {parent} for {option} ({exc.strerror}); choose another path") from None
+            raise _parent_error(parent, option, exc) from None
     if not parent.exists():
         raise RffError(f"the folder {parent} for {option} does not exist; create it or choose another path")
     if not parent.is_dir():
@@ -87,3 +108,29 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def load_tensors(path: str | os.PathLike[str], error: type[RffError], what: str, fix: str) -> object:
+    """``torch.load(path, weights_only=True)``, with every failure turned into ``error`` (one line).
+
+    The message gives our own reason: torch's message for a refused object advises
+    ``weights_only=False``, which would run code from the file, so it is never passed on.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+        elif not zipfile.is_zipfile(path):
+            reason = "not a complete torch archive: truncated, overwritten or never a torch file"
+        elif isinstance(exc, pickle.UnpicklingError):
+            reason = "it holds objects other than tensors and plain values, which are never unpickled"
+        else:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise error(f"{what} {path} is corrupt or unreadable ({reason}). {fix}") from None

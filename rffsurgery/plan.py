@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -26,7 +25,8 @@ import torch
 from torch import nn
 
 from . import __version__
-from .errors import RffError
+from .errors import InvalidArgument, RffError
+from .files import prepare_output, write_text
 
 if TYPE_CHECKING:
     from .analysis import Plan
@@ -192,14 +192,13 @@ class FreezePlan:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
-    def export(self, path: str | os.PathLike[str]) -> Path:
-        """Write the plan atomically (temp file + rename) so a crash never leaves half a plan."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-            tmp.write(self.to_json())
-        os.replace(tmp.name, path)
-        return path
+    def export(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Write the plan atomically (temp file + rename) so a crash never leaves half a plan.
+
+        An existing file is replaced only with ``force``; the folder is created if needed.
+        """
+        path = prepare_output(path, force=force, option="the plan", make_parents=True)
+        return write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "FreezePlan":
@@ -216,6 +215,8 @@ class FreezePlan:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PlanError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise PlanError(f"{path} is nested too deeply to be a freeze plan") from None
         try:
             return cls.from_dict(data)
         except PlanError as exc:
@@ -388,6 +389,10 @@ def freeze(model: nn.Module, plan: "FreezePlan | Sequence[str]", check: bool = T
     layers are restored on exit as well.  ``plan`` may also be a plain list of
     parameter names (no fingerprint check).
     """
+    if isinstance(plan, (str, bytes)) or not isinstance(plan, (FreezePlan, Sequence)):
+        hint = f"; for one parameter write [{plan!r}]" if isinstance(plan, str) else ""
+        raise InvalidArgument(f"freeze() takes a FreezePlan or a list of parameter names, "
+                              f"got {type(plan).__name__}{hint}")
     if isinstance(plan, FreezePlan):
         if check:
             plan.check(model)
@@ -396,6 +401,8 @@ def freeze(model: nn.Module, plan: "FreezePlan | Sequence[str]", check: bool = T
         names, bn_names = list(plan), []
         if not names:
             raise PlanError("empty freeze set")
+        if not all(isinstance(n, str) for n in names):
+            raise InvalidArgument(f"freeze() takes parameter names (strings), got {names[:3]!r}")
     params = dict(model.named_parameters())
     unknown = [n for n in names if n not in params]
     if unknown:

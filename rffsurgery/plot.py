@@ -5,25 +5,44 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from .errors import InvalidArgument, MissingDependency
+from .files import atomic_output, prepare_output
+
 if TYPE_CHECKING:
     from .analysis import Plan
     from .tags import Tag
 
-__all__ = ["plot_rf"]
+__all__ = ["plot_rf", "pyplot"]
 
 
-def plot_rf(plan: "Plan", path: str | Path, tags: Sequence["Tag"] = ()) -> Path:
-    """Draw RF (log scale, per axis when they differ) and stride of the main layers in execution order."""
+def pyplot(hint: str = "or leave out --plot"):
+    """matplotlib's pyplot on the Agg backend; :class:`MissingDependency` when matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError("plotting needs matplotlib: pip install 'rffsurgery[plot]'") from exc
+    except ImportError:
+        raise MissingDependency("plotting needs matplotlib, which is not installed: "
+                                f"pip install 'rffsurgery[plot]' ({hint})") from None
+    return plt
+
+
+def plot_rf(plan: "Plan", path: str | Path, tags: Sequence["Tag"] = (), *, force: bool = False) -> Path:
+    """Draw RF (log scale, per axis when they differ) and stride of the main layers in execution order.
+
+    The PNG is written atomically; an existing file is replaced only with ``force``.
+    """
+    plt = pyplot()
+    path = prepare_output(path, force=force, option="the plot")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kind = path.suffix.lstrip(".").lower() or "png"
+    if kind not in FigureCanvasBase.get_supported_filetypes():
+        raise InvalidArgument(f"cannot draw a plot as .{kind}: name the file .png, .svg or .pdf")
     layers = [l for l in plan.main_layers() if l.status == "ok" and all(a is not None for a in l.axes)]
     if not layers:
-        raise ValueError(f"{plan.model_name} has no layer with a local receptive field to plot")
+        raise InvalidArgument(f"{plan.model_name} has no layer with a local receptive field to plot")
     xs = range(len(layers))
     tagged = {t.name for t in tags}
     fig, ax = plt.subplots(figsize=(max(8.0, len(layers) * 0.12), 4.5))
@@ -50,7 +69,9 @@ def plot_rf(plan: "Plan", path: str | Path, tags: Sequence["Tag"] = ()) -> Path:
     size = "x".join(map(str, plan.input_size))
     ax.set_title(f"{plan.model_name} ({size}): receptive field per layer; dashed = tagged ({len(tagged)})")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_output(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=120, format=kind)
+    finally:
+        plt.close(fig)
     return path

@@ -13,6 +13,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -41,9 +42,26 @@ class ModelSpec:
     input_size: tuple[int, ...] = DEFAULT_INPUT
 
     def build(self, device: str = "cpu") -> nn.Module:
-        """Construct with random (or, on ``"meta"``, unallocated) weights."""
-        with torch.device(device):
-            model = self.builder()
+        """Construct with random (or, on ``"meta"``, unallocated) weights.
+
+        A user factory that fails, or returns something other than an ``nn.Module``,
+        raises :class:`ModelNotFound` naming the factory.
+        """
+        if self.source != "user":
+            with torch.device(device):
+                return self.builder().eval()
+        _check_no_arguments(self.name, self.builder)
+        try:
+            with torch.device(device):
+                model = self.builder()
+        except Exception as exc:
+            if device == "meta":
+                raise  # the caller retries on CPU, where the factory's own error shows if it persists
+            raise ModelNotFound(f"model factory '{self.name}' raised {type(exc).__name__}: {_first_line(exc)}; "
+                                "fix it so that calling it with no arguments returns the model") from exc
+        if not isinstance(model, nn.Module):
+            raise ModelNotFound(f"model factory '{self.name}' returned {type(model).__name__} "
+                                f"{_short(model)}, not an nn.Module; name a function or class that returns the model")
         return model.eval()
 
 
@@ -109,6 +127,28 @@ def _load_file(path: Path):
     return module
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _short(value: object, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _check_no_arguments(name: str, factory: Callable) -> None:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: calling them tells
+        return
+    needed = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                                             p.KEYWORD_ONLY)]
+    if needed:
+        raise ModelNotFound(f"model factory '{name}' needs argument(s) {', '.join(needed)}; name a function that "
+                            "takes none (e.g. a wrapper that fixes them)")
+
+
 def import_object(spec: str) -> object:
     """``package.module:Name`` or ``path/to/file.py:Name`` → the object (a factory, a class)."""
     where, sep, attr = spec.rpartition(":")
@@ -119,12 +159,39 @@ def import_object(spec: str) -> object:
             module = _load_file(Path(where))
         else:
             module = importlib.import_module(where)
-    except ImportError as exc:
-        raise ModelNotFound(f"cannot import '{where}' for '{spec}': {exc}") from exc
+    except ModelNotFound:
+        raise
+    except SyntaxError as exc:
+        raise ModelNotFound(f"cannot import '{where}' for '{spec}': syntax error in {exc.filename} line "
+                            f"{exc.lineno}: {exc.msg}") from exc
+    except Exception as exc:  # the user's module raised while being imported
+        raise ModelNotFound(f"cannot import '{where}' for '{spec}': {type(exc).__name__}: {_first_line(exc)}") from exc
     found = getattr(module, attr, None)
     if not callable(found):
         raise ModelNotFound(f"'{where}' has no callable '{attr}'")
     return found
+
+
+def import_module_class(spec: str) -> type[nn.Module]:
+    """``package.module:Class`` or ``file.py:Class`` naming an ``nn.Module`` subclass (``--leaf``)."""
+    found = import_object(spec)
+    if not (isinstance(found, type) and issubclass(found, nn.Module)):
+        kind = "class" if isinstance(found, type) else type(found).__name__
+        raise ModelNotFound(f"'{spec}' is a {kind}, not an nn.Module class; --leaf takes a module class "
+                            "such as torch.nn:LSTM")
+    return found
+
+
+def source_files(spec: str) -> list[Path]:
+    """The files a user model name reads (its module's source), so outputs never replace them."""
+    where, sep, _ = spec.rpartition(":")
+    if not sep or where in _SOURCES:
+        return []
+    if where.endswith(".py"):
+        return [Path(where)]
+    module = sys.modules.get(where)
+    found = getattr(module, "__file__", None)
+    return [Path(found)] if found else []
 
 
 def _user(spec: str) -> ModelSpec:

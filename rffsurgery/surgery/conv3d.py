@@ -85,8 +85,8 @@ def rewrite_conv3d(model: nn.Module, filters: int, *, layers: Iterable[str] | No
         except ValueError as exc:
             skipped.append(Skip(path, str(exc)))
     if not eligible:
-        reasons = "\n".join(f"  {s.path}: {s.reason}" for s in skipped)
-        raise RewriteError(f"no eligible Conv2d for {filters} filters:\n{reasons}")
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped)
+        raise RewriteError(f"no eligible Conv2d for {filters} filters: {reasons}")
     if not inplace:
         model = copy.deepcopy(model)
     step = {"rewrite": STEP, "filters": filters, "layers": eligible}

@@ -7,6 +7,8 @@ from typing import Any, Callable
 
 import click
 
+from ..errors import InvalidArgument
+
 __all__ = ["parse_seeds", "run_command", "train_options"]
 
 _OPTIONS = [
@@ -55,7 +57,7 @@ _OPTIONS = [
     click.option("--no-amp", is_flag=True, help="Disable mixed precision on GPU."),
     click.option("--deterministic", is_flag=True, help="Deterministic GPU kernels (exact --resume on GPU)."),
     click.option("--workers", default=2, show_default=True, help="DataLoader workers for folder data."),
-    click.option("--threads", default=None, type=int, help="CPU threads for torch (default: torch's choice)."),
+    click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice)."),
     click.option("--out", type=click.Path(path_type=Path), default=Path("runs/rff"), show_default=True,
                  help="Output folder: checkpoints, logs, plots and the report."),
     click.option("--resume", is_flag=True, help="Continue interrupted runs from their checkpoints."),
@@ -79,9 +81,9 @@ def parse_seeds(text: str) -> list[int]:
             lo, sep, hi = part.partition("-")
             seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
     except ValueError:
-        raise ValueError(f"--seeds must look like '0,1,2' or '0-4', got {text!r}") from None
+        raise InvalidArgument(f"--seeds must look like '0,1,2' or '0-4', got {text!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds must name distinct seeds, got {text!r}")
+        raise InvalidArgument(f"--seeds must name distinct seeds, got {text!r}")
     return seeds
 
 
@@ -96,7 +98,7 @@ def _source(o: dict[str, Any]):
     if o["data"] == "generated":
         return GeneratedSource(per_class=o["per_class"], cue=o["cue"])
     if o["data_root"] is None:
-        raise ValueError(f"--data {o['data']} needs --data-root")
+        raise InvalidArgument(f"--data {o['data']} needs --data-root")
     if o["data"] == "cifar100":
         return cifar100(o["data_root"], download=o["download"])
     return image_folder(o["data_root"], o["image_size"] or resolve(o["model"]).input_size[-1])
@@ -109,15 +111,18 @@ def run_command(**o: Any) -> None:
     from . import Augment, ProtocolConfig, Split, resolve_splits, run_experiment
     from .report import format_table
 
+    from ..files import prepare_folder
+
+    prepare_folder(o["out"], option="--out")  # before any data is loaded: a file or read-only place fails now
     if o["threads"]:
         torch.set_num_threads(o["threads"])
     source = _source(o)
     if o["base"] or o["transfer"]:
         if not (o["base"] and o["transfer"]):
-            raise ValueError("a custom split needs both --base and --transfer")
+            raise InvalidArgument("a custom split needs both --base and --transfer")
         splits = [Split(o["split"] or "custom", _names(o["base"]), _names(o["transfer"]))]
     elif not source.splits:
-        raise ValueError(f"{source.name} has no built-in splits: name the classes with --base and --transfer")
+        raise InvalidArgument(f"{source.name} has no built-in splits: name the classes with --base and --transfer")
     else:
         splits = resolve_splits(o["split"] or next(iter(source.splits)), source.splits)
     cfg = ProtocolConfig(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InvalidArgument
+
 __all__ = ["Runtime", "select_device"]
 
 
@@ -55,9 +57,9 @@ def select_device(name: str = "auto", amp: bool = True, channels_last: bool = Tr
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}: {exc}") from None
+        raise InvalidArgument(f"unknown device {name!r}: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+        raise InvalidArgument(f"device {name!r} requested but CUDA is not available on this machine")
     if device.type == "cpu":
         return Runtime(device, None, channels_last)
     if device.type != "cuda":

@@ -41,6 +41,19 @@ class FileDataset(Dataset):
         return image, self.files.labels[i]
 
 
+def _check_images(paths: Sequence[str]) -> None:
+    """Read each file's header (cheap: no pixels are decoded) so a non-image fails here, with its name."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DatasetNotFound(f"{path} is not a readable image ({type(exc).__name__}); "
+                                  "remove it or replace it with a real image") from None
+
+
 def image_folder(root: str | Path, image_size: int) -> LabelledSource:
     """A protocol source over the class sub-folders of ``root`` (no built-in splits: pass class names)."""
     root = Path(root).expanduser()
@@ -56,8 +69,9 @@ def image_folder(root: str | Path, image_size: int) -> LabelledSource:
             files = sorted(str(p) for p in (root / name).iterdir() if p.suffix.lower() in EXTENSIONS)
             if not files:
                 raise DatasetNotFound(f"{root / name} has no images ({', '.join(EXTENSIONS)})")
+            _check_images(files)
             paths += files
             labels += [label] * len(files)
         return ImageFiles(tuple(paths), torch.tensor(labels, dtype=torch.int64), tuple(wanted), image_size)
 
-    return LabelledSource(f"image folder {root}", classes, load, {})
+    return LabelledSource(f"image folder {root}", classes, load, {}, {"image_size": image_size})

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import InvalidArgument
+
 __all__ = ["build_model", "find_head", "head_in_features", "make_head", "set_module"]
 
 
@@ -22,7 +24,7 @@ def find_head(model: nn.Module) -> str:
     """Module path of the last ``nn.Linear``; ``ValueError`` when the model has none."""
     linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear output layer to resize for the classes")
+        raise InvalidArgument(f"{type(model).__name__} has no nn.Linear output layer to resize for the classes")
     return linears[-1]
 
 

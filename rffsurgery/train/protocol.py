@@ -41,6 +41,7 @@ from .loop import EpochStats, evaluate, extract_features, make_batches, train_ep
 from .model import build_model, head_in_features, make_head, set_module
 from .report import write_logs
 from .seeding import derive_seed, seed_everything
+from ..errors import InvalidArgument
 
 if TYPE_CHECKING:
     from ..plan import FreezePlan
@@ -82,11 +83,11 @@ class ProtocolConfig:
                     "transfer_epochs": self.transfer_epochs, "batch_size": self.batch_size}
         bad = [f"{k}={v}" for k, v in positive.items() if not isinstance(v, int) or v < 1]
         if bad:
-            raise ValueError(f"these settings must be integers ≥ 1: {', '.join(bad)}")
+            raise InvalidArgument(f"these settings must be integers ≥ 1: {', '.join(bad)}")
         if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+            raise InvalidArgument(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.l1 < 0 or not 0 <= self.dropout < 1:
-            raise ValueError("need lr > 0, weight_decay ≥ 0, l1 ≥ 0 and 0 ≤ dropout < 1")
+            raise InvalidArgument("need lr > 0, weight_decay ≥ 0, l1 ≥ 0 and 0 ≤ dropout < 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,8 +127,10 @@ def _input_size(data: Images) -> tuple[int, ...]:
 class _Run:
     """One (split, seed) run; the stages are methods so that resume can enter at any of them."""
 
-    def __init__(self, cfg: ProtocolConfig, data: ProtocolData, seed: int, workdir: Path, split: str) -> None:
+    def __init__(self, cfg: ProtocolConfig, data: ProtocolData, seed: int, workdir: Path, split: str,
+                 data_settings: dict[str, Any] | None = None) -> None:
         self.cfg, self.data, self.seed, self.workdir, self.split = cfg, data, seed, workdir, split
+        self.data_settings = data_settings
         self.runtime: Runtime = select_device(cfg.device, cfg.amp, deterministic=cfg.deterministic)
         self.path = workdir / "checkpoint.pt"
         seed_everything(seed, "init")
@@ -159,7 +162,7 @@ class _Run:
             except PlanError as exc:
                 raise PlanError(f"plan {self.cfg.plan} does not fit {self.cfg.model} with "
                                 f"{len(self.data.base_train.classes)} base classes: {exc}") from None
-        plan.export(self.workdir / "plan.json")
+        plan.export(self.workdir / "plan.json", force=True)  # the run folder's own copy, rewritten on resume
         return plan
 
     def _optimizer(self, params) -> torch.optim.Optimizer:
@@ -169,7 +172,8 @@ class _Run:
 
     def save(self, stage: str, **payload: Any) -> None:
         save_checkpoint(self.path, {"stage": stage, "config": self.cfg.identity(), "seed": self.seed,
-                                    "split": self.split, "history": self.history, **payload})
+                                    "split": self.split, "data": self.data_settings, "history": self.history,
+                                    **payload})
         write_logs(self.workdir, self.history)
 
     def _train(self, model: nn.Module, batches, optimizer, stage: str, name: str, epoch: int, val_batches,
@@ -249,25 +253,30 @@ class _Run:
         return val[1]
 
 
-def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, split: str, path: Path) -> None:
-    mine = {"config": cfg.identity(), "seed": seed, "split": split}
+def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, split: str, path: Path,
+                     data_settings: dict[str, Any] | None = None) -> None:
+    mine = {"config": cfg.identity(), "seed": seed, "split": split, "data": data_settings}
     theirs = {k: state.get(k) for k in mine}
     if theirs != mine:
-        diff = [k for k in mine["config"] if (theirs["config"] or {}).get(k) != mine["config"][k]]
-        what = ", ".join(f"{k}: {(theirs['config'] or {}).get(k)!r} → {mine['config'][k]!r}" for k in diff)
+        old = {**(theirs["config"] or {}), **(theirs["data"] or {})}
+        new = {**mine["config"], **(mine["data"] or {})}
+        diff = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
+        what = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in diff)
         raise CheckpointError(f"{path} belongs to a different run ({what or 'seed or split differ'}); "
                               "use another --out folder or the original settings")
 
 
 def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], ProtocolData], seed: int,
                  workdir: str | Path, *, split: str = "custom", resume: bool = False,
-                 stop_after: Stage | None = None) -> dict[str, Any] | None:
+                 stop_after: Stage | None = None, data_settings: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Run (or resume) one protocol run in ``workdir``; returns its result, or ``None`` if stopped early.
 
     ``data`` may be a function, called only if there is still training to do.
     ``stop_after="base"`` or ``"branch"`` ends the run after that stage's checkpoint
     (continue it later with ``resume=True``).  Without ``resume`` an existing
-    checkpoint is never overwritten.
+    checkpoint is never overwritten.  ``data_settings`` (what the data depend on besides
+    split and seed, see :func:`~rffsurgery.train.data.data_settings`) are recorded in the
+    checkpoint and must match on resume.
     """
     workdir = Path(workdir)
     path = workdir / "checkpoint.pt"
@@ -277,12 +286,12 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
             raise CheckpointError(f"{path} already exists: pass --resume to continue that run, or choose another "
                                   "--out folder (nothing was overwritten)")
         state = load_checkpoint(path)
-        _check_resumable(state, cfg, seed, split, path)
+        _check_resumable(state, cfg, seed, split, path, data_settings)
         if state["stage"] == "done":
             return state["result"]
     workdir.mkdir(parents=True, exist_ok=True)
     data = data() if callable(data) else data
-    run = _Run(cfg, data, seed, workdir, split)
+    run = _Run(cfg, data, seed, workdir, split, data_settings)
     if state is not None:
         run.history = list(state["history"])
     if state is None or state["stage"] == "base":

@@ -115,14 +115,9 @@ def write_report(out_dir: Path, results: Sequence[dict[str, Any]], meta: dict[st
 
 
 def _pyplot():
-    try:
-        import matplotlib
+    from ..plot import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError("plots need matplotlib: pip install 'rffsurgery[plot]' (or pass --no-plots)") from exc
-    return plt
+    return pyplot("or pass --no-plots")
 
 
 def _draw(ax, series: Sequence[tuple[str, list[dict[str, Any]]]], title: str) -> None:
