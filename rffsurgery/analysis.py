@@ -367,13 +367,9 @@ def _analyze_built(build: Callable[[str], nn.Module], name: str, input_size: Any
     The CPU fallback is refused when the meta run shows that it cannot help (the input
     is too small) or would need more memory than :data:`FALLBACK_LIMIT_GB`.
     """
-    from .zoo import ModelNotFound
-
     try:
         model = build("meta")
-    except ModelNotFound:  # the user's factory itself failed: building on CPU fails alike
-        raise
-    except Exception:  # e.g. ``.tolist()`` on a meta tensor in __init__
+    except Exception:  # e.g. ``.tolist()`` on a meta tensor in __init__; a failing user factory fails again below
         model = None
     if model is not None:
         size = parse_input_size(input_size, declared_input_size(model) or spec_size)

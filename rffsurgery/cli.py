@@ -80,9 +80,10 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
     _only_with(every is not None, _given("start", "stop"), "--every")
     if epochs:
         try:
-            return Schedule(epochs=tuple(int(e) for e in epochs.split(",")))
+            numbers = tuple(int(e) for e in epochs.split(","))
         except ValueError:
             raise click.UsageError(f"--epochs takes a comma-separated list of epoch numbers, got {epochs!r}") from None
+        return Schedule(epochs=numbers)
     if every:
         return Schedule(every=every, start=start, stop=stop)
     return DEFAULT_SCHEDULE

@@ -46,9 +46,19 @@ def prepare_folder(path: str | os.PathLike[str], *, option: str = "the output fo
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _parent_error(path, option, exc) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise RffError(f"the folder {path} is not writable; choose another path for {option}")
+    _check_writable(path, option)
     return path
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Create and remove a probe file: permission bits say nothing for root or on a read-only file system."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".rffsurgery-probe.", dir=folder)
+    except OSError as exc:
+        raise RffError(f"the folder {folder} is not writable ({exc.strerror or exc}); "
+                       f"choose another path for {option}") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def prepare_output(path: str | os.PathLike[str], *, force: bool = False, option: str = "the output",
@@ -70,8 +80,7 @@ def prepare_output(path: str | os.PathLike[str], *, force: bool = False, option:
         raise RffError(f"the folder {parent} for {option} does not exist; create it or choose another path")
     if not parent.is_dir():
         raise RffError(f"{parent} is not a folder, so {option} {path} cannot be written; choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RffError(f"the folder {parent} is not writable; choose another path for {option}")
+    _check_writable(parent, option)
     if path.is_dir():
         raise RffError(f"{path} is a folder; give a file name for {option}")
     if path.exists():
@@ -91,15 +100,26 @@ def atomic_output(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator
     ``suffix`` keeps an extension for writers that look at it (matplotlib's ``savefig``).
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise _write_error(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_error(path: Path, exc: OSError) -> RffError:
+    return RffError(f"cannot write {path} ({exc.strerror or exc}); choose another path (nothing was written)")
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -55,8 +55,6 @@ class ModelSpec:
             with torch.device(device):
                 model = self.builder()
         except Exception as exc:
-            if device == "meta":
-                raise  # the caller retries on CPU, where the factory's own error shows if it persists
             raise ModelNotFound(f"model factory '{self.name}' raised {type(exc).__name__}: {_first_line(exc)}; "
                                 "fix it so that calling it with no arguments returns the model") from exc
         if not isinstance(model, nn.Module):

@@ -116,6 +116,12 @@ def run_command(**o: Any) -> None:
     prepare_folder(o["out"], option="--out")  # before any data is loaded: a file or read-only place fails now
     if o["threads"]:
         torch.set_num_threads(o["threads"])
+    if o["plan"]:
+        from ..plan import FreezePlan
+
+        if o["policy"] != "paper" or o["bn"] != "train":
+            raise InvalidArgument("--policy and --bn make a plan when none is given; with --plan they come from the file")
+        FreezePlan.load(o["plan"])  # a broken file fails now, not after the data are loaded
     source = _source(o)
     if o["base"] or o["transfer"]:
         if not (o["base"] and o["transfer"]):

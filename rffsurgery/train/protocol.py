@@ -84,6 +84,13 @@ class ProtocolConfig:
         bad = [f"{k}={v}" for k, v in positive.items() if not isinstance(v, int) or v < 1]
         if bad:
             raise InvalidArgument(f"these settings must be integers ≥ 1: {', '.join(bad)}")
+        from ..plan import BN_MODES
+        from ..tags import POLICIES
+
+        if self.plan is None and self.policy not in POLICIES:
+            raise InvalidArgument(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if self.bn not in BN_MODES:
+            raise InvalidArgument(f"unknown BatchNorm mode {self.bn!r}; choose one of {', '.join(BN_MODES)}")
         if self.optimizer not in ("adam", "sgd"):
             raise InvalidArgument(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.l1 < 0 or not 0 <= self.dropout < 1:
