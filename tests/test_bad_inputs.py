@@ -568,6 +568,19 @@ def test_a_refused_onnx_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_truncated_image_is_named(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from rffsurgery.train import DatasetNotFound, ImageFiles
+    from rffsurgery.train.folder import FileDataset
+
+    path = tmp_path / "x.jpg"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(path)
+    path.write_bytes(path.read_bytes()[:300])  # a valid header, half the pixels
+    with pytest.raises(DatasetNotFound, match="x.jpg cannot be decoded"):
+        FileDataset(ImageFiles((str(path),), torch.tensor([0]), ("a",), 32))[0]
+
+
 class _DictModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()

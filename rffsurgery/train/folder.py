@@ -34,9 +34,12 @@ class FileDataset(Dataset):
         from PIL import Image
         from torchvision.transforms.v2 import functional as F
 
-        size = self.files.image_size
-        with Image.open(self.files.paths[i]) as img:
-            image = F.pil_to_tensor(img.convert("RGB"))
+        size, path = self.files.image_size, self.files.paths[i]
+        try:
+            with Image.open(path) as img:
+                image = F.pil_to_tensor(img.convert("RGB"))
+        except OSError as exc:  # truncated or corrupt pixel data behind a valid header
+            raise DatasetNotFound(f"{path} cannot be decoded ({exc}); remove or replace it") from None
         image = F.center_crop(F.resize(image, [round(size / 0.875)], antialias=True), [size, size])
         return image, self.files.labels[i]
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from .augment import Augment
-from .data import ImageFiles, Images, ImageTensors
+from .data import DatasetNotFound, ImageFiles, Images, ImageTensors
 from .device import Runtime
 from .folder import FileDataset
 from .seeding import seed_everything
@@ -92,9 +92,12 @@ class LoaderBatches:
 
     def epoch(self, g: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.order = range(self.size) if g is None else torch.randperm(self.size, generator=g).tolist()
-        for images, labels in self.loader:
-            x = _normalize(images.to(self.runtime.device, non_blocking=True))
-            yield x, labels.to(self.runtime.device, non_blocking=True)
+        try:
+            for images, labels in self.loader:
+                x = _normalize(images.to(self.runtime.device, non_blocking=True))
+                yield x, labels.to(self.runtime.device, non_blocking=True)
+        except DatasetNotFound as exc:  # from a worker: DataLoader put the worker's traceback in the message
+            raise DatasetNotFound(str(exc).strip().splitlines()[-1].split(": ", 1)[-1]) from None
 
 
 def make_batches(data: Images, runtime: Runtime, batch_size: int, workers: int = 0) -> Batches:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from statistics import mean
 from typing import Any, Sequence
 
+from ..files import write_text
 from .stats import summarize
 
 __all__ = ["aggregate", "format_table", "plot_curves", "plot_deltas", "write_logs", "write_report"]
@@ -23,20 +23,14 @@ COLUMNS = ("stage", "model", "epoch", "train_loss", "train_accuracy", "val_loss"
            "images_per_second")
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_logs(workdir: Path, history: Sequence[dict[str, Any]]) -> None:
     """Per-epoch log of one run as CSV and JSON."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    _write(workdir / "log.csv", buffer.getvalue())
-    _write(workdir / "log.json", json.dumps(list(history), indent=1) + "\n")
+    write_text(workdir / "log.csv", buffer.getvalue())
+    write_text(workdir / "log.json", json.dumps(list(history), indent=1) + "\n")
 
 
 def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -107,8 +101,8 @@ def write_report(out_dir: Path, results: Sequence[dict[str, Any]], meta: dict[st
     """Write ``report.json``, ``report.txt`` and (optionally) ``deltas.png``; returns the report."""
     report = {"meta": meta, **aggregate(results)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
-    _write(out_dir / "report.txt", format_table(report) + "\n")
+    write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    write_text(out_dir / "report.txt", format_table(report) + "\n")
     if plots:
         plot_deltas(report, out_dir / "deltas.png")
     return report
