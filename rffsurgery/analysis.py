@@ -352,7 +352,8 @@ def _short(value: Any, width: int = 40) -> str:
 
 
 def _leaf_classes(leaf_modules: Iterable[Any]) -> tuple[type, ...]:
-    leaves = tuple(leaf_modules)
+    single = isinstance(leaf_modules, type) or not isinstance(leaf_modules, Iterable)
+    leaves = (leaf_modules,) if single else tuple(leaf_modules)
     for leaf in leaves:
         if not (isinstance(leaf, type) and issubclass(leaf, nn.Module)):
             what = f"the instance {_short(leaf)}" if isinstance(leaf, nn.Module) else _short(leaf)

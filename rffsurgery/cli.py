@@ -60,7 +60,7 @@ def main(debug: bool) -> None:
     """Graph-level surgery on PyTorch models: exact receptive fields, freeze plans, rewrites."""
 
 
-def _given(*names: str) -> list[str]:
+def given_flags(*names: str) -> list[str]:
     """The flags (``--select``) of those parameters of the current command that the user set."""
     ctx = click.get_current_context()
     flags = {p.name: max(p.opts, key=len) for p in ctx.command.params}
@@ -77,7 +77,7 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
 
     if epochs and every:
         raise click.UsageError("give either --epochs or --every, not both")
-    _only_with(every is not None, _given("start", "stop"), "--every")
+    _only_with(every is not None, given_flags("start", "stop"), "--every")
     if epochs:
         try:
             numbers = tuple(int(e) for e in epochs.split(","))
@@ -139,13 +139,13 @@ def analyze(model: str, input_size: str | None, every_node: bool, as_json: bool,
     from .zoo import import_module_class, source_files
 
     policy_name = policy or "paper"
-    _only_with(as_json or as_csv, _given("main_only"), "--json or --csv")
+    _only_with(as_json or as_csv, given_flags("main_only"), "--json or --csv")
     if as_json and as_csv:
         raise click.UsageError("give either --json or --csv, not both")
-    _only_with(policy_name == "paper", _given("include_stem", "include_shortcuts"), "--policy paper")
-    _only_with(policy_name == "growth", _given("metric", "top_k", "threshold"), "--policy growth")
-    _only_with(policy_name == "names", _given("patterns"), "--policy names")
-    _only_with(bool(export_path), _given("epochs", "every", "start", "stop", "bn"), "--export-plan")
+    _only_with(policy_name == "paper", given_flags("include_stem", "include_shortcuts"), "--policy paper")
+    _only_with(policy_name == "growth", given_flags("metric", "top_k", "threshold"), "--policy growth")
+    _only_with(policy_name == "names", given_flags("patterns"), "--policy names")
+    _only_with(bool(export_path), given_flags("epochs", "every", "start", "stop", "bn"), "--export-plan")
     if export_path and plot_path and os.path.abspath(export_path) == os.path.abspath(plot_path):
         raise click.UsageError("--export-plan and --plot name the same file")
     reading = source_files(model)
@@ -249,8 +249,8 @@ def rewrite(model: str, meta_groups: int | None, meta_out: int | None, hidden: i
     from .surgery.report import check, format_report
     from .zoo import source_files
 
-    _only_with(meta_groups is not None, _given("meta_out", "hidden", "head_layers", "init_from_old"), "--meta-groups")
-    _only_with(conv3d_filters is not None, _given("conv3d_layers"), "--conv3d-filters")
+    _only_with(meta_groups is not None, given_flags("meta_out", "hidden", "head_layers", "init_from_old"), "--meta-groups")
+    _only_with(conv3d_filters is not None, given_flags("conv3d_layers"), "--conv3d-filters")
     reading = source_files(model)
     if out_dir:
         check_save(out_dir, force=force, reading=reading)

@@ -227,6 +227,7 @@ PATCHES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "no_matplotlib": _no_matplotlib, "no_onnxruntime": _no_onnxruntime, "no_network": _no_network}
 
 T = "train --per-class 10 --epochs 1 --transfer-epochs 1 --no-plots --out {w}/runs"
+D = "train --no-plots --out {w}/runs"  # real data sets: no generated-data options
 R = "rewrite rff-base-cnn --meta-groups 2"
 
 CASES = [
@@ -265,6 +266,7 @@ CASES = [
     Case("analyze rff-base-cnn --input-size ,", 1, "at least one spatial size"),
     Case("analyze rff-base-cnn --input-size 1,3,224,224", 1, "no batch"),
     Case("analyze rff-base-cnn --input-size 16", 1, "it declares 3x32x32"),
+    Case("analyze rff-base-cnn --input-size 1,32,32", 1, "to have 3 channels"),
     Case("analyze vgg16 --input-size 16", 1, "input 3x16x16 is too small for vgg16"),
     Case("analyze vgg11 --input-size 3,8000000,1", 1, "--input-size 3,8000000,32"),
     # -- analyze: options ------------------------------------------------------------------------
@@ -368,16 +370,29 @@ CASES = [
     Case(T + " --model no-such-model", 1, "unknown model"),
     Case(T + " --model {w}/models.py:Fft", 1, "has no nn.Linear output layer"),
     Case(T + " --device tpu", 1, "unknown device 'tpu'"),
+    Case(T + " --device meta", 1, "training runs on cpu, cuda[:N] or mps"),
+    Case(T + " --device mps", 1, "MPS is not available"),
+    Case(T + " --workers -1", 2, "'--workers': -1 is not in the range"),
+    Case(T + " --image-size 64", 2, "--image-size only applies with --data folder"),
+    Case(T + " --download", 2, "--download only applies with --data cifar100"),
+    Case(T + " --data-root {w}/empty", 2, "--data-root only applies with --data cifar100 or folder"),
+    Case(D + " --data cifar100 --data-root {w}/empty --cue 0.5", 2, "--cue only applies with --data generated"),
+    Case(D + " --data folder --data-root {w}/afile", 1, "is a file; --data-root takes the folder"),
+    Case(T + " --seeds 5-1", 1, "range '5-1' is empty"),
+    Case(T + " --max-epochs 0 --until-overfit", 1, "max_epochs=0"),
+    Case(T + " --transfer-epochs 0", 1, "transfer_epochs=0"),
+    Case(T + " --weight-decay -1", 1, "weight_decay ≥ 0"),
+    Case(T + " --zoom 1", 1, "zoom < 1"),
     Case(T + " --optimizer bogus", 2, "'--optimizer'"),
     Case(T + " --stop-after bogus", 2, "'--stop-after'"),
-    Case(T + " --data cifar100", 1, "needs --data-root"),
-    Case(T + " --data cifar100 --data-root {w}/empty", 1, "CIFAR-100 not found"),
-    Case(T + " --data cifar100 --data-root {w}/cifar_nofine", 1, "no 'fine_label_names'"),
-    Case(T + " --data cifar100 --data-root {w}/cifar_evil", 1, "refusing to load"),
-    Case(T + " --data cifar100 --data-root {w}/empty --download", 1, "could not download CIFAR-100", "no_network"),
-    Case(T + " --data folder --data-root {w}/nodir", 1, "does not exist"),
-    Case(T + " --data folder --data-root {w}/imgs", 1, "has no built-in splits"),
-    Case(T + " --data folder --data-root {w}/imgs --base a,b --transfer c", 1, "is not a readable image"),
+    Case(D + " --data cifar100", 1, "needs --data-root"),
+    Case(D + " --data cifar100 --data-root {w}/empty", 1, "CIFAR-100 not found"),
+    Case(D + " --data cifar100 --data-root {w}/cifar_nofine", 1, "no 'fine_label_names'"),
+    Case(D + " --data cifar100 --data-root {w}/cifar_evil", 1, "refusing to load"),
+    Case(D + " --data cifar100 --data-root {w}/empty --download", 1, "could not download CIFAR-100", "no_network"),
+    Case(D + " --data folder --data-root {w}/nodir", 1, "does not exist"),
+    Case(D + " --data folder --data-root {w}/imgs", 1, "has no built-in splits"),
+    Case(D + " --data folder --data-root {w}/imgs --base a,b --transfer c", 1, "is not a readable image"),
     Case("train --out {w}/afile", 1, "is a file, not a folder"),
     Case("train --per-class 10 --out {w}/report_dir", 1, "report.json already exists: pass --resume"),
     Case("train --per-class 12 --epochs 1 --transfer-epochs 1 --no-plots --resume --out {w}/resumable", 1,
@@ -424,6 +439,8 @@ API = [
      "nn.Module classes"),
     ("analyze(leaf instance)", lambda w: analyze(RFFBaseCNN(), leaf_modules=[nn.ReLU()]), InvalidArgument,
      "the instance ReLU()"),
+    ("analyze(leaf not a list)", lambda w: analyze(RFFBaseCNN(), leaf_modules=os.getcwd), InvalidArgument,
+     "nn.Module classes"),
     ("analyze(too small)", lambda w: analyze("vgg11", 16), RffError, "too small for vgg11"),
     ("interval(1 axis)", lambda w: _plan()["features.0"].interval((0,)), InvalidArgument, "one index per spatial axis"),
     ("interval(3 axes)", lambda w: _plan()["features.0"].interval((0, 0, 0)), InvalidArgument, "2 (e.g. (0, 1))"),

@@ -12,6 +12,7 @@ paper does; the ``test`` file is not needed.
 from __future__ import annotations
 
 import pickle
+import socket
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,6 +72,8 @@ def _folder(root: Path, download: bool) -> Path:
     if download:
         import torchvision
 
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(60)  # a firewalled network fails within a minute instead of hanging
         try:
             torchvision.datasets.CIFAR100(str(root), train=True, download=True)
         except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad archive a RuntimeError
@@ -79,6 +82,8 @@ def _folder(root: Path, download: bool) -> Path:
                 f"could not download CIFAR-100 into {root} ({' '.join(str(reason).split())[:160]}): without "
                 f"network access, put the unpacked cifar-100-python/ folder (train and meta) at {root / FOLDER}"
             ) from None
+        finally:
+            socket.setdefaulttimeout(previous)
         return root / FOLDER
     raise DatasetNotFound(
         f"CIFAR-100 not found: expected {root / FOLDER}/train and …/meta (torchvision's layout). "

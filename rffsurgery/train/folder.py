@@ -60,6 +60,8 @@ def _check_images(paths: Sequence[str]) -> None:
 def image_folder(root: str | Path, image_size: int) -> LabelledSource:
     """A protocol source over the class sub-folders of ``root`` (no built-in splits: pass class names)."""
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DatasetNotFound(f"{root} is a file; --data-root takes the folder holding <class name>/<images>")
     if not root.is_dir():
         raise DatasetNotFound(f"image folder {root} does not exist (expected {root}/<class name>/<images>)")
     classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
