@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
@@ -19,32 +18,26 @@ import torch
 from torch import fx, nn
 
 from .geometry.algebra import AxisRF
+from .fallback import check_fallback, explained
 from .geometry.propagate import NodeState, ShapeError, propagate
 from .geometry.tensor import Misaligned, TensorGeom, Unknown
 from .trace import Traced, trace
-from .errors import InvalidArgument, RffError
+from .errors import InvalidArgument, RffError, brief
 
 if TYPE_CHECKING:
     from .plan import FreezePlan, Schedule
     from .tags import Tag
 
-__all__ = ["FallbackTooLarge", "LayerRF", "Plan", "UnknownOpError", "analyze", "parse_input_size"]
+__all__ = ["LayerRF", "Plan", "UnknownOpError", "analyze", "parse_input_size"]
 
 GLOBAL = "global"
 MAX_INPUT_ELEMENTS = 2**40
-# the real-tensor fallback of the shape pass is refused above this estimate (override: RFFSURGERY_MEMORY_LIMIT_GB)
-FALLBACK_LIMIT_GB = 4.0
-MEMORY_ENV = "RFFSURGERY_MEMORY_LIMIT_GB"
 _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
                    "pixel_unshuffle", "linear", "attention"}
 
 
 class UnknownOpError(RffError, RuntimeError):
     """Raised in strict mode when some op has no geometry rule."""
-
-
-class FallbackTooLarge(RffError, MemoryError):
-    """Running the model on real tensors for its shapes would need more memory than the limit allows."""
 
 
 @dataclass(frozen=True)
@@ -328,7 +321,7 @@ def analyze(
                               f"e.g. analyze({model.__name__}(...))")
     if not isinstance(model, nn.Module):
         raise InvalidArgument(f"analyze() takes an nn.Module or a model name such as 'resnet50', "
-                              f"got {type(model).__name__} {_short(model)}")
+                              f"got {type(model).__name__} {brief(model)}")
     size = parse_input_size(input_size, declared_input_size(model) or (3, 224, 224))
     return _analyze_module(model, name or type(model).__name__, size, strict, leaf_modules, autowrap_functions)
 
@@ -346,17 +339,13 @@ def declared_input_size(model: nn.Module) -> tuple[int, ...] | None:
     return (3, side, side) if isinstance(side, int) else None
 
 
-def _short(value: Any, width: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[:width - 1] + "…"
-
 
 def _leaf_classes(leaf_modules: Iterable[Any]) -> tuple[type, ...]:
     single = isinstance(leaf_modules, type) or not isinstance(leaf_modules, Iterable)
     leaves = (leaf_modules,) if single else tuple(leaf_modules)
     for leaf in leaves:
         if not (isinstance(leaf, type) and issubclass(leaf, nn.Module)):
-            what = f"the instance {_short(leaf)}" if isinstance(leaf, nn.Module) else _short(leaf)
+            what = f"the instance {brief(leaf)}" if isinstance(leaf, nn.Module) else brief(leaf)
             raise InvalidArgument(f"leaf modules must be nn.Module classes (such as torch.nn.LSTM), got {what}")
     return leaves
 
@@ -366,7 +355,7 @@ def _analyze_built(build: Callable[[str], nn.Module], name: str, input_size: Any
     """A zoo model: on the meta device first, on CPU if its construction or forward needs real values.
 
     The CPU fallback is refused when the meta run shows that it cannot help (the input
-    is too small) or would need more memory than :data:`FALLBACK_LIMIT_GB`.
+    is too small) or would need more memory than allowed (:mod:`rffsurgery.fallback`).
     """
     try:
         model = build("meta")
@@ -379,81 +368,10 @@ def _analyze_built(build: Callable[[str], nn.Module], name: str, input_size: Any
         except ShapeError as exc:
             if exc.too_small:
                 raise
-            _check_fallback(name, size, model, exc)
+            check_fallback(name, size, model, exc)
     model = build("cpu")
     size = parse_input_size(input_size, declared_input_size(model) or spec_size)
     return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
-
-
-def _fallback_limit() -> float:
-    text = os.environ.get(MEMORY_ENV, "")
-    try:
-        return float(text) if text else FALLBACK_LIMIT_GB
-    except ValueError:
-        raise InvalidArgument(f"{MEMORY_ENV} must be a number of GiB, got {text!r}") from None
-
-
-def _check_fallback(name: str, size: tuple[int, ...], model: nn.Module, failed: ShapeError) -> None:
-    """Refuse to run ``model`` on real tensors when parameters + activations would exceed the limit.
-
-    Activations are extrapolated from the meta run: the bytes of every output computed
-    before the failure, scaled by the share of the graph they cover (the shape pass
-    keeps every node's output).
-    """
-    tensors = [*model.parameters(), *model.buffers()]
-    weights = sum(t.numel() * t.element_size() for t in tensors)
-    activations = failed.bytes_done * failed.nodes_total / max(failed.nodes_done, 1)
-    need = (weights + activations) / 2**30
-    limit = _fallback_limit()
-    if need > limit:
-        raise FallbackTooLarge(
-            f"{name} needs real tensors for its shapes ({failed.op} '{failed.node}' cannot run on the meta device: "
-            f"{failed.cause}), which would take about {need:.1f} GiB at input {_fmt(size)} (limit {limit:g} GiB): "
-            f"give a smaller --input-size, or raise the limit with {MEMORY_ENV}")
-
-
-def _fmt(size: Sequence[int]) -> str:
-    return "x".join(map(str, size))
-
-
-def _explained(exc: ShapeError, traced: Traced, name: str, size: tuple[int, ...]) -> ShapeError:
-    """The shape failure in the user's terms: which input, which model, and what size would work."""
-    where = f"{exc.op} '{exc.node}' fails ({exc.cause})" if exc.node else str(exc)
-    if exc.too_small:
-        side = _smallest_side(traced, size)
-        larger = _fmt((size[0], *(max(d, side) for d in size[1:]))).replace("x", ",") if side else ""
-        hint = (f"try at least {side} on every spatial axis (--input-size {larger})" if side
-                else "try a larger --input-size")
-        message = f"input {_fmt(size)} is too small for {name}: {where}; {hint}"
-    else:
-        own = declared_input_size(traced.root)
-        hint = f" (it declares {_fmt(own)})" if own and tuple(own) != tuple(size) else ""
-        message = (f"{name} cannot run on an input of {_fmt(size)}: {where}. Give the size the model takes{hint} with "
-                   "--input-size (channels, then spatial sizes, no batch: e.g. 3,224,224); the model's first "
-                   "input must be one image tensor")
-    return ShapeError(message, node=exc.node, op=exc.op, cause=exc.cause, too_small=exc.too_small,
-                      bytes_done=exc.bytes_done, nodes_done=exc.nodes_done, nodes_total=exc.nodes_total)
-
-
-def _smallest_side(traced: Traced, size: tuple[int, ...], limit: int = 8192) -> int | None:
-    """The smallest side s such that every spatial size raised to at least s runs (meta device only)."""
-
-    def runs(side: int) -> bool:
-        try:
-            propagate(traced, (1, size[0], *(max(d, side) for d in size[1:])))
-            return True
-        except ShapeError:
-            return False
-
-    low, high = min(size[1:]), max(2 * min(size[1:]), 8)
-    while not runs(high):
-        low, high = high, 2 * high
-        if high > limit:
-            return None
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if runs(mid) else (mid, high)
-    return high
 
 
 def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: bool,
@@ -467,10 +385,10 @@ def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: 
         except ShapeError as exc:
             if on_meta or exc.too_small:
                 raise
-            _check_fallback(name, size, root, exc)
+            check_fallback(name, size, root, exc)
             states = propagate(traced, (1, *size), real=True)
     except ShapeError as exc:
-        raise _explained(exc, traced, name, size) from exc
+        raise explained(exc, traced, name, size, declared_input_size(traced.root)) from exc
     modules = dict(root.named_modules())
     n_axes = len(size) - 1
     aliases: dict[str, list[str]] = {}

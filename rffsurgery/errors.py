@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 
-__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "positive_int"]
+__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "brief", "positive_int"]
 
 
 class RffError(Exception):
@@ -39,3 +39,9 @@ def positive_int(name: str, value: object, *, minimum: int = 1) -> int | None:
     if value < minimum:
         raise InvalidArgument(f"{name} must be an integer ≥ {minimum}, got {value}")
     return int(value)
+
+
+def brief(value: object, width: int = 40) -> str:
+    """``repr(value)`` cut to ``width`` characters, for naming a wrong value inside a one-line message."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 1] + "…"

@@ -13,7 +13,6 @@ import functools
 import importlib
 import importlib.util
 import inspect
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import RffError
+from .errors import RffError, brief
 
 __all__ = ["ModelNotFound", "ModelSpec", "resolve", "build"]
 
@@ -59,7 +58,7 @@ class ModelSpec:
                                 "fix it so that calling it with no arguments returns the model") from exc
         if not isinstance(model, nn.Module):
             raise ModelNotFound(f"model factory '{self.name}' returned {type(model).__name__} "
-                                f"{_short(model)}, not an nn.Module; name a function or class that returns the model")
+                                f"{brief(model)}, not an nn.Module; name a function or class that returns the model")
         return model.eval()
 
 
@@ -130,10 +129,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _short(value: object, width: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[:width - 1] + "…"
-
 
 def _check_no_arguments(name: str, factory: Callable) -> None:
     try:
@@ -187,9 +182,11 @@ def source_files(spec: str) -> list[Path]:
         return []
     if where.endswith(".py"):
         return [Path(where)]
-    module = sys.modules.get(where)
-    found = getattr(module, "__file__", None)
-    return [Path(found)] if found else []
+    try:
+        found = importlib.util.find_spec(where)  # where the module is, without running it
+    except (ImportError, ValueError):
+        return []
+    return [Path(found.origin)] if found is not None and found.has_location and found.origin else []
 
 
 def _user(spec: str) -> ModelSpec:

@@ -36,7 +36,7 @@ from rffsurgery.export import export_onnx
 from rffsurgery.models import RFFBaseCNN
 from rffsurgery.plan import FreezePlan, PlanError
 from rffsurgery.surgery import RewriteError, load as load_rewritten
-from rffsurgery.train import (Augment, CheckpointError, GeneratedSource, ProtocolConfig, resolve_splits,
+from rffsurgery.train import (Augment, GeneratedSource, ProtocolConfig, resolve_splits,
                               select_device)
 from rffsurgery.train.command import parse_seeds
 from rffsurgery.zoo import ModelNotFound
