@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 
 from .errors import OutputExists, RffError
 
-__all__ = ["atomic_output", "load_tensors", "prepare_folder", "prepare_output", "write_text"]
+__all__ = ["atomic_output", "check_folder", "load_tensors", "prepare_folder", "prepare_output", "write_text"]
 
 
 def _umask() -> int:
@@ -34,19 +34,30 @@ def _parent_error(parent: Path, option: str, exc: OSError) -> RffError:
     return RffError(f"cannot create the folder {parent} for {option} ({exc.strerror or exc}); choose another path")
 
 
+def check_folder(path: str | os.PathLike[str], *, option: str = "the output folder") -> Path:
+    """Check, creating nothing, that the output folder ``path`` exists or can be created; returns it as a Path.
+
+    A file at ``path`` or at one of its parents, or a first existing ancestor that is not
+    writable, is an :class:`RffError`.
+    """
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise RffError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
+    _check_writable(existing, option)
+    return path
+
+
 def prepare_folder(path: str | os.PathLike[str], *, option: str = "the output folder") -> Path:
     """Create the output folder ``path`` (and its parents) if needed; :class:`RffError` when that is impossible.
 
     An existing file at ``path`` (or at one of its parents) is refused, never replaced.
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RffError(f"{option} {path} is a file, not a folder; choose another path")
+    path = check_folder(path, option=option)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _parent_error(path, option, exc) from None
-    _check_writable(path, option)
     return path
 
 

@@ -22,8 +22,8 @@ from torch import nn
 from .. import __version__
 from ..analysis import declared_input_size, parse_input_size
 from . import conv3d, head
-from ..errors import InvalidArgument, RffError, positive_int
-from ..files import atomic_output, load_tensors, prepare_folder, prepare_output, write_text
+from ..errors import InvalidArgument, positive_int
+from ..files import atomic_output, check_folder, load_tensors, prepare_folder, prepare_output, write_text
 from .select import Change, RewriteError, Skip, count_params
 
 __all__ = ["RECIPE_FILE", "Recipe", "Rewritten", "WEIGHTS_FILE", "check_save", "load", "rebuild", "rewrite", "save"]
@@ -147,17 +147,12 @@ def rebuild(recipe: Recipe | dict[str, Any] | str | Path, base: nn.Module | None
 def check_save(out_dir: str | Path, *, force: bool = False, reading: Iterable[str | Path] = ()) -> Path:
     """Check that :func:`save` can write into ``out_dir`` without replacing files unasked; returns it as a Path.
 
-    ``out_dir`` may be missing (it is created), but not a file; ``recipe.json`` and
-    ``state_dict.pt`` in it are replaced only with ``force``, and never when they are
-    among the files being read.
+    ``out_dir`` may be missing (it is created, with its parents), but not a file;
+    ``recipe.json`` and ``state_dict.pt`` in it are replaced only with ``force``, and
+    never when they are among the files being read.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise RffError(f"--out {out} is a file, not a folder; choose a folder for recipe.json and state_dict.pt")
-    if not out.exists():
-        prepare_output(out, option="--out")  # its parent must exist and be writable
-        return out
-    for name in (RECIPE_FILE, WEIGHTS_FILE):
+    out = check_folder(out_dir, option="--out")
+    for name in (RECIPE_FILE, WEIGHTS_FILE) if out.is_dir() else ():
         prepare_output(out / name, force=force, option="--out", reading=reading)
     return out
 

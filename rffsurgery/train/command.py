@@ -130,9 +130,9 @@ def run_command(**o: Any) -> None:
     from . import Augment, ProtocolConfig, Split, resolve_splits, run_experiment
     from .report import format_table
 
-    from ..files import prepare_folder
+    from ..files import check_folder
 
-    prepare_folder(o["out"], option="--out")  # before any data is loaded: a file or read-only place fails now
+    check_folder(o["out"], option="--out")  # before any data is loaded: a file or read-only place fails now
     if o["threads"]:
         torch.set_num_threads(o["threads"])
     if o["plan"]:
