@@ -547,6 +547,12 @@ def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 130 and result.stderr.strip() == "interrupted"
 
 
+def test_a_single_glob_string_is_one_glob_not_its_characters() -> None:
+    done = rewrite(RFFBaseCNN(), meta_groups=2, head_layers="classifier.1")
+    assert [c.path for c in done.changes] == ["classifier.1"]
+    assert [t.name for t in _plan().tags("names", patterns="features.6")] == ["features.6"]
+
+
 def test_force_replaces_with_normal_modes(tmp_path: Path) -> None:
     target = tmp_path / "plan.json"
     target.write_text("old")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..trace import Traced, trace
 from .layers import ChannelConv3d
-from .select import Change, Rewrite, RewriteError, Skip, called_modules, select
+from .select import Change, Rewrite, RewriteError, Skip, called_modules, globs, select
 
 __all__ = ["apply_step", "rewrite_conv3d"]
 
@@ -42,7 +42,7 @@ def _describe(conv: nn.Conv2d, new: ChannelConv3d) -> tuple[str, str]:
 def candidates(traced: Traced, layers: Iterable[str] | None) -> tuple[list[str], list[Skip]]:
     """Selected Conv2d paths, and the stem when it is left out by default."""
     convs = called_modules(traced, nn.Conv2d)
-    layers = list(layers or ())
+    layers = globs(layers)
     if layers:
         return select(convs, layers, "Conv2d"), []
     if not convs:
