@@ -61,6 +61,13 @@ class ModelSpec:
                                 f"{brief(model)}, not an nn.Module; name a function or class that returns the model")
         return model.eval()
 
+    def build_cheapest(self) -> nn.Module:
+        """On the meta device when its constructor allows it (no memory for weights), else on CPU."""
+        try:
+            return self.build("meta")
+        except Exception:  # e.g. ``.tolist()`` on a meta tensor; a failing user factory fails again on CPU
+            return self.build("cpu")
+
 
 def _builtin(name: str) -> ModelSpec | None:
     from .models import BUILTIN
