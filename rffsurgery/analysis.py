@@ -10,6 +10,8 @@ imports neither, so the dependency runs one way: tags → analysis, plan → ana
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -18,14 +20,16 @@ import torch
 from torch import fx, nn
 
 from .geometry.algebra import AxisRF
+from .fallback import check_fallback, explained
 from .geometry.propagate import NodeState, ShapeError, propagate
 from .geometry.tensor import Misaligned, TensorGeom, Unknown
 from .trace import Traced, trace
-from .errors import InvalidArgument, RffError
+from .errors import InvalidArgument, RffError, brief
 
 __all__ = ["LayerRF", "Plan", "UnknownOpError", "analyze", "parse_input_size"]
 
 GLOBAL = "global"
+MAX_INPUT_ELEMENTS = 2**40
 _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
                    "pixel_unshuffle", "linear", "attention"}
 
@@ -89,6 +93,9 @@ class LayerRF:
 
     def interval(self, index: Sequence[int]) -> tuple[tuple[int, int], ...]:
         """Unclipped input interval per axis for the unit at spatial ``index`` (e.g. ``(i, j)``)."""
+        if len(index) != len(self.axes):
+            raise InvalidArgument(f"interval() takes one index per spatial axis of '{self.name}': "
+                                  f"{len(self.axes)} (e.g. {tuple(range(len(self.axes)))}), got {tuple(index)}")
         if self.status != "ok" or any(a is None for a in self.axes):
             raise ValueError(f"node '{self.name}' has no local receptive field on every axis ({self.status})")
         return tuple(a.interval(u) for a, u in zip(self.axes, index))
@@ -192,24 +199,44 @@ def _is_main(layer: LayerRF) -> bool:
 
 
 def parse_input_size(value: Any, default: tuple[int, ...] = (3, 224, 224)) -> tuple[int, ...]:
-    """``224`` → (3, 224, 224); ``"3,224,224"``/``"3x224x224"``/``(3, 224, 224)`` as given; ``"224x192"`` → (3, 224, 192)."""
+    """``224`` → (3, 224, 224); ``"3,224,224"``/``"3x224x224"``/``(3, 224, 224)`` as given; ``"224x192"`` → (3, 224, 192).
+
+    Anything else (fractions, zero or negative sizes, sizes too large to describe a
+    tensor, a missing spatial axis) is an :class:`InvalidArgument`, never truncated.
+    """
     if value is None:
         return tuple(default)
-    if isinstance(value, int):
-        return (3, value, value)
+    given = value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return _checked_size((3, value, value), given)
     if isinstance(value, str):
         parts = [p for p in value.replace("x", ",").replace("×", ",").split(",") if p.strip()]
         try:
             value = tuple(int(p) for p in parts)
         except ValueError:
-            raise ValueError(f"input size must be integers like 224, 224x192 or 3,224,224 (got {value!r})") from None
+            raise InvalidArgument(f"input size must be integers like 224, 224x192 or 3,224,224 "
+                                  f"(got {given!r})") from None
         if len(value) == 1:
-            return (3, value[0], value[0])
+            return _checked_size((3, value[0], value[0]), given)
         if len(value) == 2:
-            return (3, *value)
-    size = tuple(int(v) for v in value)
-    if len(size) < 2 or any(v < 1 for v in size):
-        raise ValueError(f"input size must be (channels, *spatial) with positive sizes, got {size}")
+            return _checked_size((3, *value), given)
+    if not isinstance(value, Sequence) or isinstance(value, str) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        raise InvalidArgument(f"input size must be an int or a sequence of integers (channels, *spatial) "
+                              f"such as (3, 224, 224), got {given!r}")
+    return _checked_size(tuple(int(v) for v in value), given)
+
+
+def _checked_size(size: tuple[int, ...], given: Any) -> tuple[int, ...]:
+    if len(size) < 2:
+        raise InvalidArgument(f"input size needs channels and at least one spatial size, e.g. 3,224,224 "
+                              f"(got {given!r}); receptive fields are measured along spatial axes")
+    if any(v < 1 for v in size):
+        raise InvalidArgument(f"input size must be positive in every dimension, got {given!r} "
+                              f"(e.g. 224, 224x192 or 3,224,224)")
+    if math.prod(size) > MAX_INPUT_ELEMENTS:
+        raise InvalidArgument(f"input size {given!r} has {math.prod(size):.3g} elements, more than any tensor "
+                              f"can hold here (limit {MAX_INPUT_ELEMENTS:.3g}); give a smaller size")
     return size
 
 
@@ -268,6 +295,7 @@ def analyze(
     3×224×224.  With ``strict`` an op without a geometry rule raises
     :class:`UnknownOpError` instead of being reported.
     """
+    leaf_modules = _leaf_classes(leaf_modules)
     if isinstance(model, str):
         from .zoo import resolve
 
@@ -276,6 +304,12 @@ def analyze(
                               spec.input_size, strict, leaf_modules, autowrap_functions)
     if num_classes is not None:
         raise InvalidArgument("num_classes applies to models given by name; a module already has its head")
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        raise InvalidArgument(f"analyze() got the class {model.__name__}, not a model: pass an instance, "
+                              f"e.g. analyze({model.__name__}(...))")
+    if not isinstance(model, nn.Module):
+        raise InvalidArgument(f"analyze() takes an nn.Module or a model name such as 'resnet50', "
+                              f"got {type(model).__name__} {brief(model)}")
     size = parse_input_size(input_size, declared_input_size(model) or (3, 224, 224))
     return _analyze_module(model, name or type(model).__name__, size, strict, leaf_modules, autowrap_functions)
 
@@ -293,19 +327,36 @@ def declared_input_size(model: nn.Module) -> tuple[int, ...] | None:
     return (3, side, side) if isinstance(side, int) else None
 
 
+
+def _leaf_classes(leaf_modules: Iterable[Any]) -> tuple[type, ...]:
+    single = isinstance(leaf_modules, type) or not isinstance(leaf_modules, Iterable)
+    leaves = (leaf_modules,) if single else tuple(leaf_modules)
+    for leaf in leaves:
+        if not (isinstance(leaf, type) and issubclass(leaf, nn.Module)):
+            what = f"the instance {brief(leaf)}" if isinstance(leaf, nn.Module) else brief(leaf)
+            raise InvalidArgument(f"leaf modules must be nn.Module classes (such as torch.nn.LSTM), got {what}")
+    return leaves
+
+
 def _analyze_built(build: Callable[[str], nn.Module], name: str, input_size: Any, spec_size: tuple[int, ...],
                    strict: bool, leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> Plan:
-    """A zoo model: on the meta device first, on CPU if its construction or forward needs real values."""
+    """A zoo model: on the meta device first, on CPU if its construction or forward needs real values.
+
+    The CPU fallback is refused when the meta run shows that it cannot help (the input
+    is too small) or would need more memory than allowed (:mod:`rffsurgery.fallback`).
+    """
     try:
         model = build("meta")
-    except Exception:  # e.g. ``.tolist()`` on a meta tensor in __init__
+    except Exception:  # e.g. ``.tolist()`` on a meta tensor in __init__; a failing user factory fails again below
         model = None
     if model is not None:
         size = parse_input_size(input_size, declared_input_size(model) or spec_size)
         try:
             return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
-        except ShapeError:
-            pass
+        except ShapeError as exc:
+            if exc.too_small:
+                raise
+            check_fallback(name, size, model, exc)
     model = build("cpu")
     size = parse_input_size(input_size, declared_input_size(model) or spec_size)
     return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
@@ -317,11 +368,15 @@ def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: 
     root = traced.root
     on_meta = any(p.device.type == "meta" for p in root.parameters())
     try:
-        states = propagate(traced, (1, *size))
-    except ShapeError:
-        if on_meta:
-            raise
-        states = propagate(traced, (1, *size), real=True)
+        try:
+            states = propagate(traced, (1, *size))
+        except ShapeError as exc:
+            if on_meta or exc.too_small:
+                raise
+            check_fallback(name, size, root, exc)
+            states = propagate(traced, (1, *size), real=True)
+    except ShapeError as exc:
+        raise explained(exc, traced, name, size, declared_input_size(traced.root)) from exc
     modules = dict(root.named_modules())
     n_axes = len(size) - 1
     aliases: dict[str, list[str]] = {}
@@ -337,6 +392,8 @@ def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: 
     if strict:
         missing = plan.unknown
         if missing:
-            lines = "\n".join(f"  {l.name} ({l.op}): {l.reason}" for l in missing)
-            raise UnknownOpError(f"{name}: {len(missing)} node(s) without an exact geometry:\n{lines}")
+            shown = "; ".join(f"{l.name} ({l.op}): {l.reason}" for l in missing[:5])
+            more = f"; … and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise UnknownOpError(f"{name}: {len(missing)} node(s) without an exact geometry: {shown}{more} "
+                                 "(drop --strict to report them as unknown, or add rules)")
     return plan

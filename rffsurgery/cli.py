@@ -29,16 +29,25 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            if _debug(ctx):
+                raise
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
         except Exception as exc:
-            if ctx.params.get("debug") or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            if _debug(ctx):
                 raise
             click.echo(_message(exc), err=True)
             ctx.exit(1)
 
 
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.params.get("debug")) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def _message(exc: Exception) -> str:
     if isinstance(exc, RffError):
-        return f"error: {exc}"
+        return "error: " + " ".join(str(exc).split())  # one line, whatever the library wrote
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return (f"error: unexpected {type(exc).__name__}{': ' + first if first else ''} (a bug in rffsurgery; "
             f"rerun with --debug or {DEBUG_ENV}=1 for the traceback and report it)")
@@ -51,9 +60,16 @@ def main(debug: bool) -> None:
     """Graph-level surgery on PyTorch models: exact receptive fields, freeze plans, rewrites."""
 
 
-def _fail(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(1)
+def given_flags(*names: str) -> list[str]:
+    """The flags (``--select``) of those parameters of the current command that the user set."""
+    ctx = click.get_current_context()
+    flags = {p.name: max(p.opts, key=len) for p in ctx.command.params}
+    return [flags[n] for n in names if ctx.get_parameter_source(n) not in (click.core.ParameterSource.DEFAULT, None)]
+
+
+def _only_with(condition: bool, flags: list[str], what: str) -> None:
+    if flags and not condition:
+        raise click.UsageError(f"{', '.join(flags)} only appl{'ies' if len(flags) == 1 else 'y'} with {what}")
 
 
 def _schedule(epochs: str | None, every: int | None, start: int, stop: int | None):
@@ -61,11 +77,13 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
 
     if epochs and every:
         raise click.UsageError("give either --epochs or --every, not both")
+    _only_with(every is not None, given_flags("start", "stop"), "--every")
     if epochs:
         try:
-            return Schedule(epochs=tuple(int(e) for e in epochs.split(",")))
+            numbers = tuple(int(e) for e in epochs.split(","))
         except ValueError:
             raise click.UsageError(f"--epochs takes a comma-separated list of epoch numbers, got {epochs!r}") from None
+        return Schedule(epochs=numbers)
     if every:
         return Schedule(every=every, start=start, stop=stop)
     return DEFAULT_SCHEDULE
@@ -91,16 +109,16 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
 @click.option("--include-shortcuts", is_flag=True,
               help="paper: also tag off-main-path layers at each new resolution (projection shortcuts).")
 @click.option("--metric", type=click.Choice(["pixels", "ratio"]), default="pixels", help="growth: score.")
-@click.option("--top-k", type=int, default=None, help="growth: tag the k largest (default 4).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="growth: tag the k largest (default 4).")
 @click.option("--threshold", type=float, default=None, help="growth: tag every layer scoring at least this.")
 @click.option("--select", "patterns", multiple=True, metavar="GLOB",
               help="names: node names or glob patterns (repeatable).")
 @click.option("--export-plan", "export_path", type=click.Path(dir_okay=False), default=None,
               help="Write the freeze plan JSON for the tagged layers.")
 @click.option("--epochs", default=None, metavar="N[,N…]", help="Plan schedule: frozen in these (1-based) epochs.")
-@click.option("--every", type=int, default=None, help="Plan schedule: frozen every k-th epoch …")
-@click.option("--start", type=int, default=1, show_default=True, help="… from this epoch …")
-@click.option("--stop", type=int, default=None, help="… up to this epoch (default: no end).")
+@click.option("--every", type=click.IntRange(min=1), default=None, help="Plan schedule: frozen every k-th epoch …")
+@click.option("--start", type=click.IntRange(min=1), default=1, show_default=True, help="… from this epoch …")
+@click.option("--stop", type=click.IntRange(min=1), default=None, help="… up to this epoch (default: no end).")
 @click.option("--bn", type=click.Choice(["train", "freeze-affine", "freeze"]), default="train", show_default=True,
               help="BatchNorm right after a tagged layer: train it, freeze its affine params, or also its stats.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
@@ -115,7 +133,7 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
 @click.option("--with-erf", is_flag=True, help="--overlay: also draw the unit's ERF on the image.")
 @click.option("--weights", type=click.Path(exists=True), default=None,
               help="--with-erf: weights (state_dict, .safetensors, checkpoint, rewrite folder); default random init.")
-@click.option("--force", is_flag=True, help="Replace existing output files (--plot, --out-image).")
+@click.option("--force", is_flag=True, help="Replace existing output files (--export-plan, --plot, --out-image).")
 def analyze(model: str, input_size: str | None, num_classes: int | None, every_node: bool, as_json: bool, as_csv: bool, main_only: bool,
             strict: bool, leaves: tuple[str, ...], show_tags: bool, policy: str | None, include_stem: bool, include_shortcuts: bool,
             metric: str, top_k: int | None, threshold: float | None, patterns: tuple[str, ...],
@@ -128,14 +146,32 @@ def analyze(model: str, input_size: str | None, num_classes: int | None, every_n
     (rff-base-cnn) or user code (package.module:factory, file.py:factory).
     No weights are downloaded.
     """
-    from .analysis import UnknownOpError, analyze as run
-    from .plan import PlanError, build_freeze_plan
+    from .analysis import analyze as run
+    from .files import prepare_output
+    from .plan import build_freeze_plan
     from .report import to_csv, to_json, to_table
-    from .tags import TagError, tag
-    from .trace import TraceError
-    from .zoo import ModelNotFound, import_object
+    from .tags import tag
+    from .zoo import import_module_class, source_files
 
     policy_name = policy or "paper"
+    _only_with(as_json or as_csv, given_flags("main_only"), "--json or --csv")
+    if as_json and as_csv:
+        raise click.UsageError("give either --json or --csv, not both")
+    _only_with(policy_name == "paper", given_flags("include_stem", "include_shortcuts"), "--policy paper")
+    _only_with(policy_name == "growth", given_flags("metric", "top_k", "threshold"), "--policy growth")
+    _only_with(policy_name == "names", given_flags("patterns"), "--policy names")
+    _only_with(bool(export_path), given_flags("epochs", "every", "start", "stop", "bn"), "--export-plan")
+    if export_path and plot_path and os.path.abspath(export_path) == os.path.abspath(plot_path):
+        raise click.UsageError("--export-plan and --plot name the same file")
+    reading = source_files(model)
+    for option, path in (("--export-plan", export_path), ("--plot", plot_path)):
+        if path:
+            prepare_output(path, force=force, option=option, reading=reading)
+    if plot_path:
+        from .plot import image_format, plot_rf, pyplot
+
+        pyplot()  # fail before the analysis when matplotlib is missing or the file type is unknown
+        image_format(plot_path)
     options = {
         "paper": {"include_stem": include_stem, "include_shortcuts": include_shortcuts},
         "growth": {"metric": metric, "top_k": top_k if top_k is not None or threshold is not None else 4,
@@ -150,22 +186,17 @@ def analyze(model: str, input_size: str | None, num_classes: int | None, every_n
         raise click.UsageError("--overlay IMAGE and --out-image PNG go together")
     if (with_erf or weights) and not overlay_image:
         raise click.UsageError("--with-erf and --weights draw on an --overlay image")
-    try:
-        schedule = _schedule(epochs, every, start, stop)
-        plan = run(model, input_size, strict=strict, leaf_modules=[import_object(spec) for spec in leaves],
-                   num_classes=num_classes)
-        tags = tag(plan, policy_name, **options) if wants_tags else []
-        if export_path:
-            freeze_plan = build_freeze_plan(plan, policy_name, schedule, bn, **options)
-            freeze_plan.export(export_path)
-            click.echo(f"wrote {export_path}: {len(freeze_plan.tagged)} tagged layer(s), "
-                       f"{len(freeze_plan.parameter_names)} parameter(s), frozen in {schedule.describe()}", err=True)
-        if plot_path:
-            from .plot import plot_rf
-
-            click.echo(f"wrote {plot_rf(plan, plot_path, tags, force=force)}", err=True)
-    except (ModelNotFound, TraceError, UnknownOpError, TagError, PlanError, ValueError) as exc:
-        _fail(exc)
+    schedule = _schedule(epochs, every, start, stop)
+    plan = run(model, input_size, strict=strict, leaf_modules=[import_module_class(spec) for spec in leaves],
+               num_classes=num_classes)
+    tags = tag(plan, policy_name, **options) if wants_tags else []
+    if export_path:
+        freeze_plan = build_freeze_plan(plan, policy_name, schedule, bn, **options)
+        freeze_plan.export(export_path, force=force)
+        click.echo(f"wrote {export_path}: {len(freeze_plan.tagged)} tagged layer(s), "
+                   f"{len(freeze_plan.parameter_names)} parameter(s), frozen in {schedule.describe()}", err=True)
+    if plot_path:
+        click.echo(f"wrote {plot_rf(plan, plot_path, tags, force=force)}", err=True)
     if overlay_image:
         _overlay(model, plan, node, unit, overlay_image, out_image, with_erf, weights, force)
     if unit is not None:
@@ -278,12 +309,9 @@ def plan() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the validated plan as JSON.")
 def plan_show(path: str, as_json: bool) -> None:
     """Validate and pretty-print the freeze plan at PATH."""
-    from .plan import FreezePlan, PlanError
+    from .plan import FreezePlan
 
-    try:
-        loaded = FreezePlan.load(path)
-    except PlanError as exc:
-        _fail(exc)
+    loaded = FreezePlan.load(path)
     click.echo(loaded.to_json() if as_json else loaded.describe())
 
 
@@ -293,29 +321,26 @@ def plan_show(path: str, as_json: bool) -> None:
 @click.option("--num-classes", type=int, default=None, metavar="N", help="Build MODEL with an N-class head.")
 def plan_check(path: str, model: str, num_classes: int | None) -> None:
     """Check that the plan at PATH fits MODEL (parameter names, fingerprint of the graph up to the frozen layers)."""
-    from .plan import FreezePlan, PlanError
-    from .zoo import ModelNotFound, resolve
+    from .plan import FreezePlan
+    from .zoo import resolve
 
-    try:
-        loaded = FreezePlan.load(path)
-        found = loaded.check(resolve(model).build("meta", num_classes))
-    except (PlanError, ModelNotFound) as exc:
-        _fail(exc)
+    loaded = FreezePlan.load(path)
+    found = loaded.check(resolve(model).build_cheapest(num_classes))
     where = f" (the network at '{found}')" if found else ""
     click.echo(f"ok: {path} matches {model}{where} ({len(loaded.parameter_names)} parameters to freeze)")
 
 
 @main.command()
 @click.argument("model")
-@click.option("--meta-groups", type=int, default=None, metavar="G",
+@click.option("--meta-groups", type=click.IntRange(min=1), default=None, metavar="G",
               help="Replace the head's large FC layer(s) with G-way grouped FC + Meta.")
-@click.option("--meta-out", type=int, default=None, metavar="M", help="Meta output groups (default G).")
-@click.option("--hidden", type=int, default=None,
+@click.option("--meta-out", type=click.IntRange(min=1), default=None, metavar="M", help="Meta output groups (default G).")
+@click.option("--hidden", type=click.IntRange(min=1), default=None,
               help="Bottleneck width when the classifier itself is replaced (default K/4).")
 @click.option("--head-layers", multiple=True, metavar="GLOB",
               help="Linear layers to replace instead of the detected head (module-path globs, repeatable).")
 @click.option("--init-from-old", is_flag=True, help="Start the new head from the old weights; report its error.")
-@click.option("--conv3d-filters", type=int, default=None, metavar="S",
+@click.option("--conv3d-filters", type=click.IntRange(min=1), default=None, metavar="S",
               help="Replace eligible Conv2d layers with channel-sliding Conv3d of S filters.")
 @click.option("--conv3d-layers", multiple=True, metavar="GLOB",
               help="Conv2d layers to consider (module-path globs, repeatable; default: all but the stem).")
@@ -325,10 +350,11 @@ def plan_check(path: str, model: str, num_classes: int | None) -> None:
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
               help="Export to ONNX, run onnx.checker and compare onnxruntime with PyTorch.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--force", is_flag=True, help="Replace existing --out / --onnx files.")
 def rewrite(model: str, meta_groups: int | None, meta_out: int | None, hidden: int | None,
             head_layers: tuple[str, ...], init_from_old: bool, conv3d_filters: int | None,
             conv3d_layers: tuple[str, ...], input_size: str | None, out_dir: str | None, onnx_path: str | None,
-            seed: int) -> None:
+            seed: int, force: bool) -> None:
     """Rewrite MODEL to save parameters: FC head → grouped FC + Meta, Conv2d → Conv3d.
 
     Prints parameters and MACs before → after per replaced layer and in total, and
@@ -337,27 +363,33 @@ def rewrite(model: str, meta_groups: int | None, meta_out: int | None, hidden: i
     """
     import torch
 
-    from .export import export_onnx
-    from .surgery import RewriteError, rewrite as run, save
+    from .export import export_onnx, require_onnx
+    from .files import prepare_output
+    from .surgery import rewrite as run, save
+    from .surgery.recipe import check_save
     from .surgery.report import check, format_report
-    from .trace import TraceError
-    from .zoo import ModelNotFound
+    from .zoo import source_files
 
+    _only_with(meta_groups is not None, given_flags("meta_out", "hidden", "head_layers", "init_from_old"), "--meta-groups")
+    _only_with(conv3d_filters is not None, given_flags("conv3d_layers"), "--conv3d-filters")
+    reading = source_files(model)
+    if out_dir:
+        check_save(out_dir, force=force, reading=reading)
+    if onnx_path:
+        require_onnx()
+        prepare_output(onnx_path, force=force, option="--onnx", reading=reading)
     torch.manual_seed(seed)
-    try:
-        done = run(model, input_size=input_size, meta_groups=meta_groups, meta_out=meta_out, hidden=hidden,
-                   head_layers=head_layers, init="copy" if init_from_old else "random",
-                   conv3d_filters=conv3d_filters, conv3d_layers=conv3d_layers)
-    except (ModelNotFound, TraceError, RewriteError, ValueError) as exc:
-        _fail(exc)
+    done = run(model, input_size=input_size, meta_groups=meta_groups, meta_out=meta_out, hidden=hidden,
+               head_layers=head_layers, init="copy" if init_from_old else "random",
+               conv3d_filters=conv3d_filters, conv3d_layers=conv3d_layers)
     checks = check(done)
     click.echo(format_report(done, checks))
     ok = all(c.ok for c in checks)
     if out_dir:
-        recipe_path, weights_path = save(done, out_dir)
+        recipe_path, weights_path = save(done, out_dir, force=force)
         click.echo(f"wrote {recipe_path} and {weights_path}")
     if onnx_path:
-        exported = export_onnx(done.after, done.input_size, onnx_path)
+        exported = export_onnx(done.after, done.input_size, onnx_path, force=force)
         click.echo(f"wrote {exported}")
         ok = ok and exported.ok
     if not ok:
@@ -372,12 +404,6 @@ def train(**options) -> None:
     Defaults run offline on the built-in generated dataset; --data cifar100 --split all
     reproduces the paper's experiments 1.1–1.10 (add --until-overfit for 2.1–2.10).
     """
-    from .plan import PlanError
-    from .train import CheckpointError, DatasetNotFound
     from .train.command import run_command
-    from .zoo import ModelNotFound
 
-    try:
-        run_command(**options)
-    except (CheckpointError, DatasetNotFound, ModelNotFound, PlanError, ValueError) as exc:
-        _fail(exc)
+    run_command(**options)

@@ -16,7 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["OnnxCheck", "export_onnx"]
+from .errors import InvalidArgument, MissingDependency
+from .files import atomic_output, prepare_output
+
+__all__ = ["OnnxCheck", "export_onnx", "require_onnx"]
 
 
 @dataclass(frozen=True)
@@ -34,37 +37,59 @@ class OnnxCheck:
                 f"(max |diff| {self.max_abs_diff:.3g}, max |output| {self.max_abs_output:.3g})")
 
 
+def require_onnx() -> None:
+    """Raise :class:`MissingDependency` unless onnx and onnxruntime can be imported (before any work is done)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependency(f"--onnx needs onnx and onnxruntime ({exc.name} is not installed): "
+                                "pip install onnx onnxruntime") from None
+
+
 def export_onnx(model: nn.Module, input_size: tuple[int, ...], path: str | Path, *, opset: int = 17,
-                batch: int = 3, rtol: float = 1e-4) -> OnnxCheck:
+                batch: int = 3, rtol: float = 1e-4, force: bool = False) -> OnnxCheck:
     """Export ``model`` (eval mode) for inputs ``(batch, *input_size)`` and verify the file.
 
     ``ok`` when every output differs from PyTorch's by at most ``rtol`` times the
-    largest output magnitude (float32 kernels differ in summation order).
+    largest output magnitude (float32 kernels differ in summation order).  A model
+    may return one tensor or a tuple/list of tensors.  The file appears only once
+    ``onnx.checker`` has passed and the outputs were compared (written atomically);
+    an existing file is replaced only with ``force``.
     """
+    require_onnx()
     import onnx
     import onnxruntime
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = prepare_output(path, force=force, option="--onnx")
+    example = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(1))
     was_training = model.training
     model.eval()
     try:
-        example = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
-            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-        onnx.checker.check_model(str(path))
-        x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
-            expected = model(x)
+            expected = _outputs(model(x))
+        names = ["output"] if len(expected) == 1 else [f"output{i}" for i in range(len(expected))]
+        with atomic_output(path, suffix=".onnx") as tmp:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+                torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
+                                  input_names=["input"], output_names=names,
+                                  dynamic_axes={n: {0: "batch"} for n in ["input", *names]})
+            onnx.checker.check_model(str(tmp))
+            session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+            got = session.run(None, {"input": x.numpy()})
     finally:
         model.train(was_training)
-    if not isinstance(expected, torch.Tensor):
-        raise TypeError(f"only models with one tensor output are compared, got {type(expected).__name__}")
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"input": x.numpy()})
-    diff = float((torch.from_numpy(got) - expected).abs().max())
-    scale = float(expected.abs().max())
-    return OnnxCheck(path, diff, scale, diff <= rtol * max(scale, 1e-12))
+    diff = max(float((torch.from_numpy(g) - e).abs().max()) for g, e in zip(got, expected))
+    scale = max(float(e.abs().max()) for e in expected)
+    return OnnxCheck(path, diff, scale, len(got) == len(expected) and diff <= rtol * max(scale, 1e-12))
+
+
+def _outputs(value: object) -> list[torch.Tensor]:
+    """The model's output as a flat list of tensors; :class:`InvalidArgument` for anything else."""
+    tensors = [value] if isinstance(value, torch.Tensor) else list(value) if isinstance(value, (tuple, list)) else []
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise InvalidArgument(f"ONNX export compares tensor outputs; the model returns {type(value).__name__} "
+                              "(a tensor or a tuple/list of tensors is needed)")
+    return tensors

@@ -21,13 +21,55 @@ from typing import Iterable, Iterator
 
 from .errors import OutputExists, RffError
 
-__all__ = ["atomic_output", "prepare_output", "write_text"]
+__all__ = ["atomic_output", "check_folder", "load_tensors", "prepare_folder", "prepare_output", "write_text"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _parent_error(parent: Path, option: str, exc: OSError) -> RffError:
+    return RffError(f"cannot create the folder {parent} for {option} ({exc.strerror or exc}); choose another path")
+
+
+def check_folder(path: str | os.PathLike[str], *, option: str = "the output folder") -> Path:
+    """Check, creating nothing, that the output folder ``path`` exists or can be created; returns it as a Path.
+
+    A file at ``path`` or at one of its parents, or a first existing ancestor that is not
+    writable, is an :class:`RffError`.
+    """
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise RffError(f"{option} {path}: {existing} is a file, not a folder; choose another path")
+    _check_writable(existing, option)
+    return path
+
+
+def prepare_folder(path: str | os.PathLike[str], *, option: str = "the output folder") -> Path:
+    """Create the output folder ``path`` (and its parents) if needed; :class:`RffError` when that is impossible.
+
+    An existing file at ``path`` (or at one of its parents) is refused, never replaced.
+    """
+    path = check_folder(path, option=option)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _parent_error(path, option, exc) from None
+    return path
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Create and remove a probe file: permission bits say nothing for root or on a read-only file system."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".rffsurgery-probe.", dir=folder)
+    except OSError as exc:
+        raise RffError(f"the folder {folder} is not writable ({exc.strerror or exc}); "
+                       f"choose another path for {option}") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def prepare_output(path: str | os.PathLike[str], *, force: bool = False, option: str = "the output",
@@ -44,13 +86,12 @@ def prepare_output(path: str | os.PathLike[str], *, force: bool = False, option:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RffError(f"cannot create the folder {parent} for {option} ({exc.strerror}); choose another path") from None
+            raise _parent_error(parent, option, exc) from None
     if not parent.exists():
         raise RffError(f"the folder {parent} for {option} does not exist; create it or choose another path")
     if not parent.is_dir():
         raise RffError(f"{parent} is not a folder, so {option} {path} cannot be written; choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RffError(f"the folder {parent} is not writable; choose another path for {option}")
+    _check_writable(parent, option)
     if path.is_dir():
         raise RffError(f"{path} is a folder; give a file name for {option}")
     if path.exists():
@@ -70,15 +111,26 @@ def atomic_output(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator
     ``suffix`` keeps an extension for writers that look at it (matplotlib's ``savefig``).
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise _write_error(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_error(path: Path, exc: OSError) -> RffError:
+    return RffError(f"cannot write {path} ({exc.strerror or exc}); choose another path (nothing was written)")
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -87,3 +139,29 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def load_tensors(path: str | os.PathLike[str], error: type[RffError], what: str, fix: str) -> object:
+    """``torch.load(path, weights_only=True)``, with every failure turned into ``error`` (one line).
+
+    The message gives our own reason: torch's message for a refused object advises
+    ``weights_only=False``, which would run code from the file, so it is never passed on.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+        elif not zipfile.is_zipfile(path):
+            reason = "not a complete torch archive: truncated, overwritten or never a torch file"
+        elif isinstance(exc, pickle.UnpicklingError):
+            reason = "it holds objects other than tensors and plain values, which are never unpickled"
+        else:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise error(f"{what} {path} is corrupt or unreadable ({reason}). {fix}") from None

@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -30,7 +29,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import __version__
-from .errors import RffError
+from .errors import InvalidArgument, RffError
+from .files import prepare_output, write_text
 from .fingerprint import digest, first_difference, graph_lines
 from .tags import tag
 from .trace import TraceError, trace
@@ -184,14 +184,13 @@ class FreezePlan:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
-    def export(self, path: str | os.PathLike[str]) -> Path:
-        """Write the plan atomically (temp file + rename) so a crash never leaves half a plan."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-            tmp.write(self.to_json())
-        os.replace(tmp.name, path)
-        return path
+    def export(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Write the plan atomically (temp file + rename) so a crash never leaves half a plan.
+
+        An existing file is replaced only with ``force``; the folder is created if needed.
+        """
+        path = prepare_output(path, force=force, option="the plan", make_parents=True)
+        return write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "FreezePlan":
@@ -208,6 +207,8 @@ class FreezePlan:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PlanError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise PlanError(f"{path} is nested too deeply to be a freeze plan") from None
         try:
             return cls.from_dict(data)
         except PlanError as exc:
@@ -433,6 +434,10 @@ def freeze(model: nn.Module, plan: "FreezePlan | Sequence[str]",
     names them.  ``plan`` may also be a plain list of parameter names of ``model``
     (no fingerprint check).  Under DistributedDataParallel see :func:`ddp_frozen`.
     """
+    if isinstance(plan, (str, bytes)) or not isinstance(plan, (FreezePlan, Sequence)):
+        hint = f"; for one parameter write [{plan!r}]" if isinstance(plan, str) else ""
+        raise InvalidArgument(f"freeze() takes a FreezePlan or a list of parameter names, "
+                              f"got {type(plan).__name__}{hint}")
     if isinstance(plan, FreezePlan):
         path, network = plan.locate(model, check=check)
         names, bn_names = list(plan.parameter_names), list(plan.kept_statistics)
@@ -440,6 +445,8 @@ def freeze(model: nn.Module, plan: "FreezePlan | Sequence[str]",
         path, network, names, bn_names = "", model, list(plan), []
         if not names:
             raise PlanError("empty freeze set")
+        if not all(isinstance(n, str) for n in names):
+            raise InvalidArgument(f"freeze() takes parameter names (strings), got {names[:3]!r}")
     _refuse_strict_ddp(model, path)
     return _frozen(network, path, names, bn_names)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import RffError
+from .errors import InvalidArgument, MissingDependency, RffError
 from .files import atomic_output, prepare_output
 
 if TYPE_CHECKING:
@@ -18,19 +18,30 @@ if TYPE_CHECKING:
     from .erf import ErfResult, NodeErf
     from .tags import Tag
 
-__all__ = ["draw_rf_box", "plot_erf", "plot_erf_growth", "plot_rf", "pyplot", "save_figure"]
+__all__ = ["draw_rf_box", "image_format", "plot_erf", "plot_erf_growth", "plot_rf", "pyplot", "save_figure"]
 
 
-def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend, or a one-line error saying how to install it."""
+def pyplot(hint: str = "or leave out --plot") -> Any:
+    """matplotlib's pyplot on the Agg backend; :class:`MissingDependency` when matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise RffError("plotting needs matplotlib: pip install 'rffsurgery[plot]'") from None
+    except ImportError:
+        raise MissingDependency("plotting needs matplotlib, which is not installed: "
+                                f"pip install 'rffsurgery[plot]' ({hint})") from None
     return plt
+
+
+def image_format(path: str | Path) -> str:
+    """The file format matplotlib will write for ``path`` (from its suffix; none means PNG), or a one-line error."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kind = Path(path).suffix.lstrip(".").lower() or "png"
+    if kind not in FigureCanvasBase.get_supported_filetypes():
+        raise InvalidArgument(f"cannot draw a plot as .{kind}: name the file .png, .svg or .pdf")
+    return kind
 
 
 def save_figure(fig: Any, path: str | Path, force: bool = False, option: str = "the plot", dpi: int = 120) -> Path:
@@ -38,8 +49,9 @@ def save_figure(fig: Any, path: str | Path, force: bool = False, option: str = "
     plt = pyplot()
     path = prepare_output(path, force=force, option=option)
     try:
+        kind = image_format(path)
         with atomic_output(path, suffix=path.suffix) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+            fig.savefig(tmp, dpi=dpi, format=kind)
     finally:
         plt.close(fig)
     return path
@@ -48,7 +60,7 @@ def save_figure(fig: Any, path: str | Path, force: bool = False, option: str = "
 def _local(plan: "Plan") -> list["LayerRF"]:
     layers = [l for l in plan.main_layers() if l.status == "ok" and all(a is not None for a in l.axes)]
     if not layers:
-        raise RffError(f"{plan.model_name} has no layer with a local receptive field to plot")
+        raise InvalidArgument(f"{plan.model_name} has no layer with a local receptive field to plot")
     return layers
 
 

@@ -183,6 +183,7 @@ def _growth(plan: "Plan", metric: str = "pixels", top_k: int | None = 4, thresho
 
 
 def _names(plan: "Plan", patterns: Sequence[str] = ()) -> list[Tag]:
+    patterns = [patterns] if isinstance(patterns, str) else patterns  # one pattern, not its characters
     if not patterns:
         raise TagError("the 'names' policy needs at least one node name or glob pattern")
     aliases = plan.traced.module_outputs

@@ -153,8 +153,8 @@ def _trace_error(model: nn.Module, stack: list[tuple[str, nn.Module]], exc: Exce
     kind = type(module).__qualname__ if module is not None else "Cls"
     where = f"module '{path}' ({kind})" if path else "the model's own forward"
     return TraceError(
-        f"torch.fx cannot trace {type(model).__name__}: in {where}: {type(exc).__name__}: {exc}\n"
-        f"Fix: keep that module as one node (analyze(..., leaf_modules=[{kind}]) or "
+        f"torch.fx cannot trace {type(model).__name__}: in {where}: {type(exc).__name__}: "
+        f"{' '.join(str(exc).split())}. Fix: keep that module as one node (analyze(..., leaf_modules=[{kind}]) or "
         "--leaf package.module:Cls) and, if it changes spatial geometry, add a rule for it "
         "to rffsurgery.geometry.rules.TABLE."
     )

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import InvalidArgument, RffError
+from .errors import InvalidArgument, RffError, brief
 
 __all__ = ["ModelNotFound", "ModelSpec", "resolve", "build"]
 
@@ -41,24 +41,49 @@ class ModelSpec:
     input_size: tuple[int, ...] = DEFAULT_INPUT
 
     def build(self, device: str = "cpu", num_classes: int | None = None) -> nn.Module:
-        """Construct with random (or, on ``"meta"``, unallocated) weights; ``num_classes`` sizes the head."""
-        if num_classes is None:
+        """Construct with random (or, on ``"meta"``, unallocated) weights; ``num_classes`` sizes the head.
+
+        A user factory that fails, or returns something other than an ``nn.Module``,
+        raises :class:`ModelNotFound` naming the factory.
+        """
+        kwargs = {} if num_classes is None else {"num_classes": self._checked_num_classes(num_classes)}
+        if self.source != "user":
+            try:
+                with torch.device(device):
+                    return self.builder(**kwargs).eval()
+            except TypeError as exc:  # a **kwargs builder whose model class has no num_classes
+                if not kwargs:
+                    raise
+                raise InvalidArgument(f"{self.name} cannot be built with num_classes={num_classes}: {exc}") from None
+        if not kwargs:
+            _check_no_arguments(self.name, self.builder)
+        try:
             with torch.device(device):
-                return self.builder().eval()
-        _check_num_classes(num_classes)
+                model = self.builder(**kwargs)
+        except Exception as exc:
+            raise ModelNotFound(f"model factory '{self.name}' raised {type(exc).__name__}: {_first_line(exc)}; "
+                                "fix it so that calling it with no arguments returns the model") from exc
+        if not isinstance(model, nn.Module):
+            raise ModelNotFound(f"model factory '{self.name}' returned {type(model).__name__} "
+                                f"{brief(model)}, not an nn.Module; name a function or class that returns the model")
+        return model.eval()
+
+    def _checked_num_classes(self, value: object) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidArgument(f"num_classes must be an integer ≥ 1, got {value!r}")
         if not _takes(self.builder, "num_classes"):
             raise InvalidArgument(f"{self.name} does not take num_classes (its factory has no such argument); "
                                   "build the model yourself and pass it as a module")
+        return value
+
+    def build_cheapest(self, num_classes: int | None = None) -> nn.Module:
+        """On the meta device when its constructor allows it (no memory for weights), else on CPU."""
         try:
-            with torch.device(device):
-                return self.builder(num_classes=num_classes).eval()
-        except TypeError as exc:  # a **kwargs builder whose model class has no num_classes
-            raise InvalidArgument(f"{self.name} cannot be built with num_classes={num_classes}: {exc}") from None
-
-
-def _check_num_classes(value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidArgument(f"num_classes must be an integer ≥ 1, got {value!r}")
+            return self.build("meta", num_classes)
+        except InvalidArgument:
+            raise
+        except Exception:  # e.g. ``.tolist()`` on a meta tensor; a failing user factory fails again on CPU
+            return self.build("cpu", num_classes)
 
 
 def _takes(factory: Callable, name: str) -> bool:
@@ -132,6 +157,24 @@ def _load_file(path: Path):
     return module
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+
+def _check_no_arguments(name: str, factory: Callable) -> None:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: calling them tells
+        return
+    needed = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                                             p.KEYWORD_ONLY)]
+    if needed:
+        raise ModelNotFound(f"model factory '{name}' needs argument(s) {', '.join(needed)}; name a function that "
+                            "takes none (e.g. a wrapper that fixes them)")
+
+
 def import_object(spec: str) -> object:
     """``package.module:Name`` or ``path/to/file.py:Name`` → the object (a factory, a class)."""
     where, sep, attr = spec.rpartition(":")
@@ -142,12 +185,41 @@ def import_object(spec: str) -> object:
             module = _load_file(Path(where))
         else:
             module = importlib.import_module(where)
-    except ImportError as exc:
-        raise ModelNotFound(f"cannot import '{where}' for '{spec}': {exc}") from exc
+    except ModelNotFound:
+        raise
+    except SyntaxError as exc:
+        raise ModelNotFound(f"cannot import '{where}' for '{spec}': syntax error in {exc.filename} line "
+                            f"{exc.lineno}: {exc.msg}") from exc
+    except Exception as exc:  # the user's module raised while being imported
+        raise ModelNotFound(f"cannot import '{where}' for '{spec}': {type(exc).__name__}: {_first_line(exc)}") from exc
     found = getattr(module, attr, None)
     if not callable(found):
         raise ModelNotFound(f"'{where}' has no callable '{attr}'")
     return found
+
+
+def import_module_class(spec: str) -> type[nn.Module]:
+    """``package.module:Class`` or ``file.py:Class`` naming an ``nn.Module`` subclass (``--leaf``)."""
+    found = import_object(spec)
+    if not (isinstance(found, type) and issubclass(found, nn.Module)):
+        kind = "class" if isinstance(found, type) else type(found).__name__
+        raise ModelNotFound(f"'{spec}' is a {kind}, not an nn.Module class; --leaf takes a module class "
+                            "such as torch.nn:LSTM")
+    return found
+
+
+def source_files(spec: str) -> list[Path]:
+    """The files a user model name reads (its module's source), so outputs never replace them."""
+    where, sep, _ = spec.rpartition(":")
+    if not sep or where in _SOURCES:
+        return []
+    if where.endswith(".py"):
+        return [Path(where)]
+    try:
+        found = importlib.util.find_spec(where)  # where the module is, without running it
+    except (ImportError, ValueError):
+        return []
+    return [Path(found.origin)] if found is not None and found.has_location and found.origin else []
 
 
 def _user(spec: str) -> ModelSpec:

@@ -187,7 +187,7 @@ def test_a_finished_run_keeps_no_model_copies(tmp_path):
     run = _train([], tmp_path)
     assert run.exit_code == 0, run.output
     state = load_checkpoint(tmp_path / "split-g.1" / "seed-0" / "checkpoint.pt")
-    assert state["stage"] == "done" and set(state) == {"format", "stage", "config", "seed", "split", "world_size",
+    assert state["stage"] == "done" and set(state) == {"format", "stage", "config", "seed", "split", "data", "world_size",
                                                        "history", "result"}
     assert not any(isinstance(v, torch.Tensor) for v in state["result"].values())
 

@@ -14,6 +14,7 @@ whole DAG traversal.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -32,7 +33,24 @@ __all__ = ["NodeState", "ShapeError", "propagate"]
 
 
 class ShapeError(RffError, RuntimeError):
-    """The graph could not be run for shapes at the requested input size."""
+    """The graph could not be run for shapes at the requested input size.
+
+    Besides the message it says where (``node``, ``op``), whether the input was too
+    small for some op (``too_small``: running on real tensors cannot help then), and
+    how much the outputs computed before the failure weigh (``bytes_done`` over
+    ``nodes_done`` of ``nodes_total`` nodes) so a real-tensor fallback can be estimated.
+    """
+
+    def __init__(self, message: str, *, node: str = "", op: str = "", cause: str = "", too_small: bool = False,
+                 bytes_done: int = 0, nodes_done: int = 0, nodes_total: int = 0) -> None:
+        super().__init__(message)
+        self.node, self.op, self.cause, self.too_small = node, op, cause, too_small
+        self.bytes_done, self.nodes_done, self.nodes_total = bytes_done, nodes_done, nodes_total
+
+
+# torch's wording when an input is too small for a kernel, a pooling window or an output size
+_TOO_SMALL = re.compile(r"too small|can't be greater than actual input|negative dimension|non-zero size|"
+                        r"non-empty|greater than 0|should be positive|must be positive", re.IGNORECASE)
 
 
 @dataclass
@@ -68,6 +86,14 @@ def _geo_of_value(value: Any, geo: TensorGeom) -> Geo:
     if isinstance(value, (tuple, list)):
         return tuple(_geo_of_value(v, geo) for v in value)
     return None
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def _flat_geos(geo: Any) -> list:
@@ -143,6 +169,16 @@ class _Pass:
             geo = type(geo)(geo.reason, name)
         return NodeState(out, geo, rule.name, call.notes)
 
+    def _failure(self, node: fx.Node, exc: Exception) -> ShapeError:
+        cause = (str(exc).strip().splitlines() or [""])[0]
+        done = [leaf for state in self.states.values() for leaf in _tensors(state.value)]
+        return ShapeError(
+            f"running node '{self.names[node]}' ({_op_name(node)}) for shapes failed: {type(exc).__name__}: {cause}",
+            node=self.names[node], op=type(self.modules[node.target]).__name__ if node.op == "call_module"
+            else _op_name(node), cause=cause, too_small=bool(_TOO_SMALL.search(cause)),
+            bytes_done=sum(t.numel() * t.element_size() for t in done), nodes_done=len(self.states),
+            nodes_total=len(self.graph.nodes))
+
     # -- driver -------------------------------------------------------------
     def run(self, example: torch.Tensor) -> dict[fx.Node, NodeState]:
         spatial = example.dim() - 2
@@ -175,10 +211,7 @@ class _Pass:
                 try:
                     out = self._execute(node, args, kwargs)
                 except Exception as exc:
-                    raise ShapeError(
-                        f"running node '{self.names[node]}' ({_op_name(node)}) for shapes failed: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
+                    raise self._failure(node, exc) from exc
             self.states[node] = self._geometry(node, module, args, kwargs, out)
         return self.states
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..trace import Traced, trace
 from .layers import ChannelConv3d
-from .select import Change, Rewrite, RewriteError, Skip, called_modules, select
+from .select import Change, Rewrite, RewriteError, Skip, called_modules, globs, select
 
 __all__ = ["apply_step", "rewrite_conv3d"]
 
@@ -42,7 +42,7 @@ def _describe(conv: nn.Conv2d, new: ChannelConv3d) -> tuple[str, str]:
 def candidates(traced: Traced, layers: Iterable[str] | None) -> tuple[list[str], list[Skip]]:
     """Selected Conv2d paths, and the stem when it is left out by default."""
     convs = called_modules(traced, nn.Conv2d)
-    layers = list(layers or ())
+    layers = globs(layers)
     if layers:
         return select(convs, layers, "Conv2d"), []
     if not convs:
@@ -85,8 +85,8 @@ def rewrite_conv3d(model: nn.Module, filters: int, *, layers: Iterable[str] | No
         except ValueError as exc:
             skipped.append(Skip(path, str(exc)))
     if not eligible:
-        reasons = "\n".join(f"  {s.path}: {s.reason}" for s in skipped)
-        raise RewriteError(f"no eligible Conv2d for {filters} filters:\n{reasons}")
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped)
+        raise RewriteError(f"no eligible Conv2d for {filters} filters: {reasons}")
     if not inplace:
         model = copy.deepcopy(model)
     step = {"rewrite": STEP, "filters": filters, "layers": eligible}

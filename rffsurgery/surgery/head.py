@@ -42,7 +42,7 @@ from torch import fx, nn
 from ..geometry.rules import lookup
 from ..trace import Traced, trace
 from .layers import GroupedLinear, Meta
-from .select import Change, Rewrite, RewriteError, call_nodes, select
+from .select import Change, Rewrite, RewriteError, call_nodes, globs, select
 
 __all__ = ["HeadLayer", "apply_step", "find_head", "rewrite_head"]
 
@@ -187,7 +187,7 @@ def describe(linear: nn.Linear, new: nn.Sequential) -> tuple[str, str]:
 def plan(model: nn.Module, traced: Traced, groups: int, meta_out: int | None, hidden: int | None,
          layers: Iterable[str] | None) -> list[HeadLayer]:
     """Which Linears to replace and how (see the module docstring)."""
-    layers = list(layers or ())
+    layers = globs(layers)
     try:
         classifier, hidden_fcs = find_head(traced)
     except RewriteError:

@@ -22,9 +22,11 @@ from torch import nn
 from .. import __version__
 from ..analysis import declared_input_size, parse_input_size
 from . import conv3d, head
+from ..errors import InvalidArgument, positive_int
+from ..files import atomic_output, check_folder, load_tensors, prepare_folder, prepare_output, write_text
 from .select import Change, RewriteError, Skip, count_params
 
-__all__ = ["RECIPE_FILE", "Recipe", "Rewritten", "WEIGHTS_FILE", "load", "rebuild", "rewrite", "save"]
+__all__ = ["RECIPE_FILE", "Recipe", "Rewritten", "WEIGHTS_FILE", "check_save", "load", "rebuild", "rewrite", "save"]
 
 SCHEMA = "rffsurgery.recipe/1"
 RECIPE_FILE = "recipe.json"
@@ -50,8 +52,16 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Recipe":
-        if data.get("schema") != SCHEMA:
-            raise RewriteError(f"not a rewrite recipe (schema {data.get('schema')!r}, expected {SCHEMA!r})")
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            schema = data.get("schema") if isinstance(data, dict) else None
+            raise RewriteError(f"not a rewrite recipe (schema {schema!r}, expected {SCHEMA!r})")
+        steps, size = data.get("steps"), data.get("input_size")
+        if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+            raise RewriteError("'steps' must be a list of rewrite steps")
+        if not isinstance(size, list) or not all(isinstance(v, int) and v > 0 for v in size):
+            raise RewriteError(f"'input_size' must be a list of positive integers, got {size!r}")
+        if not isinstance(data.get("model"), (str, type(None))):
+            raise RewriteError("'model' must be a model name or null")
         unknown = [s.get("rewrite") for s in data["steps"] if s.get("rewrite") not in _STEPS]
         if unknown:
             raise RewriteError(f"unknown rewrite step(s) {unknown}; this rffsurgery knows {sorted(_STEPS)}")
@@ -84,8 +94,19 @@ def rewrite(model: nn.Module | str, *, input_size: Any = None, meta_groups: int 
     :func:`~rffsurgery.surgery.head.rewrite_head` and
     :func:`~rffsurgery.surgery.conv3d.rewrite_conv3d`.
     """
+    meta_groups, meta_out = positive_int("meta_groups", meta_groups), positive_int("meta_out", meta_out)
+    hidden, conv3d_filters = positive_int("hidden", hidden), positive_int("conv3d_filters", conv3d_filters)
     if meta_groups is None and conv3d_filters is None:
         raise RewriteError("nothing to rewrite: give meta_groups (FC head) and/or conv3d_filters (Conv2d)")
+    if meta_groups is None and (meta_out is not None or hidden is not None or head_layers):
+        raise InvalidArgument("meta_out, hidden and head_layers shape the head rewrite: give meta_groups too")
+    if conv3d_filters is None and conv3d_layers:
+        raise InvalidArgument("conv3d_layers chooses layers for the Conv3d rewrite: give conv3d_filters too")
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        raise InvalidArgument(f"rewrite() got the class {model.__name__}, not a model: pass an instance")
+    if not isinstance(model, (str, nn.Module)):
+        raise InvalidArgument(f"rewrite() takes an nn.Module or a model name such as 'resnet50', "
+                              f"got {type(model).__name__}")
     if isinstance(model, str):
         from ..zoo import resolve
 
@@ -123,13 +144,29 @@ def rebuild(recipe: Recipe | dict[str, Any] | str | Path, base: nn.Module | None
     return base
 
 
-def save(rewritten: Rewritten, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``recipe.json`` and ``state_dict.pt`` into ``out_dir`` (created); returns both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def check_save(out_dir: str | Path, *, force: bool = False, reading: Iterable[str | Path] = ()) -> Path:
+    """Check that :func:`save` can write into ``out_dir`` without replacing files unasked; returns it as a Path.
+
+    ``out_dir`` may be missing (it is created, with its parents), but not a file;
+    ``recipe.json`` and ``state_dict.pt`` in it are replaced only with ``force``, and
+    never when they are among the files being read.
+    """
+    out = check_folder(out_dir, option="--out")
+    for name in (RECIPE_FILE, WEIGHTS_FILE) if out.is_dir() else ():
+        prepare_output(out / name, force=force, option="--out", reading=reading)
+    return out
+
+
+def save(rewritten: Rewritten, out_dir: str | Path, *, force: bool = False) -> tuple[Path, Path]:
+    """Write ``recipe.json`` and ``state_dict.pt`` into ``out_dir`` (created); returns both paths.
+
+    Both files are written atomically; existing ones are replaced only with ``force``.
+    """
+    out = prepare_folder(check_save(out_dir, force=force), option="--out")
     recipe_path, weights_path = out / RECIPE_FILE, out / WEIGHTS_FILE
-    recipe_path.write_text(json.dumps(rewritten.recipe.to_dict(), indent=2) + "\n")
-    torch.save(rewritten.after.state_dict(), weights_path)
+    with atomic_output(weights_path) as tmp:
+        torch.save(rewritten.after.state_dict(), tmp)
+    write_text(recipe_path, json.dumps(rewritten.recipe.to_dict(), indent=2) + "\n")
     return recipe_path, weights_path
 
 
@@ -141,7 +178,15 @@ def load(out_dir: str | Path, base: nn.Module | None = None) -> nn.Module:
     if recipe.parameters is not None and count_params(model) != recipe.parameters:
         raise RewriteError(f"rebuilt model has {count_params(model):,} parameters, the recipe says "
                            f"{recipe.parameters:,}: the base model differs from the one rewritten")
-    model.load_state_dict(torch.load(out / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    state = load_tensors(out / WEIGHTS_FILE, RewriteError, "weights file",
+                         "Save the rewritten model again (rffsurgery rewrite … --out).")
+    if not isinstance(state, dict):
+        raise RewriteError(f"{out / WEIGHTS_FILE} holds a {type(state).__name__}, not a state_dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RewriteError(f"{out / WEIGHTS_FILE} does not fit the rebuilt model: "
+                           f"{' '.join(str(exc).split())[:300]}") from None
     return model
 
 
@@ -153,4 +198,14 @@ def _recipe(value: Recipe | dict[str, Any] | str | Path) -> Recipe:
     path = Path(value)
     if path.is_dir():
         path = path / RECIPE_FILE
-    return Recipe.from_dict(json.loads(path.read_text()))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RewriteError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise RewriteError(f"{path} is not a valid recipe (corrupt JSON: {type(exc).__name__}); "
+                           "save the rewritten model again") from None
+    try:
+        return Recipe.from_dict(data)
+    except RewriteError as exc:
+        raise RewriteError(f"{path}: {exc}") from None

@@ -66,6 +66,15 @@ def _trace(model: nn.Module, after: "Plan | Exception") -> Check:
     return Check("fx trace", True, f"{len(traced.graph.nodes)} nodes")
 
 
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a (nested) output, so a model returning a tuple gets a backward through all of it."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    return [t for v in value for t in _tensors(v)] if isinstance(value, (tuple, list)) else []
+
+
 def _shape(value: Any) -> str:
     return "×".join(map(str, value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
 
@@ -85,7 +94,7 @@ def _run(rewritten: Rewritten, batch: int) -> list[Check]:
         return [Check("forward", False, f"{type(exc).__name__}: {exc}"), Check("backward", False, "not run")]
     forward = Check("forward", _shape(out) == _shape(reference), f"output {_shape(out)} (original {_shape(reference)})")
     try:
-        out.float().sum().backward()
+        sum(t.float().sum() for t in _tensors(out)).backward()
     except Exception as exc:
         return [forward, Check("backward", False, f"{type(exc).__name__}: {exc}")]
     params = [n for n, p in model.named_parameters() if p.requires_grad]

@@ -18,7 +18,7 @@ from ..macs import count_params
 from ..trace import Traced
 from ..errors import RffError
 
-__all__ = ["Change", "Rewrite", "RewriteError", "Skip", "called_modules", "count_params", "select"]
+__all__ = ["Change", "Rewrite", "RewriteError", "Skip", "called_modules", "count_params", "globs", "select"]
 
 
 class RewriteError(RffError, ValueError):
@@ -68,13 +68,18 @@ def called_modules(traced: Traced, kind: type) -> list[str]:
     return [node.target for node in call_nodes(traced, kind)]
 
 
+def globs(patterns: Iterable[str] | str | None) -> list[str]:
+    """Layer globs as a list; a single string is one glob, not a sequence of one-character globs."""
+    return [patterns] if isinstance(patterns, str) else list(patterns or ())
+
+
 def select(paths: list[str], patterns: Iterable[str], what: str) -> list[str]:
     """The ``paths`` matching any glob (``fnmatch`` on module paths: ``layer4.*.conv2``), in their order.
 
     Every pattern must match something, so a typo fails instead of silently
     rewriting less than asked.
     """
-    patterns = list(patterns)
+    patterns = globs(patterns)
     for pattern in patterns:
         if not fnmatch.filter(paths, pattern):
             shown = ", ".join(paths[:12]) + (f", … ({len(paths)} in all)" if len(paths) > 12 else "")

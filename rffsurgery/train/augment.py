@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import InvalidArgument
+
 __all__ = ["Augment"]
 
 
@@ -27,7 +29,7 @@ class Augment:
 
     def __post_init__(self) -> None:
         if not 0 <= self.rotation <= 180 or not 0 <= self.zoom < 1:
-            raise ValueError(f"augmentation needs 0 ≤ rotation ≤ 180 and 0 ≤ zoom < 1, got {self}")
+            raise InvalidArgument(f"augmentation needs 0 ≤ rotation ≤ 180 and 0 ≤ zoom < 1, got {self}")
 
     @property
     def active(self) -> bool:

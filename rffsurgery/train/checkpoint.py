@@ -9,14 +9,13 @@ and is read with ``torch.load(weights_only=True)``: loading never runs code from
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import RffError
+from ..files import load_tensors
 
 __all__ = ["CheckpointError", "FORMAT", "load_checkpoint", "save_checkpoint"]
 
@@ -43,24 +42,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; :class:`CheckpointError` if it is unusable."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(_unreadable(path, exc)) from None
+    payload = load_tensors(path, CheckpointError, "checkpoint",
+                           "It was left as it is: move it away to start this run again, or fix the path.")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a rffsurgery training checkpoint (expected format {FORMAT})")
     return payload
-
-
-def _unreadable(path: Path, exc: Exception) -> str:
-    """Our own reason: torch's message for a refused object advises ``weights_only=False``, which we never do."""
-    if isinstance(exc, OSError):
-        reason = exc.strerror or str(exc)
-    elif not zipfile.is_zipfile(path):
-        reason = "not a complete torch archive: truncated, overwritten or never a checkpoint"
-    elif isinstance(exc, pickle.UnpicklingError):
-        reason = "it holds objects other than tensors and plain values, which are never unpickled"
-    else:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (f"checkpoint {path} is corrupt or unreadable ({reason}). It was left as it is: "
-            "move it away to start this run again, or fix the path.")

@@ -12,6 +12,7 @@ paper does; the ``test`` file is not needed.
 from __future__ import annotations
 
 import pickle
+import socket
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,7 +72,18 @@ def _folder(root: Path, download: bool) -> Path:
     if download:
         import torchvision
 
-        torchvision.datasets.CIFAR100(str(root), train=True, download=True)
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(60)  # a firewalled network fails within a minute instead of hanging
+        try:
+            torchvision.datasets.CIFAR100(str(root), train=True, download=True)
+        except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad archive a RuntimeError
+            reason = getattr(exc, "reason", None) or exc
+            raise DatasetNotFound(
+                f"could not download CIFAR-100 into {root} ({' '.join(str(reason).split())[:160]}): without "
+                f"network access, put the unpacked cifar-100-python/ folder (train and meta) at {root / FOLDER}"
+            ) from None
+        finally:
+            socket.setdefaulttimeout(previous)
         return root / FOLDER
     raise DatasetNotFound(
         f"CIFAR-100 not found: expected {root / FOLDER}/train and …/meta (torchvision's layout). "
@@ -83,7 +95,11 @@ def _folder(root: Path, download: bool) -> Path:
 def cifar100(root: str | Path, download: bool = False) -> LabelledSource:
     """The CIFAR-100 training set as a protocol source with the paper's ten splits."""
     folder = _folder(Path(root).expanduser(), download)
-    names = tuple(str(n) for n in read_pickle(folder / "meta")["fine_label_names"])
+    meta = read_pickle(folder / "meta")
+    if not isinstance(meta.get("fine_label_names"), (list, tuple)):
+        raise DatasetNotFound(f"{folder / 'meta'} has no 'fine_label_names' list: not CIFAR-100's meta file "
+                              "(CIFAR-10 has batches.meta); fetch CIFAR-100 again with --download")
+    names = tuple(str(n) for n in meta["fine_label_names"])
     train = read_pickle(folder / "train")
     try:
         images = np.asarray(train["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)

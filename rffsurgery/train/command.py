@@ -53,7 +53,7 @@ _OPTIONS = [
     click.option("--per-class", default=250, show_default=True, help="Generated data: images per class."),
     click.option("--cue", default=0.0, show_default=True,
                  help="Generated data: strength (0…1) of the class cue drawn on base training images."),
-    click.option("--image-size", default=None, type=int, help="Folder data: side in pixels (default: the model's)."),
+    click.option("--image-size", default=None, type=click.IntRange(min=1), help="Folder data: side in pixels (default: the model's)."),
     click.option("--plan", "plan", type=click.Path(path_type=Path),
                  help="Freeze plan JSON (default: made from the model)."),
     click.option("--policy", default="paper", show_default=True, help="Tagging policy when no --plan is given."),
@@ -67,8 +67,8 @@ _OPTIONS = [
                  show_default=True,
                  help="auto: channels_last on CUDA/CPU unless the model has 5-D weights (Conv3d), then contiguous."),
     click.option("--deterministic", is_flag=True, help="Deterministic GPU kernels (exact --resume on GPU)."),
-    click.option("--workers", default=2, show_default=True, help="DataLoader workers for folder data."),
-    click.option("--threads", default=None, type=int, help="CPU threads for torch (default: torch's choice)."),
+    click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="DataLoader workers for folder data."),
+    click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice)."),
     click.option("--out", type=click.Path(path_type=Path), default=Path("runs/rff"), show_default=True,
                  help="Output folder: checkpoints, logs, plots and the report."),
     click.option("--resume", is_flag=True, help="Continue interrupted runs from their checkpoints."),
@@ -87,14 +87,17 @@ def train_options(fn: Callable) -> Callable:
 def parse_seeds(text: str) -> list[int]:
     """``"0,1,2"`` or ``"0-4"`` (inclusive) or a mix, e.g. ``"0-2,7"``."""
     seeds: list[int] = []
-    try:
-        for part in (p.strip() for p in text.split(",") if p.strip()):
-            lo, sep, hi = part.partition("-")
-            seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
-    except ValueError:
-        raise ValueError(f"--seeds must look like '0,1,2' or '0-4', got {text!r}") from None
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = (int(lo), int(hi)) if sep else (int(part), int(part))
+        except ValueError:
+            raise InvalidArgument(f"--seeds must look like '0,1,2' or '0-4', got {text!r}") from None
+        if last < first:
+            raise InvalidArgument(f"--seeds range {part!r} is empty: write it low-high, e.g. '0-4'")
+        seeds += range(first, last + 1)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds must name distinct seeds, got {text!r}")
+        raise InvalidArgument(f"--seeds must name distinct seeds, got {text!r}")
     return seeds
 
 
@@ -102,14 +105,30 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
+_APPLIES_TO = {"data_root": ("cifar100", "folder"), "download": ("cifar100",), "image_size": ("folder",),
+               "per_class": ("generated",), "cue": ("generated",)}
+
+
+def _check_data_options(o: dict[str, Any]) -> None:
+    """Data options that the chosen --data would silently ignore are refused (on the command line)."""
+    from ..cli import given_flags
+
+    if click.get_current_context(silent=True) is None:
+        return
+    for name, kinds in _APPLIES_TO.items():
+        if o["data"] not in kinds and given_flags(name):
+            raise click.UsageError(f"{given_flags(name)[0]} only applies with --data {' or '.join(kinds)}")
+
+
 def _source(o: dict[str, Any]):
     from . import GeneratedSource, cifar100, image_folder
     from .model import model_input_size
 
+    _check_data_options(o)
     if o["data"] == "generated":
         return GeneratedSource(per_class=o["per_class"], cue=o["cue"])
     if o["data_root"] is None:
-        raise ValueError(f"--data {o['data']} needs --data-root")
+        raise InvalidArgument(f"--data {o['data']} needs --data-root")
     if o["data"] == "cifar100":
         return cifar100(o["data_root"], download=o["download"])
     return image_folder(o["data_root"], o["image_size"] or model_input_size(o["model"])[-1])
@@ -161,15 +180,24 @@ def run_command(**o: Any) -> None:
     from . import Augment, ProtocolConfig, Split, resolve_splits, run_experiment
     from .report import format_table
 
+    from ..files import check_folder
+
+    check_folder(o["out"], option="--out")  # before any data is loaded: a file or read-only place fails now
     if o["threads"]:
         torch.set_num_threads(o["threads"])
+    if o["plan"]:
+        from ..plan import FreezePlan
+
+        if o["policy"] != "paper" or o["bn"] != "train":
+            raise InvalidArgument("--policy and --bn make a plan when none is given; with --plan they come from the file")
+        FreezePlan.load(o["plan"])  # a broken file fails now, not after the data are loaded
     source = _source(o)
     if o["base"] or o["transfer"]:
         if not (o["base"] and o["transfer"]):
-            raise ValueError("a custom split needs both --base and --transfer")
+            raise InvalidArgument("a custom split needs both --base and --transfer")
         splits = [Split(o["split"] or "custom", _names(o["base"]), _names(o["transfer"]))]
     elif not source.splits:
-        raise ValueError(f"{source.name} has no built-in splits: name the classes with --base and --transfer")
+        raise InvalidArgument(f"{source.name} has no built-in splits: name the classes with --base and --transfer")
     else:
         splits = resolve_splits(o["split"] or next(iter(source.splits)), source.splits)
     cfg = ProtocolConfig(

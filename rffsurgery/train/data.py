@@ -10,16 +10,16 @@ the generated dataset) turns a :class:`~rffsurgery.train.splits.Split` into
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence, Union
 
 import torch
 
 from .seeding import generator
 from .splits import Split
-from ..errors import RffError
+from ..errors import InvalidArgument, RffError
 
-__all__ = ["DatasetNotFound", "ImageFiles", "ImageTensors", "LabelledSource", "ProtocolData", "Source",
+__all__ = ["DatasetNotFound", "data_settings", "ImageFiles", "ImageTensors", "LabelledSource", "ProtocolData", "Source",
            "UnknownClassError", "holdout"]
 
 
@@ -69,7 +69,7 @@ Images = Union[ImageTensors, ImageFiles]
 def holdout(data: Images, fraction: float, seed: int, part: str = "") -> tuple[Images, Images]:
     """Split every class at random into ``1 - fraction`` for training and ``fraction`` for validation."""
     if not 0 < fraction < 1:
-        raise ValueError(f"the hold-out fraction must be between 0 and 1, got {fraction}")
+        raise InvalidArgument(f"the hold-out fraction must be between 0 and 1, got {fraction}")
     g = generator(seed, "holdout", part)
     train, val = [], []
     for label in range(len(data.classes)):
@@ -77,7 +77,7 @@ def holdout(data: Images, fraction: float, seed: int, part: str = "") -> tuple[I
         members = members[torch.randperm(len(members), generator=g)]
         cut = round(fraction * len(members))
         if cut == 0 or cut == len(members):
-            raise ValueError(f"class {data.classes[label]!r} has {len(members)} image(s): too few to hold out "
+            raise InvalidArgument(f"class {data.classes[label]!r} has {len(members)} image(s): too few to hold out "
                              f"{fraction:.0%} for validation")
         val.append(members[:cut])
         train.append(members[cut:])
@@ -97,6 +97,17 @@ class ProtocolData:
         return (f"base {len(self.base_train.classes)} classes ({len(self.base_train)} train / "
                 f"{len(self.base_val)} val), transfer {len(self.transfer_train.classes)} classes "
                 f"({len(self.transfer_train)} train / {len(self.transfer_val)} val)")
+
+
+def data_settings(source: "Source") -> dict[str, Any]:
+    """What a source's images depend on besides split and seed: recorded in every checkpoint and report,
+    and compared on ``--resume`` so a continued run never mixes data made with other settings."""
+    found: dict[str, Any] = {"source": source.name}
+    for key in ("per_class", "cue", "image_size"):
+        if hasattr(source, key):
+            found[key] = getattr(source, key)
+    found.update(getattr(source, "settings", {}))
+    return found
 
 
 class Source(Protocol):
@@ -133,6 +144,7 @@ class LabelledSource:
     classes: tuple[str, ...]
     load: Callable[[Sequence[str]], Images]
     splits: dict[str, Split]
+    settings: dict[str, Any] = field(default_factory=dict)  # what else the images depend on (image size …)
 
     def protocol_data(self, split: Split, seed: int, fraction: float = 0.2) -> ProtocolData:
         check_classes(self.name, self.classes, split.base + split.transfer)

@@ -65,9 +65,16 @@ def select_device(name: str = "auto", amp: bool = True, channels_last: bool = Tr
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}: {exc}") from None
+        raise InvalidArgument(f"unknown device {name!r}: {exc}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise InvalidArgument(f"device {name!r}: training runs on cpu, cuda[:N] or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+        raise InvalidArgument(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InvalidArgument(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise InvalidArgument(f"device {name!r} requested but Apple MPS is not available on this machine")
     if device.type == "cpu":
         return Runtime(device, None, channels_last)
     if device.type != "cuda":

@@ -13,14 +13,18 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .data import Source
+from ..errors import InvalidArgument, OutputExists
+from ..files import prepare_folder
+from .data import Source, data_settings
 from .distributed import session
 from .progress import Progress
 from .protocol import ProtocolConfig, Stage, per_run_epochs, run_protocol
 from .report import aggregate, plot_curves, write_report
 from .splits import Split
 
-__all__ = ["run_experiment"]
+__all__ = ["REPORT_FILES", "run_experiment"]
+
+REPORT_FILES = ("report.json", "report.txt", "deltas.png")  # the experiment's own files in --out, beside the runs
 
 
 def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split], seeds: Sequence[int],
@@ -33,7 +37,14 @@ def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split],
     """
     out = Path(out)
     if not seeds or not splits:
-        raise ValueError("need at least one split and one seed")
+        raise InvalidArgument("need at least one split and one seed")
+    prepare_folder(out, option="--out")
+    if not resume:
+        for name in REPORT_FILES:
+            if (out / name).exists():
+                raise OutputExists(f"{out / name} already exists: pass --resume to continue that experiment "
+                                   "(its report is then rewritten), or choose another --out folder")
+    settings = data_settings(source)
     with session(cfg.device) as world:
         main = world.main
         progress = Progress(out / "train.log", len(splits) * len(seeds), per_run_epochs(cfg), enabled=main and verbose)
@@ -44,7 +55,8 @@ def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split],
             for seed in seeds:
                 workdir = out / f"split-{split.name}" / f"seed-{seed}"
                 result = run_protocol(cfg, lambda: source.protocol_data(split, seed, cfg.holdout), seed, workdir,
-                                      split=split.name, resume=resume, stop_after=stop_after, progress=progress)
+                                      split=split.name, resume=resume, stop_after=stop_after, progress=progress,
+                                      data_settings=settings)
                 progress.run_finished()
                 if result is None:
                     continue
@@ -57,8 +69,8 @@ def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split],
                 results.append(result)
         if stop_after is not None:
             return None
-        meta = {"source": source.name, "config": cfg.to_dict(), "splits": [s.name for s in splits],
-                "seeds": list(seeds), "world_size": world.size}
+        meta = {"source": source.name, "data": settings, "config": cfg.to_dict(),
+                "splits": [s.name for s in splits], "seeds": list(seeds), "world_size": world.size}
         report = write_report(out, results, meta, plots) if main else {"meta": meta, **aggregate(results)}
         world.barrier()  # the report is on disk before any process returns
         return report

@@ -34,16 +34,34 @@ class FileDataset(Dataset):
         from PIL import Image
         from torchvision.transforms.v2 import functional as F
 
-        size = self.files.image_size
-        with Image.open(self.files.paths[i]) as img:
-            image = F.pil_to_tensor(img.convert("RGB"))
+        size, path = self.files.image_size, self.files.paths[i]
+        try:
+            with Image.open(path) as img:
+                image = F.pil_to_tensor(img.convert("RGB"))
+        except OSError as exc:  # truncated or corrupt pixel data behind a valid header
+            raise DatasetNotFound(f"{path} cannot be decoded ({exc}); remove or replace it") from None
         image = F.center_crop(F.resize(image, [round(size / 0.875)], antialias=True), [size, size])
         return image, self.files.labels[i]
+
+
+def _check_images(paths: Sequence[str]) -> None:
+    """Read each file's header (cheap: no pixels are decoded) so a non-image fails here, with its name."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DatasetNotFound(f"{path} is not a readable image ({type(exc).__name__}); "
+                                  "remove it or replace it with a real image") from None
 
 
 def image_folder(root: str | Path, image_size: int) -> LabelledSource:
     """A protocol source over the class sub-folders of ``root`` (no built-in splits: pass class names)."""
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DatasetNotFound(f"{root} is a file; --data-root takes the folder holding <class name>/<images>")
     if not root.is_dir():
         raise DatasetNotFound(f"image folder {root} does not exist (expected {root}/<class name>/<images>)")
     classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
@@ -56,8 +74,9 @@ def image_folder(root: str | Path, image_size: int) -> LabelledSource:
             files = sorted(str(p) for p in (root / name).iterdir() if p.suffix.lower() in EXTENSIONS)
             if not files:
                 raise DatasetNotFound(f"{root / name} has no images ({', '.join(EXTENSIONS)})")
+            _check_images(files)
             paths += files
             labels += [label] * len(files)
         return ImageFiles(tuple(paths), torch.tensor(labels, dtype=torch.int64), tuple(wanted), image_size)
 
-    return LabelledSource(f"image folder {root}", classes, load, {})
+    return LabelledSource(f"image folder {root}", classes, load, {}, {"image_size": image_size})

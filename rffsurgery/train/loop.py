@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from .augment import Augment
-from .data import ImageFiles, Images, ImageTensors
+from .data import DatasetNotFound, ImageFiles, Images, ImageTensors
 from .device import Runtime
 from .distributed import World
 from .folder import FileDataset
@@ -126,9 +126,12 @@ class LoaderBatches(_Epochs):
     def steps(self, g: torch.Generator | None, world: World = World()) -> Iterator[Step]:
         plan = list(_global_batches(self.size, self.batch_size, g, world))
         self.sampler.batches = [index.tolist() for index, _ in plan]
-        for (images, labels), (_, total) in zip(self.loader, plan):
-            x = _normalize(images.to(self.runtime.device, non_blocking=True))
-            yield x, labels.to(self.runtime.device, non_blocking=True), total
+        try:
+            for (images, labels), (_, total) in zip(self.loader, plan):
+                x = _normalize(images.to(self.runtime.device, non_blocking=True))
+                yield x, labels.to(self.runtime.device, non_blocking=True), total
+        except DatasetNotFound as exc:  # from a worker: DataLoader put the worker's traceback in the message
+            raise DatasetNotFound(str(exc).strip().splitlines()[-1].split(": ", 1)[-1]) from None
 
 
 def make_batches(data: Images, runtime: Runtime, batch_size: int, workers: int = 0) -> Batches:

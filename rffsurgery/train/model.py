@@ -12,6 +12,8 @@ from pathlib import Path
 
 from torch import nn
 
+from ..errors import InvalidArgument
+
 __all__ = ["build_model", "find_head", "head_in_features", "make_head", "model_input_size", "set_module"]
 
 
@@ -24,7 +26,7 @@ def find_head(model: nn.Module) -> str:
     """Module path of the last ``nn.Linear``; ``ValueError`` when the model has none."""
     linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear output layer to resize for the classes")
+        raise InvalidArgument(f"{type(model).__name__} has no nn.Linear output layer to resize for the classes")
     return linears[-1]
 
 

@@ -41,17 +41,30 @@ class Progress:
         self.runs_done = 0
         self.times: dict[str, list[float]] = {}
         self.started = time.monotonic()
+        self._pending: list[str] | None = []  # log lines held back until the first epoch has trained
 
     def say(self, text: str) -> None:
-        """One line to stderr and the log file, flushed now."""
+        """One line to stderr now, and to the log file, flushed.
+
+        Until the first epoch has trained the log lines are held back, so that a run refused
+        at the start (a bad model name, a resume with other settings) leaves its folder and an
+        existing ``train.log`` exactly as they were.
+        """
         if not self.enabled:
             return
         stamp = time.strftime("%H:%M:%S")
         print(f"[{stamp}] {text}", file=sys.stderr, flush=True)
+        line = f"{time.strftime('%Y-%m-%d')} {stamp} {text}\n"
+        if self._pending is not None:
+            self._pending.append(line)
+        else:
+            self._write([line])
+
+    def _write(self, lines: list[str]) -> None:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a", encoding="utf-8") as f:
-                f.write(f"{time.strftime('%Y-%m-%d')} {stamp} {text}\n")
+                f.writelines(lines)
 
     def run_finished(self) -> None:
         self.runs_done += 1
@@ -68,6 +81,9 @@ class Progress:
               val_accuracy: float, seconds: float, remaining: dict[str, int]) -> None:
         """Record an epoch's time and print its line."""
         self.times.setdefault(stage, []).append(seconds)
+        if self._pending is not None and self.enabled:
+            self._write(self._pending)
+        self._pending = None
         what = f"{stage} {model}" if model != "shared" else stage
         self.say(f"{run} | {what} epoch {epoch} | loss {loss:.4f} acc {accuracy:.3f} | val acc {val_accuracy:.3f} "
                  f"| {seconds:.1f}s | ETA {format_duration(self.eta(remaining))}")

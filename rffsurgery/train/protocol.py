@@ -95,11 +95,18 @@ class ProtocolConfig:
                     "transfer_epochs": self.transfer_epochs, "batch_size": self.batch_size}
         bad = [f"{k}={v}" for k, v in positive.items() if not isinstance(v, int) or v < 1]
         if bad:
-            raise ValueError(f"these settings must be integers ≥ 1: {', '.join(bad)}")
+            raise InvalidArgument(f"these settings must be integers ≥ 1: {', '.join(bad)}")
+        from ..plan import BN_MODES
+        from ..tags import POLICIES
+
+        if self.plan is None and self.policy not in POLICIES:
+            raise InvalidArgument(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if self.bn not in BN_MODES:
+            raise InvalidArgument(f"unknown BatchNorm mode {self.bn!r}; choose one of {', '.join(BN_MODES)}")
         if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+            raise InvalidArgument(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.l1 < 0 or not 0 <= self.dropout < 1:
-            raise ValueError("need lr > 0, weight_decay ≥ 0, l1 ≥ 0 and 0 ≤ dropout < 1")
+            raise InvalidArgument("need lr > 0, weight_decay ≥ 0, l1 ≥ 0 and 0 ≤ dropout < 1")
         if self.memory_format not in MEMORY_FORMATS:
             raise InvalidArgument(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, "
                                   f"got {self.memory_format!r}")
@@ -169,9 +176,9 @@ class _Run:
     """One (split, seed) run; the stages are methods so that resume can enter at any of them."""
 
     def __init__(self, cfg: ProtocolConfig, data: ProtocolData, seed: int, workdir: Path, split: str,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, data_settings: dict[str, Any] | None = None) -> None:
         self.cfg, self.data, self.seed, self.workdir, self.split = cfg, data, seed, workdir, split
-        self.world, self.progress = current(), progress
+        self.world, self.progress, self.data_settings = current(), progress, data_settings
         runtime = place(select_device(cfg.device, cfg.amp, deterministic=cfg.deterministic), self.world)
         self.path = workdir / "checkpoint.pt"
         seed_everything(seed, "init")
@@ -217,7 +224,8 @@ class _Run:
         from ..plan import Schedule
 
         if self.world.main:
-            dataclasses.replace(self.plan, schedule=Schedule(epochs=(branch_epoch,))).export(self.workdir / "plan.json")
+            applied = dataclasses.replace(self.plan, schedule=Schedule(epochs=(branch_epoch,)))
+            applied.export(self.workdir / "plan.json", force=True)  # the run folder's own copy, rewritten on resume
 
     def _optimizer(self, params) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "sgd":
@@ -228,8 +236,8 @@ class _Run:
         """Checkpoint and logs, written by the main process while the others wait."""
         if self.world.main:
             save_checkpoint(self.path, {"stage": stage, "config": self.cfg.identity(), "seed": self.seed,
-                                        "split": self.split, "world_size": self.world.size, "history": self.history,
-                                        **payload})
+                                        "split": self.split, "data": self.data_settings,
+                                        "world_size": self.world.size, "history": self.history, **payload})
             write_logs(self.workdir, self.history)
         self.world.barrier()
 
@@ -334,32 +342,38 @@ def per_run_epochs(cfg: ProtocolConfig) -> dict[str, int]:
             "transfer": 2 * cfg.transfer_epochs}
 
 
-def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, split: str, path: Path) -> None:
+def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, split: str, path: Path,
+                     data_settings: dict[str, Any] | None = None) -> None:
     world = current().size
     if state.get("world_size", 1) != world and state.get("stage") != "done":
         raise CheckpointError(f"{path} was written by a run of {state.get('world_size', 1)} process(es), this one "
                               f"has {world}: resume with the same number (torchrun --nproc_per_node) so that the "
                               "numbers match an uninterrupted run")
-    mine = {"config": cfg.identity(), "seed": seed, "split": split}
+    mine = {"config": cfg.identity(), "seed": seed, "split": split, "data": data_settings}
     theirs = {k: state.get(k) for k in mine}
     if theirs != mine:
-        diff = [k for k in mine["config"] if (theirs["config"] or {}).get(k) != mine["config"][k]]
-        what = ", ".join(f"{k}: {(theirs['config'] or {}).get(k)!r} → {mine['config'][k]!r}" for k in diff)
+        old = {**(theirs["config"] or {}), **(theirs["data"] or {})}
+        new = {**mine["config"], **(mine["data"] or {})}
+        diff = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
+        what = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in diff)
         raise CheckpointError(f"{path} belongs to a different run ({what or 'seed or split differ'}); "
                               "use another --out folder or the original settings")
 
 
 def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], ProtocolData], seed: int,
                  workdir: str | Path, *, split: str = "custom", resume: bool = False,
-                 stop_after: Stage | None = None, progress: Progress | None = None) -> dict[str, Any] | None:
+                 stop_after: Stage | None = None, progress: Progress | None = None,
+                 data_settings: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Run (or resume) one protocol run in ``workdir``; returns its result, or ``None`` if stopped early.
 
     ``data`` may be a function, called only if there is still training to do.
     ``stop_after="base"`` or ``"branch"`` ends the run after that stage's checkpoint
     (continue it later with ``resume=True``).  Without ``resume`` an existing
     checkpoint is never overwritten.  ``progress`` prints the banner and epoch lines.
-    Under ``torchrun`` (an initialised process group) every process calls this with
-    the same arguments; see :mod:`.distributed`.
+    ``data_settings`` (what the data depend on besides split and seed, see
+    :func:`~rffsurgery.train.data.data_settings`) are recorded in the checkpoint and must
+    match on resume.  Under ``torchrun`` (an initialised process group) every process
+    calls this with the same arguments; see :mod:`.distributed`.
     """
     workdir = Path(workdir)
     path = workdir / "checkpoint.pt"
@@ -371,12 +385,12 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
             raise CheckpointError(f"{path} already exists: pass --resume to continue that run, or choose another "
                                   "--out folder (nothing was overwritten)")
         state = load_checkpoint(path)
-        _check_resumable(state, cfg, seed, split, path)
+        _check_resumable(state, cfg, seed, split, path, data_settings)
         if state["stage"] == "done":
             return state["result"]
     workdir.mkdir(parents=True, exist_ok=True)
     data = data() if callable(data) else data
-    run = _Run(cfg, data, seed, workdir, split, progress)
+    run = _Run(cfg, data, seed, workdir, split, progress, data_settings)
     if progress is not None:
         progress.say(f"{split} seed {seed}: {data.describe()}; device {run.runtime.describe()}"
                      + (f" × {run.world.size} processes" if run.world.parallel else "")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from statistics import mean
 from typing import Any, Sequence
 
+from ..files import write_text
 from ..plot import pyplot, save_figure
 from .stats import summarize
 
@@ -28,20 +28,14 @@ COLUMNS = ("stage", "model", "epoch", "train_loss", "train_accuracy", "val_loss"
            "images_per_second")
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_logs(workdir: Path, history: Sequence[dict[str, Any]]) -> None:
     """Per-epoch log of one run as CSV and JSON."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    _write(workdir / "log.csv", buffer.getvalue())
-    _write(workdir / "log.json", json.dumps(list(history), indent=1) + "\n")
+    write_text(workdir / "log.csv", buffer.getvalue())
+    write_text(workdir / "log.json", json.dumps(list(history), indent=1) + "\n")
 
 
 def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -114,8 +108,8 @@ def write_report(out_dir: Path, results: Sequence[dict[str, Any]], meta: dict[st
     """Write ``report.json``, ``report.txt`` and (optionally) ``deltas.png``; returns the report."""
     report = {"meta": meta, **aggregate(results)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
-    _write(out_dir / "report.txt", format_table(report) + "\n")
+    write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
+    write_text(out_dir / "report.txt", format_table(report) + "\n")
     if plots:
         plot_deltas(report, out_dir / "deltas.png")
     return report
@@ -143,7 +137,7 @@ def _mark_branch(ax, epoch: int) -> None:
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     """Train/val accuracy per model: base training and the branch epoch (left, shaded), transfer (right)."""
-    plt = pyplot()
+    plt = pyplot("or pass --no-plots")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     base = [r for r in history if r["stage"] == "base"]
     left_series, right_series = [("shared", base)], []
@@ -163,7 +157,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
 
 def plot_deltas(report: dict[str, Any], path: Path) -> None:
     """Per split: each run's delta (dots) and the mean with its 95% interval (bar), with a legend."""
-    plt = pyplot()
+    plt = pyplot("or pass --no-plots")
     names = list(report["splits"])
     fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 2), 4))
     for i, name in enumerate(names):

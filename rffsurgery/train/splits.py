@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import InvalidArgument
+
 __all__ = ["CIFAR100_SPLITS", "Split", "resolve_splits"]
 
 
@@ -22,12 +24,12 @@ class Split:
     def __post_init__(self) -> None:
         both = set(self.base) & set(self.transfer)
         if both:
-            raise ValueError(f"split {self.name}: class(es) {', '.join(sorted(both))} are both base and transfer")
+            raise InvalidArgument(f"split {self.name}: class(es) {', '.join(sorted(both))} are both base and transfer")
         if len(self.base) < 2 or not self.transfer:
-            raise ValueError(f"split {self.name}: needs at least 2 base classes and 1 transfer class")
+            raise InvalidArgument(f"split {self.name}: needs at least 2 base classes and 1 transfer class")
         for group in (self.base, self.transfer):
             if len(set(group)) != len(group):
-                raise ValueError(f"split {self.name}: a class is listed twice in {', '.join(group)}")
+                raise InvalidArgument(f"split {self.name}: a class is listed twice in {', '.join(group)}")
 
 
 def _split(name: str, base: str, transfer: str) -> Split:
@@ -57,6 +59,6 @@ def resolve_splits(names: str, table: dict[str, Split] | None = None) -> list[Sp
     for name in (n.strip() for n in names.split(",") if n.strip()):
         key = name if name in table else f"1.{name.split('.', 1)[1]}" if name.startswith("2.") else f"1.{name}"
         if key not in table:
-            raise ValueError(f"unknown split {name!r}; known: {', '.join(table)} or 'all'")
+            raise InvalidArgument(f"unknown split {name!r}; known: {', '.join(table)} or 'all'")
         out.append(Split(name, table[key].base, table[key].transfer))
     return out

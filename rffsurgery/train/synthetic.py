@@ -38,6 +38,7 @@ from torch import Tensor
 from .data import ImageTensors, ProtocolData, check_classes
 from .seeding import generator
 from .splits import Split
+from ..errors import InvalidArgument
 
 __all__ = ["GENERATED_SPLITS", "SHAPES", "GeneratedSource", "render"]
 
@@ -125,7 +126,7 @@ def render(classes: Sequence[str], per_class: int, seed: int, role: str, cue: fl
            size: int = 32) -> ImageTensors:
     """``per_class`` images of each shape in ``classes`` (labels = position in ``classes``)."""
     if not 0 <= cue <= 1:
-        raise ValueError(f"cue strength must be in [0, 1], got {cue}")
+        raise InvalidArgument(f"cue strength must be in [0, 1], got {cue}")
     check_classes("the generated dataset", list(SHAPES), classes)
     images = [_render_class(c, per_class, generator(seed, role, c), size, cue) for c in classes]
     labels = torch.arange(len(classes)).repeat_interleave(per_class)
@@ -147,7 +148,7 @@ class GeneratedSource:
         check_classes(self.name, self.classes, split.base + split.transfer)
         n_val = round(fraction * self.per_class)
         if n_val < 1 or n_val >= self.per_class:
-            raise ValueError(f"{self.per_class} images per class are too few to hold out {fraction:.0%}")
+            raise InvalidArgument(f"{self.per_class} images per class are too few to hold out {fraction:.0%}")
         n_train, size = self.per_class - n_val, self.image_size
         return ProtocolData(
             render(split.base, n_train, seed, "base-train", self.cue, size),
