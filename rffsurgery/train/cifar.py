@@ -21,7 +21,7 @@ import torch
 from .data import DatasetNotFound, ImageTensors, LabelledSource
 from .splits import CIFAR100_SPLITS
 
-__all__ = ["cifar100", "read_pickle"]
+__all__ = ["cifar100", "read_pickle", "take_classes"]
 
 FOLDER = "cifar-100-python"
 
@@ -92,13 +92,14 @@ def cifar100(root: str | Path, download: bool = False) -> LabelledSource:
         raise DatasetNotFound(f"{folder / 'train'} does not hold CIFAR-100 data ({exc})") from None
     if len(labels) != len(images) or labels.min() < 0 or labels.max() >= len(names):
         raise DatasetNotFound(f"{folder / 'train'}: {len(images)} images but labels do not match the meta file")
-    images_t, labels_t = torch.from_numpy(images), torch.from_numpy(labels)
+    everything = ImageTensors(torch.from_numpy(images), torch.from_numpy(labels), names)
+    return LabelledSource("CIFAR-100", names, lambda wanted: take_classes(everything, wanted), CIFAR100_SPLITS)
 
-    def load(wanted: Sequence[str]) -> ImageTensors:
-        ids = [names.index(w) for w in wanted]
-        keep = torch.isin(labels_t, torch.tensor(ids))
-        relabel = torch.full((len(names),), -1, dtype=torch.int64)
-        relabel[ids] = torch.arange(len(ids))
-        return ImageTensors(images_t[keep].clone(), relabel[labels_t[keep]], tuple(wanted))
 
-    return LabelledSource("CIFAR-100", names, load, CIFAR100_SPLITS)
+def take_classes(data: ImageTensors, wanted: Sequence[str]) -> ImageTensors:
+    """The images of the ``wanted`` classes of ``data``, relabelled by their position in ``wanted``."""
+    ids = [data.classes.index(w) for w in wanted]
+    keep = torch.isin(data.labels, torch.tensor(ids))
+    relabel = torch.full((len(data.classes),), -1, dtype=torch.int64)
+    relabel[ids] = torch.arange(len(ids))
+    return ImageTensors(data.images[keep].clone(), relabel[data.labels[keep]], tuple(wanted))

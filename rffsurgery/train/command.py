@@ -12,13 +12,13 @@ __all__ = ["parse_seeds", "run_command", "train_options"]
 _OPTIONS = [
     click.option("--model", default="rff-base-cnn", show_default=True,
                  help="Model (rff-base-cnn, resnet50, timm:…, pkg.mod:factory); its head is sized for the classes."),
-    click.option("--data", "data", type=click.Choice(["generated", "cifar100", "folder"]), default="generated",
-                 show_default=True,
-                 help="Built-in generated shapes, CIFAR-100 (torchvision layout) or an ImageFolder tree."),
+    click.option("--data", "data", type=click.Choice(["generated", "cifar100", "cifar10", "folder"]),
+                 default="generated", show_default=True,
+                 help="Built-in generated shapes, CIFAR-100 / CIFAR-10 (torchvision layout) or an ImageFolder tree."),
     click.option("--data-root", type=click.Path(path_type=Path),
-                 help="Folder holding cifar-100-python/, or the ImageFolder root."),
+                 help="Folder holding cifar-100-python/ or cifar-10-batches-py/, or the ImageFolder root."),
     click.option("--download", is_flag=True,
-                 help="Download CIFAR-100 into --data-root if it is missing (needs internet)."),
+                 help="Download CIFAR-100 / CIFAR-10 into --data-root if it is missing (needs internet)."),
     click.option("--split", "split", default=None,
                  help="Split name(s): 1.1 … 1.10 (CIFAR-100), g.1/g.2 (generated), a comma list, or 'all'."),
     click.option("--base", default=None,
@@ -66,7 +66,9 @@ _OPTIONS = [
 
 
 def train_options(fn: Callable) -> Callable:
-    for option in reversed(_OPTIONS):
+    from .rewrite_command import REWRITE_OPTIONS
+
+    for option in reversed(_OPTIONS + REWRITE_OPTIONS):
         fn = option(fn)
     return fn
 
@@ -99,6 +101,10 @@ def _source(o: dict[str, Any]):
         raise ValueError(f"--data {o['data']} needs --data-root")
     if o["data"] == "cifar100":
         return cifar100(o["data_root"], download=o["download"])
+    if o["data"] == "cifar10":
+        from .cifar10 import cifar10
+
+        return cifar10(o["data_root"], download=o["download"])
     return image_folder(o["data_root"], o["image_size"] or resolve(o["model"]).input_size[-1])
 
 
@@ -109,9 +115,13 @@ def run_command(**o: Any) -> None:
     from . import Augment, ProtocolConfig, Split, resolve_splits, run_experiment
     from .report import format_table
 
+    from .rewrite_command import rewrite_options, run_rewrite_protocol
+
     if o["threads"]:
         torch.set_num_threads(o["threads"])
     source = _source(o)
+    if o["protocol"] == "rewrite":
+        return run_rewrite_protocol(o, source, parse_seeds(o["seeds"]))
     if o["base"] or o["transfer"]:
         if not (o["base"] and o["transfer"]):
             raise ValueError("a custom split needs both --base and --transfer")
@@ -126,7 +136,7 @@ def run_command(**o: Any) -> None:
         optimizer=o["optimizer"], batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"],
         l1=o["l1"], dropout=o["dropout"], augment=Augment(o["flip"], o["rotation"], o["zoom"]),
         plan=str(o["plan"]) if o["plan"] else None, policy=o["policy"], bn=o["bn"], device=o["device"],
-        amp=not o["no_amp"], deterministic=o["deterministic"], workers=o["workers"],
+        amp=not o["no_amp"], deterministic=o["deterministic"], workers=o["workers"], rewrite=rewrite_options(o),
     )
     report = run_experiment(cfg, source, splits, parse_seeds(o["seeds"]), o["out"], resume=o["resume"],
                             stop_after=o["stop_after"], plots=not o["no_plots"], log=click.echo)

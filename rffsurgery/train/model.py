@@ -8,6 +8,8 @@ the head becomes ``Sequential(Dropout(p), Linear)``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 __all__ = ["build_model", "find_head", "head_in_features", "make_head", "set_module"]
@@ -38,13 +40,23 @@ def head_in_features(model: nn.Module, path: str) -> int:
     return linear.in_features
 
 
-def build_model(name: str, num_classes: int, dropout: float = 0.0) -> tuple[nn.Module, str, tuple[int, ...]]:
-    """Build ``name`` on CPU with a ``num_classes`` head; returns the model, its head path and input size."""
+def build_model(name: str, num_classes: int, dropout: float = 0.0,
+                rewrite: dict[str, Any] | None = None) -> tuple[nn.Module, str, tuple[int, ...]]:
+    """Build ``name`` on CPU with a ``num_classes`` head; returns the model, its head path and input size.
+
+    ``rewrite``: keyword arguments of :func:`rffsurgery.surgery.rewrite`, applied after the
+    head is sized (the head found afterwards is the rewritten model's last Linear).
+    """
     from ..zoo import resolve
 
     spec = resolve(name)
     model = spec.build("cpu")
     path = find_head(model)
     set_module(model, path, make_head(model.get_submodule(path).in_features, num_classes, dropout))
+    if rewrite:
+        from ..surgery import rewrite as apply_rewrite
+
+        model = apply_rewrite(model, input_size=spec.input_size, **rewrite).after
+        path = find_head(model)
     return model, path, tuple(spec.input_size)
 

@@ -76,6 +76,7 @@ class ProtocolConfig:
     amp: bool = True
     deterministic: bool = False
     workers: int = 2
+    rewrite: dict[str, Any] | None = None  # keyword arguments of rffsurgery.surgery.rewrite, applied to the model
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "max_epochs": self.max_epochs, "patience": self.patience,
@@ -131,7 +132,8 @@ class _Run:
         self.runtime: Runtime = select_device(cfg.device, cfg.amp, deterministic=cfg.deterministic)
         self.path = workdir / "checkpoint.pt"
         seed_everything(seed, "init")
-        model, self.head_path, _ = build_model(cfg.model, len(data.base_train.classes), cfg.dropout)
+        model, self.head_path, _ = build_model(cfg.model, len(data.base_train.classes), cfg.dropout,
+                                               rewrite=cfg.rewrite)
         self.plan = self._freeze_plan(model, _input_size(data.base_train))
         self.model = model.to(self.runtime.device)
         if self.runtime.channels_last:
