@@ -276,25 +276,26 @@ def run_rewrite_experiment(cfg: RewriteConfig, source: Source, seeds: Sequence[i
     variants = cfg.variants()
     results = []
     for seed in seeds:
-        data = None
-        for name, options in variants.items():
-            workdir = out / name / f"seed-{seed}"
-            path = workdir / "result.json"
-            if path.exists():
-                if not resume:
-                    raise CheckpointError(f"{path} already exists: pass --resume to reuse finished runs, or choose "
-                                          "another --out folder (nothing was overwritten)")
-                results.append(json.loads(path.read_text()))
+        paths = {name: out / name / f"seed-{seed}" / "result.json" for name in variants}
+        done = [name for name, path in paths.items() if path.exists()]
+        if done and not resume:
+            raise CheckpointError(f"{paths[done[0]]} already exists: pass --resume to reuse finished runs, or "
+                                  "choose another --out folder (nothing was overwritten)")
+        pending = [name for name in variants if name not in done]
+        if pending:
+            train, test, evaluation = classification_data(source, seed, cfg.holdout)
+            size = input_size_of(train)
+            # every variant is built before any trains, so a rewrite that does not fit fails at once
+            models = {name: make_variant(cfg, variants[name], len(train.classes), size, seed) for name in pending}
+        for name in variants:
+            if name in done:
+                results.append(json.loads(paths[name].read_text()))
                 continue
-            if data is None:
-                data = classification_data(source, seed, cfg.holdout)
-            train, test, evaluation = data
-            workdir.mkdir(parents=True, exist_ok=True)
-            model = make_variant(cfg, options, len(train.classes), input_size_of(train), seed)
-            result = train_variant(cfg, name, model, train, test, seed, workdir)
+            paths[name].parent.mkdir(parents=True, exist_ok=True)
+            result = train_variant(cfg, name, models.pop(name), train, test, seed, paths[name].parent)
             result.update(classes=len(train.classes), evaluation=evaluation, train_size=len(train),
                           eval_size=len(test))
-            _write(path, json.dumps(result, indent=1) + "\n")
+            _write(paths[name], json.dumps(result, indent=1) + "\n")
             if log is not None:
                 log(f"seed {seed} {name}: {result['parameters']:,} params, best {result['best_accuracy']:.3f} "
                     f"(epoch {result['best_epoch']}), final {result['final_accuracy']:.3f}, "
