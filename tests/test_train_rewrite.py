@@ -86,7 +86,7 @@ def test_generated_data_covers_every_class_with_disjoint_train_and_eval():
 @pytest.mark.parametrize("extra, message", [
     ([], "needs a rewrite to compare"),
     (["--meta-groups", "4", "--until-overfit"], "--until-overfit: RFF-protocol option"),
-    (["--meta-groups", "4", "--transfer-epochs", "3"], "--transfer-epochs: RFF-protocol option"),
+    (["--meta-groups", "4", "--transfer-epochs", "3", "--cue", "1"], "--transfer-epochs, --cue: RFF-protocol"),
     (["--meta-groups", "4", "--combined"], "--combined needs both"),
     (["--conv3d-layers", "features.3"], "needs a rewrite to compare"),
     (["--meta-groups", "5"], "5 groups do not divide"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ import torch
 from .data import DatasetNotFound, ImageTensors, LabelledSource
 from .splits import CIFAR100_SPLITS
 
-__all__ = ["cifar100", "read_pickle", "take_classes"]
+__all__ = ["cifar100", "find_folder", "read_pickle", "take_classes"]
 
 FOLDER = "cifar-100-python"
 
@@ -64,20 +64,30 @@ def read_pickle(path: Path) -> dict[str, Any]:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
 
 
-def _folder(root: Path, download: bool) -> Path:
-    for candidate in (root / FOLDER, root):
-        if all((candidate / f).is_file() for f in ("train", "meta")):
+def find_folder(root: Path, folder: str, files: Sequence[str], download: Callable[[], Any] | None,
+                missing: str) -> Path:
+    """``root/folder`` (or ``root`` itself) when it holds ``files``; else run ``download`` or raise ``missing``."""
+    for candidate in (root / folder, root):
+        if all((candidate / f).is_file() for f in files):
             return candidate
-    if download:
+    if download is not None:
+        download()
+        return root / folder
+    raise DatasetNotFound(missing)
+
+
+def _folder(root: Path, download: bool) -> Path:
+    def fetch() -> None:
         import torchvision
 
         torchvision.datasets.CIFAR100(str(root), train=True, download=True)
-        return root / FOLDER
-    raise DatasetNotFound(
+
+    return find_folder(
+        root, FOLDER, ("train", "meta"),
+        fetch if download else None,
         f"CIFAR-100 not found: expected {root / FOLDER}/train and …/meta (torchvision's layout). "
         "Point --data-root at the folder that contains cifar-100-python/, or add --download on a machine "
-        "with internet access."
-    )
+        "with internet access.")
 
 
 def cifar100(root: str | Path, download: bool = False) -> LabelledSource:

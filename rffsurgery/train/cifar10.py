@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .cifar import read_pickle, take_classes
+from .cifar import find_folder, read_pickle, take_classes
 from .data import DatasetNotFound, Images, ImageTensors, LabelledSource
 
 __all__ = ["TrainTestSource", "cifar10"]
@@ -43,19 +43,17 @@ class TrainTestSource(LabelledSource):
 
 
 def _folder(root: Path, download: bool) -> Path:
-    for candidate in (root / FOLDER, root):
-        if all((candidate / f).is_file() for f in (*TRAIN, TEST, META)):
-            return candidate
-    if download:
+    def fetch() -> None:
         import torchvision
 
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-        return root / FOLDER
-    raise DatasetNotFound(
+
+    return find_folder(
+        root, FOLDER, (*TRAIN, TEST, META),
+        fetch if download else None,
         f"CIFAR-10 not found: expected {root / FOLDER}/data_batch_1…5, test_batch and batches.meta (torchvision's "
         "layout). Point --data-root at the folder that contains cifar-10-batches-py/, or add --download on a "
-        "machine with internet access."
-    )
+        "machine with internet access.")
 
 
 def _read(files: list[Path], names: tuple[str, ...]) -> ImageTensors:
