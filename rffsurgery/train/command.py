@@ -114,7 +114,6 @@ def run_command(**o: Any) -> None:
 
     from . import Augment, ProtocolConfig, Split, resolve_splits, run_experiment
     from .report import format_table
-
     from .rewrite_command import rewrite_options, run_rewrite_protocol
 
     if o["threads"]:
