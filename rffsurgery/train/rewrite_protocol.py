@@ -252,6 +252,9 @@ def format_table(report: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     meta = report["meta"]
     lines.insert(1, "-" * len(lines[0]))
+    lines += [f"seed {seed} (best / final): " + ", ".join(
+        f"{r['variant']} {r['best_accuracy']:.3f} / {r['final_accuracy']:.3f}" for r in report["runs"]
+        if r["seed"] == seed) for seed in meta["seeds"]]
     lines.append(f"{meta['model']} on {meta['source']} ({meta['classes']} classes, evaluated on the "
                  f"{meta['evaluation']} set); seeds {', '.join(map(str, meta['seeds']))}; best = highest accuracy "
                  "of any epoch (the paper's metric, chosen on the evaluation set); s/epoch: single measurements")
