@@ -1,8 +1,16 @@
-"""Parameters, MACs and CPU latency before/after the parameter-saving rewrites (issue 4).
+"""Parameters, MACs and CPU latency before/after the parameter-saving rewrites (issues 4 and 9).
 
-    python benchmarks/bench_rewrite.py                 # both cases, batch 32, 7 interleaved pairs
-    python benchmarks/bench_rewrite.py --train         # also one training step (forward + backward)
+    python benchmarks/bench_rewrite.py                 # targets + both cases
+    python benchmarks/bench_rewrite.py --train         # the cases also time one training step
     python benchmarks/bench_rewrite.py --quick
+
+**Targets** (issue 9), first: the base CNN rewritten with ``--conv3d-filters 8``
+against the original, batch 64 at 32×32, on 1 thread and on all threads, each the
+median over 15 interleaved pairs of the per-pair ratio rewritten / original: a
+training step (forward, backward, SGD step) ≤ 1.3×, an eval-mode forward ≤ 1.2×.
+The channel-sliding layer runs as one Conv2d with a banded weight gathered from
+its small kernels, so it does the Conv2d's multiply-accumulates (zeros included):
+its time is bounded below by the Conv2d's, and the saving is parameters only.
 
 Cases: resnet50 with ``--meta-groups 16`` (224×224) and the RFF paper's base CNN with
 ``--conv3d-filters 8`` (32×32).  Latency is the median over interleaved runs
@@ -25,6 +33,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's rffsurgery, not an installed one
 from _common import interleaved, median, parser, write_result  # noqa: E402
 
 from rffsurgery.surgery import Rewritten, rewrite  # noqa: E402
@@ -117,6 +126,40 @@ def report(name: str, r: dict[str, Any]) -> None:
     print("  (latency ratios: median over interleaved pairs of rewritten / original)")
 
 
+TARGETS = {"train step": 1.3, "forward": 1.2}
+
+
+def targets(batch: int, repeats: int, thread_counts: list[int]) -> dict[str, Any]:
+    """The issue-9 ratios: Conv3d-rewritten base CNN vs the original, per thread count."""
+    torch.manual_seed(0)
+    done = rewrite("rff-base-cnn", conv3d_filters=8)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, *done.input_size, generator=g)
+    y = torch.randint(0, 8, (batch,), generator=g)
+    out: dict[str, Any] = {}
+    default_threads = torch.get_num_threads()
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for what, target in TARGETS.items():
+            if what == "forward":
+                fns = {"original": forward(done.before.eval(), x), "rewritten": forward(done.after.eval(), x)}
+            else:
+                fns = {"original": train_step(done.before.train(), x, y),
+                       "rewritten": train_step(done.after.train(), x, y)}
+            times = interleaved(fns, repeats)
+            ratio = median([a / b for a, b in zip(times["rewritten"], times["original"])])
+            row = {"measured_s": median(times["rewritten"]), "baseline_s": median(times["original"]),
+                   "ratio": ratio, "target": target, "pass": ratio <= target}
+            out[f"{what}, {threads} thread{'s' if threads > 1 else ''}"] = row
+    torch.set_num_threads(default_threads)
+    print(f"targets: rff-base-cnn --conv3d-filters 8 vs original, batch {batch}, 32x32, {repeats} interleaved pairs "
+          "(ratio = median of per-pair ratios)")
+    for label, r in out.items():
+        print(f"  {label:<24} measured {r['measured_s'] * 1e3:8.2f} ms  baseline {r['baseline_s'] * 1e3:8.2f} ms  "
+              f"ratio {r['ratio']:.3f}x  target <= {r['target']}x  {'PASS' if r['pass'] else 'MISS'}")
+    return out
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES))
@@ -124,20 +167,23 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7, help="interleaved pairs per measurement")
     p.add_argument("--train", action="store_true", help="also time one SGD step (forward + backward)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--target-repeats", type=int, default=15, help="interleaved pairs per target measurement")
     args = p.parse_args()
+    all_threads = torch.get_num_threads()
+    if args.quick:
+        args.repeats, args.batch, args.target_repeats = 2, 8, 3
+    print(f"torch {torch.__version__}, {all_threads} threads available")
+    goals = targets(64, args.target_repeats, sorted({1, all_threads}))
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.quick:
-        args.repeats, args.batch = 2, 8
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"{args.repeats} interleaved pairs")
+    print(f"\ncases: {torch.get_num_threads()} threads, batch {args.batch}, {args.repeats} interleaved pairs")
     results = {}
     for name in args.cases:
         torch.manual_seed(0)
         model, options = CASES[name]
         results[name] = measure(rewrite(model, **options), args.batch, args.repeats, args.train)
         report(name, results[name])
-    write_result("rewrite", {"batch": args.batch, "repeats": args.repeats, "cases": results})
+    write_result("rewrite", {"targets": goals, "batch": args.batch, "repeats": args.repeats, "cases": results})
 
 
 if __name__ == "__main__":

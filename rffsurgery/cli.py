@@ -403,6 +403,8 @@ def train(**options) -> None:
 
     Defaults run offline on the built-in generated dataset; --data cifar100 --split all
     reproduces the paper's experiments 1.1–1.10 (add --until-overfit for 2.1–2.10).
+    --meta-groups / --conv3d-filters run it on the rewritten model; --protocol rewrite
+    instead trains the original and each rewrite and compares them (paper 002).
     """
     from .train.command import run_command
 

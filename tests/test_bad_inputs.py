@@ -376,7 +376,7 @@ CASES = [
     Case(T + " --workers -1", 2, "'--workers': -1 is not in the range"),
     Case(T + " --image-size 64", 2, "--image-size only applies with --data folder"),
     Case(T + " --download", 2, "--download only applies with --data cifar100"),
-    Case(T + " --data-root {w}/empty", 2, "--data-root only applies with --data cifar100 or folder"),
+    Case(T + " --data-root {w}/empty", 2, "--data-root only applies with --data cifar100"),
     Case(D + " --data cifar100 --data-root {w}/empty --cue 0.5", 2, "--cue only applies with --data generated"),
     Case(D + " --data folder --data-root {w}/afile", 1, "is a file; --data-root takes the folder"),
     Case(T + " --seeds 5-1", 1, "range '5-1' is empty"),

@@ -39,11 +39,11 @@ def test_grouped_fc_meta_params_follow_the_paper(k, h, g):
 
 
 def test_macs_follow_the_formulas():
+    """The channel-sliding layer runs as a banded Conv2d: it executes the Conv2d's MACs, zeros included."""
     c, d, s, k, side = 32, 64, 8, 3, 16
-    u = c - d // s + 1
     conv = nn.Conv2d(c, d, k, padding=1)
     assert macs(conv, (c, side, side))[""] == d * side * side * c * k * k
-    assert macs(ChannelConv3d.from_conv2d(conv, s), (c, side, side))[""] == d * side * side * u * k * k
+    assert macs(ChannelConv3d.from_conv2d(conv, s), (c, side, side))[""] == d * side * side * c * k * k
     head = nn.Sequential(GroupedLinear(4096, 4, 16), Meta(4, 4))
     assert macs(head, (4096,))[""] == 4096 * 16 + 4 * 4 * 16
 
@@ -85,7 +85,7 @@ def test_channel_sliding_is_a_conv_along_the_channels():
     c, d, s = 6, 8, 2
     layer = ChannelConv3d(c, d, 3, filters=s, padding=1)
     u, x = layer.depth, torch.randn(2, c, 7, 7)
-    weight, bias = layer.conv.weight[:, 0], layer.conv.bias  # (s, u, 3, 3)
+    weight, bias = layer.weight, layer.bias  # (s, u, 3, 3)
     expected = torch.cat([F.conv2d(x[:, z:z + u], weight[f:f + 1], bias[f:f + 1], padding=1)
                           for f in range(s) for z in range(c - u + 1)], dim=1)
     torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)

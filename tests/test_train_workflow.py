@@ -33,7 +33,7 @@ def _train(args: list[str], out: Path):
 
 @pytest.fixture(scope="module")
 def rewritten(tmp_path_factory) -> dict[str, Path]:
-    """``rffsurgery rewrite --out`` folders of the base CNN: Conv3d (5-D weights) and grouped FC + Meta."""
+    """``rffsurgery rewrite --out`` folders of the base CNN: channel-sliding conv and grouped FC + Meta."""
     root = tmp_path_factory.mktemp("rewrites")
     folders = {}
     for name, option in (("conv3d", ["--conv3d-filters", "8"]), ("meta", ["--meta-groups", "4"])):
@@ -49,8 +49,8 @@ def test_train_runs_a_rewrite_folder(rewritten, kind, tmp_path):
     assert run.exit_code == 0, run.output
     report = json.loads((tmp_path / "report.json").read_text())
     (result,) = report["runs"]
-    # Conv3d weights are 5-D: that model trains contiguous; the Meta head keeps channels_last on CPU.
-    assert ("channels_last" in result["device"]) == (kind == "meta")
+    # The channel-sliding conv runs as a 4-D conv2d and the Meta head is linear: both keep channels_last on CPU.
+    assert "channels_last" in result["device"]
     assert result["frozen"] and 0 <= result["rff_accuracy"] <= 1
 
 
@@ -71,12 +71,14 @@ def test_a_folder_without_recipe_is_refused(tmp_path):
 
 def test_memory_format_is_chosen_per_model(rewritten):
     cpu = select_device("cpu")
-    conv3d, _, _ = build_model(str(rewritten["conv3d"]), 8)
-    assert not with_memory_format(cpu, conv3d).channels_last
+    video = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3))
+    assert not with_memory_format(cpu, video).channels_last
     assert with_memory_format(cpu, RFFBaseCNN()).channels_last
+    conv3d, _, _ = build_model(str(rewritten["conv3d"]), 8)
+    assert with_memory_format(cpu, conv3d).channels_last  # the fast channel-sliding conv has 4-D weights
     assert not with_memory_format(cpu, RFFBaseCNN(), "contiguous").channels_last
-    with pytest.raises(InvalidArgument, match=r"needs 4-D weights, but features\.3\.conv\.weight is 5-D"):
-        with_memory_format(cpu, conv3d, "channels-last")
+    with pytest.raises(InvalidArgument, match=r"needs 4-D weights, but 0\.weight is 5-D"):
+        with_memory_format(cpu, video, "channels-last")
 
 
 # -- plans and their schedules -------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The layers of the parameter-saving rewrites (docs/rewrites.md): Meta, GroupedLinear, ChannelConv3d.
 
 Every forward is built from ops the geometry rules table already knows
-(``unflatten``/``einsum``/``transpose``/``matmul``/``unsqueeze``/``Conv3d``/``flatten``),
+(``unflatten``/``einsum``/``transpose``/``matmul``/``F.conv2d``, plus indexing of parameters),
 so a rewritten model traces with torch.fx, exports to ONNX, and ``analyze``
 reports its receptive fields without a new rule.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
@@ -109,28 +110,55 @@ class GroupedLinear(nn.Module):
 class ChannelConv3d(nn.Module):
     """A Conv2d(C → D) replacement that slides one small kernel along the channel axis.
 
-    The C input maps become a depth axis (``(B, C, H, W) → (B, 1, C, H, W)``); a
-    Conv3d with ``filters`` (s) filters of size ``(u, kh, kw)``, depth stride 1 and no
-    depth padding gives ``(B, s, C − u + 1, H', W')``, flattened back to
-    ``(B, D, H', W')`` with ``D = (C − u + 1)·s`` — output channel ``f·(C−u+1) + z`` is
-    filter ``f`` at depth offset ``z``.  Hence ``u = C − D/s + 1`` (the paper's formula;
-    the authors' notebooks instead used u = 3 with depth padding 1, which keeps
-    depth C and does not follow it).  Stride, padding, dilation and padding mode
-    act on H and W exactly as in the Conv2d, so the spatial receptive field is
-    unchanged.  Parameters: ``(kh·kw·u + 1)·s`` versus ``(kh·kw·C + 1)·D``;
-    multiply-accumulates ``D·H'·W'·kh·kw·u`` versus ``…·C`` (only u/C of the Conv2d's).
-    With ``u = C`` and ``s = D`` it is exactly a Conv2d (see :meth:`from_conv2d`).
+    The paper's layer (docs/rewrites.md): the C input maps are a depth axis, ``s`` (``filters``)
+    kernels of size ``(u, kh, kw)`` slide along it with stride 1 and no depth padding,
+    giving ``D = (C − u + 1)·s`` maps; output channel ``f·Z + z`` (``Z = C − u + 1``) is
+    filter ``f`` applied to input channels ``z … z+u−1``.  Hence ``u = C − D/s + 1``
+    (the paper's formula; the authors' notebooks instead used u = 3 with depth padding 1,
+    which keeps depth C and does not follow it).  Stride, padding, dilation and padding
+    mode act on H and W exactly as in the Conv2d, so the spatial receptive field is
+    unchanged.  Parameters: ``(kh·kw·u + 1)·s`` versus ``(kh·kw·C + 1)·D``.
+
+    **How it runs.**  Not as a ``Conv3d`` (slow on CPU, and not what oneDNN/cuDNN tune):
+    each forward gathers the banded (Toeplitz along channels) Conv2d weight
+    ``W[f·Z + z, z + j] = weight[f, j]`` (zero off the band) from the small ``weight``
+    through a fixed index buffer, and runs one ``F.conv2d``.  Gradients reach only
+    ``weight`` (the gather's backward sums the band back).  The conv therefore does the
+    Conv2d's ``D·C·kh·kw`` multiply-accumulates per output pixel, zeros included — C/u
+    times the ``D·u·kh·kw`` that carry weight; it costs a Conv2d's time, and what it
+    saves is parameters.  With ``u = C`` and ``s = D`` it is exactly a Conv2d
+    (see :meth:`from_conv2d`).
+
+    ``state_dict``: ``weight`` ``(s, u, kh, kw)`` and ``bias`` ``(s,)``; files written
+    when the layer held a ``Conv3d`` (``conv.weight`` ``(s, 1, u, kh, kw)``,
+    ``conv.bias``) are converted on load.
     """
+
+    _version = 2
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], filters: int,
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
                  dilation: int | tuple[int, int] = 1, bias: bool = True, padding_mode: str = "zeros") -> None:
         super().__init__()
         depth = channel_depth(in_channels, out_channels, filters)
-        kh, kw = _pair(kernel_size)
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"unknown padding_mode {padding_mode!r}")
         self.in_channels, self.out_channels, self.filters, self.depth = in_channels, out_channels, filters, depth
-        self.conv = nn.Conv3d(1, filters, (depth, kh, kw), stride=(1, *_pair(stride)), padding=(0, *_pair(padding)),
-                              dilation=(1, *_pair(dilation)), bias=bias, padding_mode=padding_mode)
+        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
+        self.padding, self.dilation, self.padding_mode = _pair(padding), _pair(dilation), padding_mode
+        self.weight = nn.Parameter(torch.empty(filters, depth, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(filters)) if bias else None
+        self.register_buffer("band", band_index(in_channels, depth, filters), persistent=False)
+        self.register_buffer("bias_index", torch.arange(filters).repeat_interleave(in_channels - depth + 1),
+                             persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Conv3d(1, s, (u, kh, kw))``'s initialisation (fan-in ``u·kh·kw``), as the paper's layer had."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
 
     @classmethod
     def from_conv2d(cls, conv: nn.Conv2d, filters: int) -> "ChannelConv3d":
@@ -145,16 +173,50 @@ class ChannelConv3d(nn.Module):
         new.to(device=conv.weight.device, dtype=conv.weight.dtype)
         if new.depth == conv.in_channels:
             with torch.no_grad():
-                new.conv.weight.copy_(conv.weight.unsqueeze(1))
+                new.weight.copy_(conv.weight)
                 if conv.bias is not None:
-                    new.conv.bias.copy_(conv.bias)
+                    new.bias.copy_(conv.bias)
         return new
 
+    def banded_weight(self) -> torch.Tensor:
+        """The equivalent Conv2d weight ``(D, C, kh, kw)``: the kernels on the band, zeros elsewhere."""
+        kernels = self.weight.flatten(0, 1)
+        flat = torch.cat([kernels, kernels.new_zeros(1, *self.kernel_size)])  # slot s·u holds the zeros
+        return flat.index_select(0, self.band.flatten()).view(self.out_channels, self.in_channels, *self.kernel_size)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x.unsqueeze(1)).flatten(1, 2)
+        bias = self.bias[self.bias_index] if self.bias is not None else None
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            (ph, pw), padding = self.padding, (0, 0)
+            x = F.pad(x, (pw, pw, ph, ph), mode=self.padding_mode)
+        return F.conv2d(x, self.banded_weight(), bias, self.stride, padding, self.dilation)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        if (local_metadata or {}).get("version", 1) < 2:  # the Conv3d form: conv.weight (s, 1, u, kh, kw)
+            for name in ("weight", "bias"):
+                old = state_dict.pop(f"{prefix}conv.{name}", None)
+                if old is not None:
+                    state_dict[prefix + name] = old.squeeze(1) if name == "weight" else old
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} → {self.out_channels}: {self.filters} filters × depth {self.depth}"
+
+
+def band_index(in_channels: int, depth: int, filters: int) -> torch.Tensor:
+    """``(D, C)`` indices into the flattened ``(s·u + 1)`` kernels: ``f·u + (c − z)`` on the band, else ``s·u``.
+
+    Row ``f·Z + z`` (``Z = C − u + 1``) is filter ``f`` at channel offset ``z``.
+    """
+    z_count = in_channels - depth + 1
+    f = torch.arange(filters).repeat_interleave(z_count)[:, None]
+    z = torch.arange(z_count).repeat(filters)[:, None]
+    j = torch.arange(in_channels)[None, :] - z
+    on_band = (j >= 0) & (j < depth)
+    return torch.where(on_band, f * depth + j, torch.full_like(j, filters * depth))
 
 
 def channel_depth(in_channels: int, out_channels: int, filters: int) -> int:

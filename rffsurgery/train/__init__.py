@@ -6,23 +6,27 @@
 ...                         seeds=range(5), out="runs/cue")
 >>> report["overall"]["mean"], report["overall"]["ci_low"], report["overall"]["ci_high"]
 
-Data sources: :func:`cifar100` (torchvision's on-disk layout), :func:`image_folder`,
-:class:`GeneratedSource` (offline shapes with an optional class cue).
+Data sources: :func:`cifar100` and :func:`cifar10` (torchvision's on-disk layout),
+:func:`image_folder`, :class:`GeneratedSource` (offline shapes with an optional class cue).
+Paper 002's rewrite experiment: :class:`RewriteConfig` and :func:`run_rewrite_experiment`.
 """
 
 from .augment import Augment
 from .checkpoint import CheckpointError
 from .cifar import cifar100
+from .cifar10 import cifar10
 from .data import DatasetNotFound, ImageFiles, ImageTensors, ProtocolData, UnknownClassError
 from .device import Runtime, select_device
 from .experiment import run_experiment
 from .folder import image_folder
 from .protocol import ProtocolConfig, base_finished, run_protocol
+from .rewrite_protocol import RewriteConfig, run_rewrite_experiment
 from .splits import CIFAR100_SPLITS, Split, resolve_splits
 from .stats import Summary, summarize
 from .synthetic import GENERATED_SPLITS, SHAPES, GeneratedSource
 
 __all__ = ["Augment", "CIFAR100_SPLITS", "CheckpointError", "DatasetNotFound", "GENERATED_SPLITS",
-           "GeneratedSource", "ImageFiles", "ImageTensors", "ProtocolConfig", "ProtocolData", "Runtime", "SHAPES",
-           "Split", "Summary", "UnknownClassError", "base_finished", "cifar100", "image_folder", "resolve_splits",
-           "run_experiment", "run_protocol", "select_device", "summarize"]
+           "GeneratedSource", "ImageFiles", "ImageTensors", "ProtocolConfig", "ProtocolData", "RewriteConfig",
+           "Runtime", "SHAPES", "Split", "Summary", "UnknownClassError", "base_finished", "cifar10", "cifar100",
+           "image_folder", "resolve_splits", "run_experiment", "run_protocol", "run_rewrite_experiment",
+           "select_device", "summarize"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pickle
 import socket
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ import torch
 from .data import DatasetNotFound, ImageTensors, LabelledSource
 from .splits import CIFAR100_SPLITS
 
-__all__ = ["cifar100", "read_pickle"]
+__all__ = ["cifar100", "find_folder", "guarded_download", "read_pickle", "take_classes"]
 
 FOLDER = "cifar-100-python"
 
@@ -65,31 +65,45 @@ def read_pickle(path: Path) -> dict[str, Any]:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
 
 
-def _folder(root: Path, download: bool) -> Path:
-    for candidate in (root / FOLDER, root):
-        if all((candidate / f).is_file() for f in ("train", "meta")):
+def find_folder(root: Path, folder: str, files: Sequence[str], download: Callable[[], Any] | None,
+                missing: str) -> Path:
+    """``root/folder`` (or ``root`` itself) when it holds ``files``; else run ``download`` or raise ``missing``."""
+    for candidate in (root / folder, root):
+        if all((candidate / f).is_file() for f in files):
             return candidate
-    if download:
+    if download is not None:
+        download()
+        return root / folder
+    raise DatasetNotFound(missing)
+
+
+def guarded_download(fetch: Callable[[], Any], name: str, root: Path, instead: str) -> None:
+    """Run torchvision's downloader with a 60 s socket timeout; a failure is one line saying what to do offline."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(60)  # a firewalled network fails within a minute instead of hanging
+    try:
+        fetch()
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad archive a RuntimeError
+        reason = getattr(exc, "reason", None) or exc
+        raise DatasetNotFound(f"could not download {name} into {root} ({' '.join(str(reason).split())[:160]}): "
+                              f"without network access, put {instead}") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _folder(root: Path, download: bool) -> Path:
+    def fetch() -> None:
         import torchvision
 
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(60)  # a firewalled network fails within a minute instead of hanging
-        try:
-            torchvision.datasets.CIFAR100(str(root), train=True, download=True)
-        except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad archive a RuntimeError
-            reason = getattr(exc, "reason", None) or exc
-            raise DatasetNotFound(
-                f"could not download CIFAR-100 into {root} ({' '.join(str(reason).split())[:160]}): without "
-                f"network access, put the unpacked cifar-100-python/ folder (train and meta) at {root / FOLDER}"
-            ) from None
-        finally:
-            socket.setdefaulttimeout(previous)
-        return root / FOLDER
-    raise DatasetNotFound(
+        guarded_download(lambda: torchvision.datasets.CIFAR100(str(root), train=True, download=True),
+                         "CIFAR-100", root, f"the unpacked cifar-100-python/ folder (train and meta) at {root / FOLDER}")
+
+    return find_folder(
+        root, FOLDER, ("train", "meta"),
+        fetch if download else None,
         f"CIFAR-100 not found: expected {root / FOLDER}/train and …/meta (torchvision's layout). "
         "Point --data-root at the folder that contains cifar-100-python/, or add --download on a machine "
-        "with internet access."
-    )
+        "with internet access.")
 
 
 def cifar100(root: str | Path, download: bool = False) -> LabelledSource:
@@ -108,13 +122,14 @@ def cifar100(root: str | Path, download: bool = False) -> LabelledSource:
         raise DatasetNotFound(f"{folder / 'train'} does not hold CIFAR-100 data ({exc})") from None
     if len(labels) != len(images) or labels.min() < 0 or labels.max() >= len(names):
         raise DatasetNotFound(f"{folder / 'train'}: {len(images)} images but labels do not match the meta file")
-    images_t, labels_t = torch.from_numpy(images), torch.from_numpy(labels)
+    everything = ImageTensors(torch.from_numpy(images), torch.from_numpy(labels), names)
+    return LabelledSource("CIFAR-100", names, lambda wanted: take_classes(everything, wanted), CIFAR100_SPLITS)
 
-    def load(wanted: Sequence[str]) -> ImageTensors:
-        ids = [names.index(w) for w in wanted]
-        keep = torch.isin(labels_t, torch.tensor(ids))
-        relabel = torch.full((len(names),), -1, dtype=torch.int64)
-        relabel[ids] = torch.arange(len(ids))
-        return ImageTensors(images_t[keep].clone(), relabel[labels_t[keep]], tuple(wanted))
 
-    return LabelledSource("CIFAR-100", names, load, CIFAR100_SPLITS)
+def take_classes(data: ImageTensors, wanted: Sequence[str]) -> ImageTensors:
+    """The images of the ``wanted`` classes of ``data``, relabelled by their position in ``wanted``."""
+    ids = [data.classes.index(w) for w in wanted]
+    keep = torch.isin(data.labels, torch.tensor(ids))
+    relabel = torch.full((len(data.classes),), -1, dtype=torch.int64)
+    relabel[ids] = torch.arange(len(ids))
+    return ImageTensors(data.images[keep].clone(), relabel[data.labels[keep]], tuple(wanted))

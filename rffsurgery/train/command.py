@@ -19,13 +19,13 @@ _OPTIONS = [
     click.option("--model", default="rff-base-cnn", show_default=True,
                  help="Model (rff-base-cnn, resnet50, timm:…, pkg.mod:factory) or a 'rffsurgery rewrite --out' "
                       "folder; its head is sized for the classes."),
-    click.option("--data", "data", type=click.Choice(["generated", "cifar100", "folder"]), default="generated",
-                 show_default=True,
-                 help="Built-in generated shapes, CIFAR-100 (torchvision layout) or an ImageFolder tree."),
+    click.option("--data", "data", type=click.Choice(["generated", "cifar100", "cifar10", "folder"]),
+                 default="generated", show_default=True,
+                 help="Built-in generated shapes, CIFAR-100 / CIFAR-10 (torchvision layout) or an ImageFolder tree."),
     click.option("--data-root", type=click.Path(path_type=Path),
-                 help="Folder holding cifar-100-python/, or the ImageFolder root."),
+                 help="Folder holding cifar-100-python/ or cifar-10-batches-py/, or the ImageFolder root."),
     click.option("--download", is_flag=True,
-                 help="Download CIFAR-100 into --data-root if it is missing (needs internet)."),
+                 help="Download CIFAR-100 / CIFAR-10 into --data-root if it is missing (needs internet)."),
     click.option("--split", "split", default=None,
                  help="Split name(s): 1.1 … 1.10 (CIFAR-100), g.1/g.2 (generated), a comma list, or 'all'; "
                       "2.1 … 2.10 are experiment 2 and imply --until-overfit."),
@@ -79,7 +79,9 @@ _OPTIONS = [
 
 
 def train_options(fn: Callable) -> Callable:
-    for option in reversed(_OPTIONS):
+    from .rewrite_command import REWRITE_OPTIONS
+
+    for option in reversed(_OPTIONS + REWRITE_OPTIONS):
         fn = option(fn)
     return fn
 
@@ -105,7 +107,7 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
-_APPLIES_TO = {"data_root": ("cifar100", "folder"), "download": ("cifar100",), "image_size": ("folder",),
+_APPLIES_TO = {"data_root": ("cifar100", "cifar10", "folder"), "download": ("cifar100", "cifar10"), "image_size": ("folder",),
                "per_class": ("generated",), "cue": ("generated",)}
 
 
@@ -131,6 +133,10 @@ def _source(o: dict[str, Any]):
         raise InvalidArgument(f"--data {o['data']} needs --data-root")
     if o["data"] == "cifar100":
         return cifar100(o["data_root"], download=o["download"])
+    if o["data"] == "cifar10":
+        from .cifar10 import cifar10
+
+        return cifar10(o["data_root"], download=o["download"])
     return image_folder(o["data_root"], o["image_size"] or model_input_size(o["model"])[-1])
 
 
@@ -179,6 +185,7 @@ def run_command(**o: Any) -> None:
 
     from . import Augment, ProtocolConfig, Split, resolve_splits, run_experiment
     from .report import format_table
+    from .rewrite_command import rewrite_options, run_rewrite_protocol
 
     from ..files import check_folder
 
@@ -192,6 +199,8 @@ def run_command(**o: Any) -> None:
             raise InvalidArgument("--policy and --bn make a plan when none is given; with --plan they come from the file")
         FreezePlan.load(o["plan"])  # a broken file fails now, not after the data are loaded
     source = _source(o)
+    if o["protocol"] == "rewrite":
+        return run_rewrite_protocol(o, source, parse_seeds(o["seeds"]))
     if o["base"] or o["transfer"]:
         if not (o["base"] and o["transfer"]):
             raise InvalidArgument("a custom split needs both --base and --transfer")
@@ -207,7 +216,7 @@ def run_command(**o: Any) -> None:
         l1=o["l1"], dropout=o["dropout"], augment=Augment(o["flip"], o["rotation"], o["zoom"]),
         plan=str(o["plan"]) if o["plan"] else None, policy=o["policy"], select=tuple(o["select"]), bn=o["bn"],
         device=o["device"], amp=not o["no_amp"], deterministic=o["deterministic"], workers=o["workers"],
-        memory_format=o["memory_format"],
+        memory_format=o["memory_format"], rewrite=rewrite_options(o),
     )
     try:
         report = run_experiment(cfg, source, splits, parse_seeds(o["seeds"]), o["out"], resume=o["resume"],

@@ -9,6 +9,7 @@ the head becomes ``Sequential(Dropout(p), Linear)``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -70,11 +71,14 @@ def model_input_size(name: str) -> tuple[int, ...]:
     return tuple(Recipe.from_dict(json.loads((folder / RECIPE_FILE).read_text())).input_size)
 
 
-def build_model(name: str, num_classes: int, dropout: float = 0.0) -> tuple[nn.Module, str, tuple[int, ...]]:
+def build_model(name: str, num_classes: int, dropout: float = 0.0,
+                rewrite: dict[str, Any] | None = None) -> tuple[nn.Module, str, tuple[int, ...]]:
     """Build ``name`` on CPU with a ``num_classes`` head; returns the model, its head path and input size.
 
     ``name`` is a zoo name or a ``rffsurgery rewrite --out`` folder, whose recipe is replayed
     and whose weights are loaded (tensors only, ``weights_only=True``) before the head is resized.
+    ``rewrite``: keyword arguments of :func:`rffsurgery.surgery.rewrite`, applied after the
+    head is sized (the head found afterwards is the rewritten model's last Linear).
     """
     folder = _rewrite_folder(name)
     if folder is None:
@@ -87,5 +91,11 @@ def build_model(name: str, num_classes: int, dropout: float = 0.0) -> tuple[nn.M
         model = load(folder)
     path = find_head(model)
     set_module(model, path, make_head(model.get_submodule(path).in_features, num_classes, dropout))
-    return model, path, model_input_size(name)
+    size = model_input_size(name)
+    if rewrite:
+        from ..surgery import rewrite as apply_rewrite
+
+        model = apply_rewrite(model, input_size=size, **rewrite).after
+        path = find_head(model)
+    return model, path, size
 

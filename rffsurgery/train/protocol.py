@@ -89,6 +89,7 @@ class ProtocolConfig:
     deterministic: bool = False
     workers: int = 2
     memory_format: str = "auto"
+    rewrite: dict[str, Any] | None = None  # keyword arguments of rffsurgery.surgery.rewrite, applied to the model
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "max_epochs": self.max_epochs, "patience": self.patience,
@@ -182,7 +183,8 @@ class _Run:
         runtime = place(select_device(cfg.device, cfg.amp, deterministic=cfg.deterministic), self.world)
         self.path = workdir / "checkpoint.pt"
         seed_everything(seed, "init")
-        model, self.head_path, _ = build_model(cfg.model, len(data.base_train.classes), cfg.dropout)
+        model, self.head_path, _ = build_model(cfg.model, len(data.base_train.classes), cfg.dropout,
+                                               rewrite=cfg.rewrite)
         self.runtime: Runtime = with_memory_format(runtime, model, cfg.memory_format)
         self.plan = self._freeze_plan(model, _input_size(data.base_train))
         if cfg.plan is not None:
