@@ -58,7 +58,10 @@ class Traced:
 
 class _PathTracer(fx.Tracer):
     def __init__(self, leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> None:
+        from .geometry.rules import keeps_whole
+
         super().__init__(autowrap_functions=tuple(autowrap_functions))
+        self._keeps_whole = keeps_whole
         self._leaf_types = tuple(leaf_modules)
         self._path = ""
         self.names: dict[fx.Node, str] = {}
@@ -68,7 +71,8 @@ class _PathTracer(fx.Tracer):
         self._seen: dict[str, int] = defaultdict(int)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, self._leaf_types) or super().is_leaf_module(m, module_qualified_name)
+        return (isinstance(m, self._leaf_types) or self._keeps_whole(type(m))
+                or super().is_leaf_module(m, module_qualified_name))
 
     def call_module(self, m: nn.Module, forward: Callable, args: Any, kwargs: Any) -> Any:
         outer = self._path

@@ -24,6 +24,7 @@ say so (``Rule.shape``), so shape propagation can skip executing them.
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any
 
@@ -38,10 +39,12 @@ from .conv import cond_conv, conv, conv_transpose, pad, same_dynamic, sequential
 from .elementwise import constant, pointwise
 from .pool import pool
 from .reduction import norm_shape_len, normalise_over, over_dim, reduce, spatial_norm
-from .resample import adaptive_pool, interpolate, pixel_shuffle, pixel_unshuffle
+from .resample import adaptive_pool, interpolate, patch_merging_pad, pixel_shuffle, pixel_unshuffle
+from .window import (halo_attention, local_window_attention, swin_block, tiny_vit_block,
+                     torchvision_window_attention)
 from .shape import cat, expand, getitem, movedim, permute, repeat, reshape, split, stack, transpose
 
-__all__ = ["Rule", "RuleFn", "TABLE", "has_module_rule", "lookup", "lookup_module"]
+__all__ = ["Rule", "RuleFn", "TABLE", "has_module_rule", "keeps_whole", "lookup", "lookup_module"]
 
 _ACTIVATIONS = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU,
@@ -142,6 +145,19 @@ TABLE: list[tuple[tuple, Rule]] = [
     ((torch.chunk, ".chunk", torch.split, ".split", torch.unbind, ".unbind", torch.tensor_split, ".tensor_split"),
      Rule(split, name="split")),
     (("timm.models.vgg.ConvMlp",), Rule(sequential_conv_mlp, name="conv")),
+    (("torchvision.models.swin_transformer.shifted_window_attention",
+      "torchvision.models.video.swin_transformer.shifted_window_attention_3d"),
+     Rule(torchvision_window_attention, shape="same", name="window_attention")),
+    (("torchvision.models.swin_transformer._patch_merging_pad",), Rule(patch_merging_pad, name="pixel_unshuffle")),
+    (("timm.models.swin_transformer.PatchMerging", "timm.models.swin_transformer_v2.PatchMerging",
+      "timm.models.swin_transformer_v2_cr.PatchMerging"), Rule(patch_merging_pad, name="pixel_unshuffle", whole=True)),
+    (("timm.models.swin_transformer.SwinTransformerBlock", "timm.models.swin_transformer_v2.SwinTransformerV2Block",
+      "timm.models.swin_transformer_v2_cr.SwinTransformerV2CrBlock"),
+     Rule(swin_block, shape="same", name="window_attention", whole=True)),
+    (("timm.models.tiny_vit.TinyVitBlock",), Rule(tiny_vit_block, shape="same", name="window_attention")),
+    (("timm.models.efficientvit_msra.LocalWindowAttention",),
+     Rule(local_window_attention, shape="same", name="window_attention")),
+    ((f"{TIMM}halo_attn.HaloAttn",), Rule(halo_attention, name="window_attention", whole=True)),
 ]
 
 
@@ -173,6 +189,13 @@ _MODULES, _FUNCTIONS, _METHODS = _build()
 def has_module_rule(cls: type) -> bool:
     """Whether modules of class ``cls`` have a geometry rule (so tracing may keep them whole)."""
     return _module_rule(cls) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def keeps_whole(cls: type) -> bool:
+    """Whether tracing must keep modules of class ``cls`` as one node (their rule says ``whole``)."""
+    rule = _module_rule(cls)
+    return rule is not None and rule.whole
 
 
 def lookup_module(module: nn.Module) -> Rule | None:

@@ -20,12 +20,20 @@ class Rule:
 
     ``shape``: ``"same"`` — the output has the first argument's shape (norms,
     activations, softmax); ``"broadcast"`` — elementwise, so the output has the
-    first argument's shape whenever every tensor argument has it; ``None`` — run it.
+    first argument's shape whenever every tensor argument has it; a function
+    ``(module, args, kwargs) -> output`` that builds the (meta) output from the
+    module's configuration, for ops too slow to run even on the meta device
+    (recurrences step once per position); ``None`` — run it.
+
+    ``whole``: tracing keeps modules with this rule as one node even where fx could
+    trace through them — blocks whose inner reshapes (window partitions) would lose
+    the geometry that the rule knows exactly.
     """
 
     fn: RuleFn
-    shape: str | None = None
+    shape: str | Callable[[Any, tuple, dict], Any] | None = None
     name: str = ""
+    whole: bool = False
 
 
 def tensor_geo(call: Call, index: int = 0, name: str = "input") -> TensorGeom:

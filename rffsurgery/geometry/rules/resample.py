@@ -12,7 +12,8 @@ from ..tensor import Geo, Track
 from .base import RuleFn, ntuple, spatial, tensor_geo
 
 __all__ = [
-    "adaptive_map", "adaptive_pool", "interpolate", "interpolation_map", "pixel_shuffle", "pixel_unshuffle"
+    "adaptive_map", "adaptive_pool", "interpolate", "interpolation_map", "patch_merging_pad", "pixel_shuffle",
+    "pixel_unshuffle"
 ]
 
 
@@ -118,3 +119,18 @@ def pixel_shuffle(call: Call) -> Geo:
 def pixel_unshuffle(call: Call) -> Geo:
     r = call.module.downscale_factor if call.module is not None else call.arg(1, "downscale_factor")
     return spatial(call, 2, [AxisMap.window(r, r, 0)] * 2)
+
+
+def patch_merging_pad(call: Call) -> Geo:
+    """Swin's patch merging on (…, H, W, C): 2×2 space-to-depth after padding to even sizes.
+
+    torchvision's ``_patch_merging_pad`` function, and timm's ``PatchMerging`` blocks
+    (which then normalise and project each token: no spatial effect).
+    """
+    g = tensor_geo(call)
+    dims = list(g.dims)
+    for d in (g.rank - 3, g.rank - 2):
+        t = dims[d]
+        if t is not None and t.map is not None:
+            dims[d] = Track(t.axis, t.map.then(AxisMap.window(2, 2, 0)))
+    return g.with_dims(dims)
