@@ -170,7 +170,7 @@ class _Pass:
             kwargs = fx.node.map_arg(node.kwargs, lambda n: self.states[n].value)
             module = self.modules.get(node.target) if node.op == "call_module" else None
             rule = lookup(node.op, node.target, module)
-            out = _known_output(rule, args, kwargs) if rule is not None else None
+            out = _known_output(rule, module, args, kwargs) if rule is not None else None
             if out is None:
                 try:
                     out = self._execute(node, args, kwargs)
@@ -210,8 +210,10 @@ def _on_meta(module: nn.Module) -> Iterator[None]:
         module.__dict__["_parameters"], module.__dict__["_buffers"] = params, buffers
 
 
-def _known_output(rule: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
-    """A stand-in output for ops whose output shape is their first argument's, or ``None``."""
+def _known_output(rule: Any, module: nn.Module | None, args: tuple, kwargs: dict) -> Any:
+    """A stand-in output for ops whose rule knows their output shape, or ``None``: run the op."""
+    if callable(rule.shape):
+        return rule.shape(module, args, kwargs)
     first = args[0] if args else None
     if rule.shape is None or not isinstance(first, torch.Tensor):
         return None

@@ -38,6 +38,7 @@ from .contraction import einsum, linear, matmul
 from .conv import cond_conv, conv, conv_transpose, pad, same_dynamic, sequential_conv_mlp
 from .elementwise import constant, pointwise
 from .pool import pool
+from .recurrence import recurrence, recurrence_shape
 from .reduction import norm_shape_len, normalise_over, over_dim, reduce, spatial_norm
 from .resample import adaptive_pool, interpolate, patch_merging_pad, pixel_shuffle, pixel_unshuffle
 from .window import (halo_attention, local_window_attention, swin_block, tiny_vit_block,
@@ -145,6 +146,7 @@ TABLE: list[tuple[tuple, Rule]] = [
     ((torch.chunk, ".chunk", torch.split, ".split", torch.unbind, ".unbind", torch.tensor_split, ".tensor_split"),
      Rule(split, name="split")),
     (("timm.models.vgg.ConvMlp",), Rule(sequential_conv_mlp, name="conv")),
+    ((nn.LSTM, nn.GRU, nn.RNN), Rule(recurrence, shape=recurrence_shape, name="recurrence")),
     (("torchvision.models.swin_transformer.shifted_window_attention",
       "torchvision.models.video.swin_transformer.shifted_window_attention_3d"),
      Rule(torchvision_window_attention, shape="same", name="window_attention")),

@@ -134,3 +134,18 @@ def patch_merging_pad(call: Call) -> Geo:
         if t is not None and t.map is not None:
             dims[d] = Track(t.axis, t.map.then(AxisMap.window(2, 2, 0)))
     return g.with_dims(dims)
+
+
+def patch_merging_pad(call: Call) -> Geo:
+    """Swin's patch merging on (…, H, W, C): 2×2 space-to-depth after padding to even sizes.
+
+    torchvision's ``_patch_merging_pad`` function, and timm's ``PatchMerging`` blocks
+    (which then normalise and project each token: no spatial effect).
+    """
+    g = tensor_geo(call)
+    dims = list(g.dims)
+    for d in (g.rank - 3, g.rank - 2):
+        t = dims[d]
+        if t is not None and t.map is not None:
+            dims[d] = Track(t.axis, t.map.then(AxisMap.window(2, 2, 0)))
+    return g.with_dims(dims)
