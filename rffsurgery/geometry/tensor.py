@@ -158,7 +158,10 @@ def unite(inputs: list[tuple[TensorGeom, tuple[int, ...]]], out_shape: tuple[int
         merged = maps[od][0]
         for m in maps[od][1:]:
             if not merged.aligned_with(m):
-                return UnionResult(Misaligned(f"branches meet at different strides {merged.stride} and {m.stride}"))
+                return UnionResult(Misaligned(
+                    f"branches meet at different strides {merged.stride} and {m.stride}: their units do not line "
+                    "up (one branch was resized by a non-integer ratio, e.g. a gate pooled and interpolated back "
+                    "to an odd size), so no receptive field describes this node exactly"))
             if not merged.same_centres(m):
                 notes.append(f"axis {axis_at[od]}: branch centres differ")
             merged = merged.union(m)

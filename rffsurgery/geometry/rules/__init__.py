@@ -40,7 +40,8 @@ from .elementwise import constant, pointwise
 from .pool import pool
 from .recurrence import recurrence, recurrence_shape
 from .reduction import norm_shape_len, normalise_over, over_dim, reduce, spatial_norm
-from .resample import adaptive_pool, interpolate, patch_merging_pad, pixel_shuffle, pixel_unshuffle
+from .resample import adaptive_pool, scale_image, interpolate, patch_merging_pad, pixel_shuffle, pixel_unshuffle
+from .unfold import tensor_unfold, unfold
 from .window import (halo_attention, local_window_attention, swin_block, tiny_vit_block,
                      torchvision_window_attention)
 from .shape import cat, expand, getitem, movedim, permute, repeat, reshape, split, stack, transpose
@@ -134,7 +135,8 @@ TABLE: list[tuple[tuple, Rule]] = [
       nn.TransformerDecoderLayer, nn.TransformerEncoder, nn.Transformer,
       "timm.models.mobilevit.MobileVitBlock", "timm.models.mobilevit.MobileVitV2Block",
       "timm.models.efficientvit_mit.LiteMLA", "timm.models.convit.GPSA",
-      f"{TIMM}non_local_attn.BilinearAttnTransform"), Rule(attention, name="attention")),
+      f"{TIMM}non_local_attn.BilinearAttnTransform", "timm.models.cpubone.ConvAttention"),
+     Rule(attention, name="attention")),
     (("timm.models.xcit.PositionalEncodingFourier", "timm.models.edgenext.PositionalEncodingFourier",
       torch.zeros_like, torch.ones_like, torch.full_like, torch.empty_like, torch.rand_like, torch.randn_like,
       ".new_zeros", ".new_ones", ".new_full", ".new_empty"), Rule(constant, name="constant")),
@@ -146,10 +148,13 @@ TABLE: list[tuple[tuple, Rule]] = [
     ((torch.chunk, ".chunk", torch.split, ".split", torch.unbind, ".unbind", torch.tensor_split, ".tensor_split"),
      Rule(split, name="split")),
     (("timm.models.vgg.ConvMlp",), Rule(sequential_conv_mlp, name="conv")),
+    ((".unfold",), Rule(tensor_unfold, name="unfold")),
+    ((nn.Unfold, F.unfold), Rule(unfold, name="unfold")),
     ((nn.LSTM, nn.GRU, nn.RNN), Rule(recurrence, shape=recurrence_shape, name="recurrence")),
     (("torchvision.models.swin_transformer.shifted_window_attention",
       "torchvision.models.video.swin_transformer.shifted_window_attention_3d"),
      Rule(torchvision_window_attention, shape="same", name="window_attention")),
+    (("timm.models.crossvit.scale_image",), Rule(scale_image, name="interpolate")),
     (("torchvision.models.swin_transformer._patch_merging_pad",), Rule(patch_merging_pad, name="pixel_unshuffle")),
     (("timm.models.swin_transformer.PatchMerging", "timm.models.swin_transformer_v2.PatchMerging",
       "timm.models.swin_transformer_v2_cr.PatchMerging"), Rule(patch_merging_pad, name="pixel_unshuffle", whole=True)),

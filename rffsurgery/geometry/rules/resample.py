@@ -12,7 +12,7 @@ from ..tensor import Geo, Track
 from .base import RuleFn, ntuple, spatial, tensor_geo
 
 __all__ = [
-    "adaptive_map", "adaptive_pool", "interpolate", "interpolation_map", "patch_merging_pad", "pixel_shuffle",
+    "adaptive_map", "adaptive_pool", "scale_image", "interpolate", "interpolation_map", "patch_merging_pad", "pixel_shuffle",
     "pixel_unshuffle"
 ]
 
@@ -149,3 +149,17 @@ def patch_merging_pad(call: Call) -> Geo:
         if t is not None and t.map is not None:
             dims[d] = Track(t.axis, t.map.then(AxisMap.window(2, 2, 0)))
     return g.with_dims(dims)
+
+
+def scale_image(call: Call) -> Geo:
+    """timm CrossViT's ``scale_image``: the image resized to ``ss`` (bicubic) or centre-cropped to it."""
+    g = tensor_geo(call)
+    ss, crop = tuple(call.arg(1, "ss")), bool(call.arg(2, "crop_scale", False))
+    size = call.in_shape[-2:]
+    if tuple(size) == ss:
+        return g
+    if crop and all(o <= i for o, i in zip(ss, size)):
+        offsets = [int(round((i - o) / 2.0)) for i, o in zip(size, ss)]
+        return spatial(call, 2, [AxisMap.window(1, 1, -off) for off in offsets])
+    maps = iter([interpolation_map("bicubic", i, o, Fraction(i, o), False) for i, o in zip(size, ss)])
+    return _resample(call, 2, lambda i, o: next(maps))
