@@ -208,25 +208,10 @@ def _is_main(layer: LayerRF) -> bool:
 
 
 def parse_input_size(value: Any, default: tuple[int, ...] = (3, 224, 224)) -> tuple[int, ...]:
-    """``224`` → (3, 224, 224); ``"3,224,224"``/``"3x224x224"``/``(3, 224, 224)`` as given; ``"224x192"`` → (3, 224, 192)."""
-    if value is None:
-        return tuple(default)
-    if isinstance(value, int):
-        return (3, value, value)
-    if isinstance(value, str):
-        parts = [p for p in value.replace("x", ",").replace("×", ",").split(",") if p.strip()]
-        try:
-            value = tuple(int(p) for p in parts)
-        except ValueError:
-            raise ValueError(f"input size must be integers like 224, 224x192 or 3,224,224 (got {value!r})") from None
-        if len(value) == 1:
-            return (3, value[0], value[0])
-        if len(value) == 2:
-            return (3, *value)
-    size = tuple(int(v) for v in value)
-    if len(size) < 2 or any(v < 1 for v in size):
-        raise ValueError(f"input size must be (channels, *spatial) with positive sizes, got {size}")
-    return size
+    """``224``, ``"224x192"``, ``"1,16000"``, ``"3,16,112,112"`` or a tuple → ``(C, *spatial)``; see :func:`zoo.parse_size`."""
+    from .zoo import parse_size
+
+    return parse_size(value, default)
 
 
 def _op_label(node: fx.Node, module: nn.Module | None) -> str:

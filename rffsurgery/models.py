@@ -1,4 +1,4 @@
-"""Built-in models: the base CNN of the RFF paper (Table 3)."""
+"""Built-in models: the base CNN of the RFF paper (Table 3), and two 1-D audio nets (``audio.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from .audio import M5, TCN
 
 __all__ = ["BUILTIN", "RFFBaseCNN"]
 
@@ -49,4 +51,6 @@ class RFFBaseCNN(nn.Module):
 
 BUILTIN: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "rff-base-cnn": (RFFBaseCNN, RFFBaseCNN.default_input_size),
+    "m5": (M5, M5.default_input_size),
+    "tcn": (TCN, TCN.default_input_size),
 }

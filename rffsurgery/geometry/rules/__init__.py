@@ -44,7 +44,8 @@ from .resample import adaptive_pool, scale_image, interpolate, patch_merging_pad
 from .unfold import tensor_unfold, unfold
 from .window import (halo_attention, local_window_attention, swin_block, tiny_vit_block,
                      torchvision_window_attention)
-from .shape import cat, expand, getitem, movedim, permute, repeat, reshape, split, stack, transpose
+from .shape import (cat, expand, getitem, movedim, permute, repeat, reshape, reshape_with_size, split, stack,
+                    transpose)
 
 __all__ = ["Rule", "RuleFn", "TABLE", "has_module_rule", "keeps_whole", "lookup", "lookup_module"]
 
@@ -154,6 +155,8 @@ TABLE: list[tuple[tuple, Rule]] = [
     (("torchvision.models.swin_transformer.shifted_window_attention",
       "torchvision.models.video.swin_transformer.shifted_window_attention_3d"),
      Rule(torchvision_window_attention, shape="same", name="window_attention")),
+    (("torchvision.models.video.mvit._squeeze",), Rule(reshape, name="reshape")),
+    (("torchvision.models.video.mvit._unsqueeze",), Rule(reshape_with_size, name="reshape", mixed=True)),
     (("timm.models.crossvit.scale_image",), Rule(scale_image, name="interpolate")),
     (("torchvision.models.swin_transformer._patch_merging_pad",), Rule(patch_merging_pad, name="pixel_unshuffle")),
     (("timm.models.swin_transformer.PatchMerging", "timm.models.swin_transformer_v2.PatchMerging",

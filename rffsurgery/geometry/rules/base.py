@@ -34,6 +34,7 @@ class Rule:
     shape: str | Callable[[Any, tuple, dict], Any] | None = None
     name: str = ""
     whole: bool = False
+    mixed: bool = False  # returns a tuple of a tensor and plain values (torchvision MViT's ``_unsqueeze``)
 
 
 def tensor_geo(call: Call, index: int = 0, name: str = "input") -> TensorGeom:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from typing import Any
 
@@ -11,7 +13,10 @@ from ..tensor import Geo, TensorGeom, Track, unite
 from .base import norm_dims, tensor_geo
 from .elementwise import pointwise
 
-__all__ = ["cat", "expand", "getitem", "movedim", "permute", "repeat", "reshape", "split", "stack", "transpose"]
+__all__ = [
+    "cat", "expand", "getitem", "movedim", "permute", "repeat", "reshape", "reshape_with_size", "split",
+    "stack", "transpose"
+]
 
 
 def reshape(call: Call) -> Geo:
@@ -193,3 +198,8 @@ def repeat(call: Call) -> Geo:
         if t is not None and call.out_shape[d + offset] != n:
             raise RuleError("tiling along a spatial dim")
     return g.with_dims([None] * offset + list(g.dims))
+
+
+def reshape_with_size(call: Call) -> Geo:
+    """torchvision MViT's ``_unsqueeze``: ``(x.unsqueeze(d) or x, x.dim())`` — a reshape and a plain int."""
+    return reshape(replace(call, out=call.out[0])), None
