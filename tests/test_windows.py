@@ -18,6 +18,7 @@ import timm
 import torch
 from timm.layers.halo_attn import HaloAttn
 from timm.models.crossvit import scale_image
+from timm.models.mobilenetv5 import MobileNetV5MultiScaleFusionAdapter
 from torch import nn
 from torchvision.models.swin_transformer import SwinTransformer as TorchvisionSwin
 
@@ -219,6 +220,25 @@ class Scaled(nn.Module):
 @pytest.mark.parametrize("crop", [False, True])
 def test_crossvit_scale_image_every_unit(crop: bool) -> None:
     check_every_unit(Scaled(crop), (3, 12, 12), ["conv"], channels_last=False)
+
+
+class Fusion(nn.Module):
+    """MobileNetV5's multi-scale fusion of a full- and a half-resolution map, pooled or resized after."""
+
+    def __init__(self, output_resolution: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.msfa = MobileNetV5MultiScaleFusionAdapter([4, 4], 4, output_resolution)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.c1(x)
+        return self.msfa([a, self.c2(a)])
+
+
+@pytest.mark.parametrize("output_resolution", [8, 6])
+def test_mobilenetv5_fusion_adapter_every_unit(output_resolution: int) -> None:
+    check_every_unit(Fusion(output_resolution), (3, 16, 16), ["msfa"], channels_last=False)
 
 
 def test_untraceable_control_flow_names_the_construct() -> None:

@@ -40,7 +40,7 @@ from .elementwise import constant, pointwise
 from .pool import pool
 from .recurrence import recurrence, recurrence_shape
 from .reduction import norm_shape_len, normalise_over, over_dim, reduce, spatial_norm
-from .resample import adaptive_pool, scale_image, interpolate, patch_merging_pad, pixel_shuffle, pixel_unshuffle
+from .resample import adaptive_pool, multi_scale_fusion, scale_image, interpolate, patch_merging_pad, pixel_shuffle, pixel_unshuffle
 from .unfold import tensor_unfold, unfold
 from .window import (halo_attention, local_window_attention, swin_block, tiny_vit_block,
                      torchvision_window_attention)
@@ -157,6 +157,7 @@ TABLE: list[tuple[tuple, Rule]] = [
      Rule(torchvision_window_attention, shape="same", name="window_attention")),
     (("torchvision.models.video.mvit._squeeze",), Rule(reshape, name="reshape")),
     (("torchvision.models.video.mvit._unsqueeze",), Rule(reshape_with_size, name="reshape", mixed=True)),
+    (("timm.models.mobilenetv5.MobileNetV5MultiScaleFusionAdapter",), Rule(multi_scale_fusion, name="interpolate")),
     (("timm.models.crossvit.scale_image",), Rule(scale_image, name="interpolate")),
     (("torchvision.models.swin_transformer._patch_merging_pad",), Rule(patch_merging_pad, name="pixel_unshuffle")),
     (("timm.models.swin_transformer.PatchMerging", "timm.models.swin_transformer_v2.PatchMerging",

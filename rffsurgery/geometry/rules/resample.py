@@ -6,13 +6,15 @@ import math
 from fractions import Fraction
 from typing import Callable
 
+from torch import nn
+
 from ..algebra import AxisMap
 from ..call import Call, RuleError
-from ..tensor import Geo, Track
+from ..tensor import Geo, TensorGeom, Track, unite
 from .base import RuleFn, ntuple, spatial, tensor_geo
 
 __all__ = [
-    "adaptive_map", "adaptive_pool", "scale_image", "interpolate", "interpolation_map", "patch_merging_pad", "pixel_shuffle",
+    "adaptive_map", "adaptive_pool", "scale_image", "interpolate", "interpolation_map", "multi_scale_fusion", "patch_merging_pad", "pixel_shuffle",
     "pixel_unshuffle"
 ]
 
@@ -163,3 +165,41 @@ def scale_image(call: Call) -> Geo:
         return spatial(call, 2, [AxisMap.window(1, 1, -off) for off in offsets])
     maps = iter([interpolation_map("bicubic", i, o, Fraction(i, o), False) for i, o in zip(size, ss)])
     return _resample(call, 2, lambda i, o: next(maps))
+
+
+def _resized(g: TensorGeom, sizes_in: tuple[int, ...], sizes_out: tuple[int, ...], mode: str) -> TensorGeom:
+    """``F.interpolate(x, size=sizes_out, mode=mode)`` on the last two dims of a tensor with geometry ``g``."""
+    dims = list(g.dims)
+    for d, i, o in zip((g.rank - 2, g.rank - 1), sizes_in, sizes_out):
+        t = dims[d]
+        if t is not None and t.map is not None and i != o:
+            dims[d] = Track(t.axis, t.map.then(interpolation_map(mode, i, o, Fraction(i, o), False)))
+    return g.with_dims(dims)
+
+
+def multi_scale_fusion(call: Call) -> Geo:
+    """timm MobileNetV5's ``MultiScaleFusionAdapter``: resize every input up to the first's size, concatenate,
+    a pointwise FFN and norm, then average-pool (whole ratio) or bilinear-resize to ``output_resolution``."""
+    m = call.module
+    if any(k != 1 for conv in m.ffn.modules() if isinstance(conv, nn.Conv2d) for k in conv.kernel_size):
+        raise RuleError("fusion FFN with a spatial kernel")
+    values, geos = call.arg(0, "inputs"), call.geo(0, "inputs")
+    high = tuple(values[0].shape[-2:])
+    resized = []
+    for value, g in zip(values, geos):
+        if not isinstance(g, TensorGeom):
+            raise RuleError("fusion input without a traced geometry")
+        size = tuple(value.shape[-2:])
+        up = size[0] < high[0] or size[1] < high[1]
+        resized.append((_resized(g, size, high, m.interpolation_mode) if up else g, (*value.shape[:-2], *high)))
+    out_shape = (*call.out_shape[:2], *high)
+    result = unite(resized, out_shape)
+    call.notes.extend(result.notes)
+    g = result.geom
+    if not isinstance(g, TensorGeom) or high == tuple(m.output_resolution):
+        return g
+    if any(h % o for h, o in zip(high, m.output_resolution)):
+        return _resized(g, high, tuple(m.output_resolution), "bilinear")
+    return g.with_dims([*g.dims[:-2], *(
+        t if t is None or t.map is None else Track(t.axis, t.map.then(AxisMap.window(h // o, h // o, 0)))
+        for t, h, o in zip(g.dims[-2:], high, m.output_resolution))])
