@@ -9,7 +9,7 @@ from ..algebra import AxisMap
 from ..call import Call, RuleError
 from ..tensor import Geo, TensorGeom, Track
 
-__all__ = ["Rule", "RuleFn", "RuleError", "lose", "norm_dims", "ntuple", "spatial", "tensor_geo"]
+__all__ = ["Rule", "RuleFn", "RuleError", "compose", "lose", "norm_dims", "ntuple", "spatial", "tensor_geo"]
 
 RuleFn = Callable[[Call], Geo]
 
@@ -67,6 +67,16 @@ def spatial(call: Call, n: int, maps: Iterable[AxisMap | None], g: TensorGeom | 
         if m is None or t is None or t.map is None:
             continue
         dims[d] = Track(t.axis, t.map.then(m))
+    return g.with_dims(dims)
+
+
+def compose(g: TensorGeom, maps: dict[int, AxisMap]) -> TensorGeom:
+    """Compose the map of each listed dim with ``maps[dim]``; dims without a local map stay as they are."""
+    dims = list(g.dims)
+    for d, m in maps.items():
+        t = dims[d]
+        if t is not None and t.map is not None:
+            dims[d] = Track(t.axis, t.map.then(m))
     return g.with_dims(dims)
 
 

@@ -11,7 +11,7 @@ from torch import nn
 from ..algebra import AxisMap
 from ..call import Call, RuleError
 from ..tensor import Geo, TensorGeom, Track, unite
-from .base import RuleFn, ntuple, spatial, tensor_geo
+from .base import RuleFn, compose, ntuple, spatial, tensor_geo
 
 __all__ = [
     "adaptive_map", "adaptive_pool", "scale_image", "interpolate", "interpolation_map", "multi_scale_fusion", "patch_merging_pad", "pixel_shuffle",
@@ -130,27 +130,7 @@ def patch_merging_pad(call: Call) -> Geo:
     (which then normalise and project each token: no spatial effect).
     """
     g = tensor_geo(call)
-    dims = list(g.dims)
-    for d in (g.rank - 3, g.rank - 2):
-        t = dims[d]
-        if t is not None and t.map is not None:
-            dims[d] = Track(t.axis, t.map.then(AxisMap.window(2, 2, 0)))
-    return g.with_dims(dims)
-
-
-def patch_merging_pad(call: Call) -> Geo:
-    """Swin's patch merging on (…, H, W, C): 2×2 space-to-depth after padding to even sizes.
-
-    torchvision's ``_patch_merging_pad`` function, and timm's ``PatchMerging`` blocks
-    (which then normalise and project each token: no spatial effect).
-    """
-    g = tensor_geo(call)
-    dims = list(g.dims)
-    for d in (g.rank - 3, g.rank - 2):
-        t = dims[d]
-        if t is not None and t.map is not None:
-            dims[d] = Track(t.axis, t.map.then(AxisMap.window(2, 2, 0)))
-    return g.with_dims(dims)
+    return compose(g, {g.rank - 3: AxisMap.window(2, 2, 0), g.rank - 2: AxisMap.window(2, 2, 0)})
 
 
 def scale_image(call: Call) -> Geo:
@@ -169,12 +149,8 @@ def scale_image(call: Call) -> Geo:
 
 def _resized(g: TensorGeom, sizes_in: tuple[int, ...], sizes_out: tuple[int, ...], mode: str) -> TensorGeom:
     """``F.interpolate(x, size=sizes_out, mode=mode)`` on the last two dims of a tensor with geometry ``g``."""
-    dims = list(g.dims)
-    for d, i, o in zip((g.rank - 2, g.rank - 1), sizes_in, sizes_out):
-        t = dims[d]
-        if t is not None and t.map is not None and i != o:
-            dims[d] = Track(t.axis, t.map.then(interpolation_map(mode, i, o, Fraction(i, o), False)))
-    return g.with_dims(dims)
+    return compose(g, {d: interpolation_map(mode, i, o, Fraction(i, o), False)
+                       for d, i, o in zip((g.rank - 2, g.rank - 1), sizes_in, sizes_out) if i != o})
 
 
 def multi_scale_fusion(call: Call) -> Geo:
@@ -200,6 +176,5 @@ def multi_scale_fusion(call: Call) -> Geo:
         return g
     if any(h % o for h, o in zip(high, m.output_resolution)):
         return _resized(g, high, tuple(m.output_resolution), "bilinear")
-    return g.with_dims([*g.dims[:-2], *(
-        t if t is None or t.map is None else Track(t.axis, t.map.then(AxisMap.window(h // o, h // o, 0)))
-        for t, h, o in zip(g.dims[-2:], high, m.output_resolution))])
+    return compose(g, {g.rank - 2 + a: AxisMap.window(h // o, h // o, 0)
+                       for a, (h, o) in enumerate(zip(high, m.output_resolution))})

@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..algebra import AxisMap
 from ..call import Call, RuleError
 from ..tensor import Geo, Track
-from .base import ntuple, tensor_geo
+from .base import compose, ntuple, tensor_geo
 
 __all__ = ["tensor_unfold", "unfold"]
 
@@ -26,11 +26,8 @@ def tensor_unfold(call: Call) -> Geo:
     g = tensor_geo(call)
     dim = call.arg(1, "dimension") % g.rank
     size, step = call.arg(2, "size"), call.arg(3, "step")
-    dims = list(g.dims)
-    t = dims[dim]
-    if t is not None and t.map is not None:
-        dims[dim] = Track(t.axis, t.map.then(AxisMap.window(size, step, 0)))
-    return g.with_dims([*dims, None])
+    g = compose(g, {dim: AxisMap.window(size, step, 0)})
+    return g.with_dims([*g.dims, None])
 
 
 def unfold(call: Call) -> Geo:

@@ -26,7 +26,7 @@ from torch import nn
 from ..algebra import AxisMap
 from ..call import Call, RuleError
 from ..tensor import Geo, TensorGeom, Track
-from .base import ntuple, tensor_geo
+from .base import compose, ntuple, tensor_geo
 
 __all__ = ["halo_attention", "local_window_attention", "swin_block", "tiny_vit_block",
            "torchvision_window_attention", "window_map"]
@@ -161,10 +161,4 @@ def halo_attention(call: Call) -> Geo:
     m_axis = AxisMap(per_block, block, (-halo,) * per_block, (-halo + win - 1,) * per_block).minimal()
     if isinstance(m.pool, nn.AvgPool2d):  # stride taken by a 2×2 average pool after the attention
         m_axis = m_axis.then(AxisMap.window(2, 2, 0))
-    g = tensor_geo(call)
-    out = list(g.dims)
-    for d in (2, 3):
-        t = out[d]
-        if t is not None and t.map is not None:
-            out[d] = Track(t.axis, t.map.then(m_axis))
-    return g.with_dims(out)
+    return compose(tensor_geo(call), {2: m_axis, 3: m_axis})
