@@ -23,7 +23,7 @@ import inspect
 import sys
 import traceback
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
@@ -50,7 +50,6 @@ class Traced:
     graph: fx.Graph
     names: dict[fx.Node, str]
     module_outputs: dict[str, str]  # non-leaf module path → name of the node holding its output
-    kept_whole: dict[type, str] = field(default_factory=dict)  # untraceable module class → what fx tripped on
 
     @functools.cached_property
     def graph_module(self) -> fx.GraphModule:
@@ -121,11 +120,7 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     """Trace ``model`` in eval mode (restoring its mode afterwards).
 
     ``leaf_modules`` are kept as single nodes (give them a geometry rule);
-    ``autowrap_functions`` are recorded as calls instead of traced through.  A
-    submodule fx cannot follow (data-dependent control flow) is kept as one node
-    too, and ``Traced.kept_whole`` says why: the analysis reports it unknown with
-    that reason instead of failing the whole model.  A failure in the model's own
-    forward raises :class:`TraceError`, naming the construct and the fix.
+    ``autowrap_functions`` are recorded as calls instead of traced through.
     """
     from .geometry.rules import has_module_rule
 
@@ -137,7 +132,6 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     params = list(inspect.signature(model.forward).parameters.values())[1:]
     concrete = {p.name: p.default for p in params
                 if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    kept_whole: dict[type, str] = {}
     was_training = model.training
     model.eval()
     try:
@@ -149,11 +143,6 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
             except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, AttributeError…
                 stack = tracer.failed_in or []
                 culprit = next((type(m) for _, m in reversed(stack) if type(m) in optional), None)
-                if culprit is None and stack and len(kept_whole) < _MAX_KEPT_WHOLE:
-                    # fx cannot follow this module (its forward branches on a traced value): keep it as
-                    # one node, reported unknown with the reason, and analyse the rest of the model
-                    culprit = type(stack[-1][1])
-                    kept_whole[culprit] = _construct(exc)
                 if culprit is None:
                     raise _trace_error(model, stack, exc) from exc
                 optional.discard(culprit)  # timm knew: keep that block whole and try again
@@ -161,10 +150,8 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     finally:
         model.train(was_training)
     outputs = {path: tracer.names[node] for path, node in tracer.module_outputs.items()}
-    return Traced(tracer.root, graph, tracer.names, outputs, kept_whole)
+    return Traced(tracer.root, graph, tracer.names, outputs)
 
-
-_MAX_KEPT_WHOLE = 16  # untraceable modules kept whole before giving up with a TraceError
 
 _CONSTRUCTS = (
     ("cannot be used as inputs to control flow", "data-dependent control flow (an if/while on a traced value)"),

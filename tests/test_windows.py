@@ -253,14 +253,3 @@ def test_untraceable_control_flow_names_the_construct() -> None:
     with pytest.raises(TraceError, match=r"data-dependent control flow.*x\.sum\(\) > 0.*--leaf") as info:
         analyze(Branchy(), 8)
     assert "\n" not in str(info.value)
-
-
-def test_untraceable_submodule_is_kept_whole_with_the_reason() -> None:
-    class Gate(nn.Module):
-        def forward(self, x):
-            return x if x.sum() > 0 else -x
-
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), Gate(), nn.Conv2d(4, 4, 3))
-    plan = analyze(model, 12)
-    assert plan["0"].rf == (3, 3) and not plan.complete
-    assert "data-dependent control flow" in plan["1"].reason and "x.sum() > 0" in plan["1"].reason

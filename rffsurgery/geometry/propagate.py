@@ -90,10 +90,8 @@ def _flat_geos(geo: Any) -> list:
 
 
 class _Pass:
-    def __init__(self, root: nn.Module, graph: fx.Graph, names: dict[fx.Node, str], real: bool,
-                 kept_whole: dict[type, str]) -> None:
+    def __init__(self, root: nn.Module, graph: fx.Graph, names: dict[fx.Node, str], real: bool) -> None:
         self.root = root
-        self.kept_whole = kept_whole
         self.graph = graph
         self.names = names
         self.real = real
@@ -149,9 +147,6 @@ class _Pass:
         name = self.names[node]
         if rule is None:
             what = type(module).__qualname__ if module is not None else _op_name(node)
-            why = self.kept_whole.get(type(module)) if module is not None else None
-            if why:
-                what += f" (torch.fx cannot trace it: {why}; kept as one node: give it a rule or fix the construct)"
             return NodeState(out, Unknown(f"no geometry rule for {what}", name))
         call = Call(node, module, args, kwargs, geo_args, geo_kwargs, out)
         try:
@@ -260,4 +255,4 @@ def propagate(traced: "Traced", input_shape: tuple[int, ...], real: bool = False
     device = "cpu" if real else "meta"
     example = torch.zeros(input_shape, device=device)
     with torch.no_grad():
-        return _Pass(traced.root, traced.graph, traced.names, real, traced.kept_whole).run(example)
+        return _Pass(traced.root, traced.graph, traced.names, real).run(example)
