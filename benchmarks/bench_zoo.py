@@ -269,7 +269,7 @@ def summarise(results: list[dict[str, Any]], wall: float) -> dict[str, Any]:
         if sum(c.values()):
             print(f"  {src:<12} {sum(c.values()):5d} models: complete {c['complete']}, partial {c['partial']}, "
                   f"failed {c['failed']}")
-    print(f"share analysed {analysed / n:.1%} (target >= {SHARE_TARGET:.0%}) "
+    print(f"share analysed {analysed / n:.1%} (target >= {SHARE_TARGET:.1%}) "
           f"{'PASS' if analysed / n >= SHARE_TARGET else 'MISS'}; share complete {status['complete'] / n:.1%} "
           f"(target >= {COMPLETE_TARGET:.0%}) {'PASS' if status['complete'] / n >= COMPLETE_TARGET else 'MISS'}")
     print(f"total time {wall:.0f} s (target < {TIME_TARGET_S} s on 2 cores) "

@@ -204,6 +204,14 @@ def test_recurrence_is_never_stepped_for_shapes(monkeypatch: pytest.MonkeyPatch)
     assert [l.shape for l in plan] == [l.shape for l in plan_ok]
 
 
+def test_recurrence_with_the_wrong_feature_size_is_a_shape_error() -> None:
+    from rffsurgery.geometry.propagate import ShapeError
+
+    model = nn.Sequential(nn.Flatten(2), nn.LSTM(5, 3))  # (1, 3, H·W) read as (seq 1, batch 3, 64 features)
+    with pytest.raises(ShapeError, match="input_size"):
+        analyze(model, 8)
+
+
 class Scaled(nn.Module):
     """crossvit's ``scale_image``: bicubic resize, and the centre crop (a conv padding the crop would read zeros
     inside the image, where the unclipped interval reads pixels: no padding here)."""

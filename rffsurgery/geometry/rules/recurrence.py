@@ -37,8 +37,8 @@ def _layout(module: nn.RNNBase, x: torch.Tensor) -> tuple[int | None, int]:
 def recurrence_shape(module: nn.RNNBase, args: tuple, kwargs: dict) -> Any:
     """The outputs ``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``) as meta tensors, without stepping."""
     x = args[0] if args else kwargs.get("input")
-    if not isinstance(x, torch.Tensor):
-        return None  # a PackedSequence: let the module run
+    if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3) or x.shape[-1] != module.input_size:
+        return None  # a PackedSequence, or an input the module refuses: let it run and say why
     batch, seq = _layout(module, x)
     directions = 2 if module.bidirectional else 1
     hidden = module.hidden_size
