@@ -29,6 +29,8 @@ __all__ = ["OUT", "command_line", "interleaved", "machine", "median", "parser", 
            "write_result"]
 
 OUT = Path(__file__).resolve().parent / "out"
+# measure the checkout these scripts live in, not whichever rffsurgery is installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -10,8 +10,6 @@ imports neither, so the dependency runs one way: tags → analysis, plan → ana
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -29,7 +27,6 @@ from .errors import InvalidArgument, RffError, brief
 __all__ = ["LayerRF", "Plan", "UnknownOpError", "analyze", "parse_input_size"]
 
 GLOBAL = "global"
-MAX_INPUT_ELEMENTS = 2**40
 _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
                    "pixel_unshuffle", "linear", "attention"}
 
@@ -199,45 +196,10 @@ def _is_main(layer: LayerRF) -> bool:
 
 
 def parse_input_size(value: Any, default: tuple[int, ...] = (3, 224, 224)) -> tuple[int, ...]:
-    """``224`` → (3, 224, 224); ``"3,224,224"``/``"3x224x224"``/``(3, 224, 224)`` as given; ``"224x192"`` → (3, 224, 192).
+    """``224``, ``"224x192"``, ``"1,16000"``, ``"3,16,112,112"`` or a tuple → ``(C, *spatial)``; see :func:`zoo.parse_size`."""
+    from .zoo import parse_size
 
-    Anything else (fractions, zero or negative sizes, sizes too large to describe a
-    tensor, a missing spatial axis) is an :class:`InvalidArgument`, never truncated.
-    """
-    if value is None:
-        return tuple(default)
-    given = value
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return _checked_size((3, value, value), given)
-    if isinstance(value, str):
-        parts = [p for p in value.replace("x", ",").replace("×", ",").split(",") if p.strip()]
-        try:
-            value = tuple(int(p) for p in parts)
-        except ValueError:
-            raise InvalidArgument(f"input size must be integers like 224, 224x192 or 3,224,224 "
-                                  f"(got {given!r})") from None
-        if len(value) == 1:
-            return _checked_size((3, value[0], value[0]), given)
-        if len(value) == 2:
-            return _checked_size((3, *value), given)
-    if not isinstance(value, Sequence) or isinstance(value, str) or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
-        raise InvalidArgument(f"input size must be an int or a sequence of integers (channels, *spatial) "
-                              f"such as (3, 224, 224), got {given!r}")
-    return _checked_size(tuple(int(v) for v in value), given)
-
-
-def _checked_size(size: tuple[int, ...], given: Any) -> tuple[int, ...]:
-    if len(size) < 2:
-        raise InvalidArgument(f"input size needs channels and at least one spatial size, e.g. 3,224,224 "
-                              f"(got {given!r}); receptive fields are measured along spatial axes")
-    if any(v < 1 for v in size):
-        raise InvalidArgument(f"input size must be positive in every dimension, got {given!r} "
-                              f"(e.g. 224, 224x192 or 3,224,224)")
-    if math.prod(size) > MAX_INPUT_ELEMENTS:
-        raise InvalidArgument(f"input size {given!r} has {math.prod(size):.3g} elements, more than any tensor "
-                              f"can hold here (limit {MAX_INPUT_ELEMENTS:.3g}); give a smaller size")
-    return size
+    return parse_size(value, default)
 
 
 def _op_label(node: fx.Node, module: nn.Module | None) -> str:

@@ -91,8 +91,9 @@ def _schedule(epochs: str | None, every: int | None, start: int, stop: int | Non
 
 @main.command()
 @click.argument("model")
-@click.option("--input-size", "input_size", default=None, metavar="C,H,W",
-              help="Input size: 224, 224x192 or 3,224,224. Default: the model's own, else 3,224,224.")
+@click.option("--input-size", "input_size", default=None, metavar="SIZE",
+              help="Input size: 224 (H=W), 224x192 (HxW), or channels first with commas: 1,16000 (1-D), "
+                   "3,224,224, 3,16,112,112 (video). Default: the model's own, else 3,224,224.")
 @click.option("--num-classes", type=int, default=None, metavar="N",
               help="Build MODEL with an N-class head (default: the model's own).")
 @click.option("--all", "every_node", is_flag=True, help="Show every node, not only the main layers.")
@@ -344,7 +345,7 @@ def plan_check(path: str, model: str, num_classes: int | None) -> None:
               help="Replace eligible Conv2d layers with channel-sliding Conv3d of S filters.")
 @click.option("--conv3d-layers", multiple=True, metavar="GLOB",
               help="Conv2d layers to consider (module-path globs, repeatable; default: all but the stem).")
-@click.option("--input-size", "input_size", default=None, metavar="C,H,W", help="As for analyze.")
+@click.option("--input-size", "input_size", default=None, metavar="SIZE", help="As for analyze.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write recipe.json + state_dict.pt into this directory.")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,

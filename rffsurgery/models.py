@@ -1,4 +1,5 @@
-"""Built-in models: the base CNN of the RFF paper (Table 3) and the three CNNs of paper 002 (docs/rewrites.md)."""
+"""Built-in models: the base CNN of the RFF paper (Table 3), the three CNNs of paper 002 (docs/rewrites.md)
+and two 1-D audio nets (``audio.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from .audio import M5, TCN
 
 __all__ = ["BUILTIN", "P002ResNet", "P002SmallCNN", "P002VGG", "RFFBaseCNN"]
 
@@ -142,4 +145,6 @@ BUILTIN: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "p002-small-cnn": (P002SmallCNN, P002SmallCNN.default_input_size),
     "p002-vgg": (P002VGG, P002VGG.default_input_size),
     "p002-resnet": (P002ResNet, P002ResNet.default_input_size),
+    "m5": (M5, M5.default_input_size),
+    "tcn": (TCN, TCN.default_input_size),
 }

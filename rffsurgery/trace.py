@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import traceback
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -58,7 +59,10 @@ class Traced:
 
 class _PathTracer(fx.Tracer):
     def __init__(self, leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> None:
+        from .geometry.rules import keeps_whole
+
         super().__init__(autowrap_functions=tuple(autowrap_functions))
+        self._keeps_whole = keeps_whole
         self._leaf_types = tuple(leaf_modules)
         self._path = ""
         self.names: dict[fx.Node, str] = {}
@@ -68,7 +72,8 @@ class _PathTracer(fx.Tracer):
         self._seen: dict[str, int] = defaultdict(int)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, self._leaf_types) or super().is_leaf_module(m, module_qualified_name)
+        return (isinstance(m, self._leaf_types) or self._keeps_whole(type(m))
+                or super().is_leaf_module(m, module_qualified_name))
 
     def call_module(self, m: nn.Module, forward: Callable, args: Any, kwargs: Any) -> Any:
         outer = self._path
@@ -149,13 +154,33 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     return Traced(tracer.root, graph, tracer.names, outputs)
 
 
+_CONSTRUCTS = (
+    ("cannot be used as inputs to control flow", "data-dependent control flow (an if/while on a traced value)"),
+    ("cannot be iterated", "iteration over a traced tensor"),
+    ("len() is not supported", "len() of a traced tensor"),
+)
+
+
+def _construct(exc: Exception) -> str:
+    """What fx tripped on, in words, and where in the model's source (the last frame outside torch)."""
+    text = str(exc)
+    what = next((name for marker, name in _CONSTRUCTS if marker in text), f"{type(exc).__name__}: {text}")
+    torch_dir = torch.__file__.rsplit("/", 1)[0]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(torch_dir) and not f.filename.endswith(("rffsurgery/trace.py",))]
+    if frames:
+        f = frames[-1]
+        what += f" at {f.filename.rsplit('/', 1)[-1]}:{f.lineno} ({(f.line or '').strip()[:80]})"
+    return what.replace("\n", " ")
+
+
 def _trace_error(model: nn.Module, stack: list[tuple[str, nn.Module]], exc: Exception) -> TraceError:
     path, module = stack[-1] if stack else ("", None)
     kind = type(module).__qualname__ if module is not None else "Cls"
     where = f"module '{path}' ({kind})" if path else "the model's own forward"
     return TraceError(
-        f"torch.fx cannot trace {type(model).__name__}: in {where}: {type(exc).__name__}: "
-        f"{' '.join(str(exc).split())}. Fix: keep that module as one node (analyze(..., leaf_modules=[{kind}]) or "
+        f"torch.fx cannot trace {type(model).__name__}: in {where}: {_construct(exc)}; "
+        f"fix: keep that module as one node (analyze(..., leaf_modules=[{kind}]) or "
         "--leaf package.module:Cls) and, if it changes spatial geometry, add a rule for it "
         "to rffsurgery.geometry.rules.TABLE."
     )

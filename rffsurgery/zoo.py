@@ -13,18 +13,22 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import math
+import numbers
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from .errors import InvalidArgument, RffError, brief
 
-__all__ = ["ModelNotFound", "ModelSpec", "resolve", "build"]
+__all__ = ["ModelNotFound", "ModelSpec", "build", "parse_size", "resolve"]
 
 DEFAULT_INPUT = (3, 224, 224)
+MAX_INPUT_ELEMENTS = 2**40
 
 
 class ModelNotFound(RffError, LookupError):
@@ -118,13 +122,7 @@ def _torchvision(name: str) -> ModelSpec | None:
     import torchvision
 
     builder = torchvision.models.get_model_builder(name)
-    size = DEFAULT_INPUT
-    try:
-        crop = torchvision.models.get_model_weights(name).DEFAULT.transforms.keywords.get("crop_size")
-        if isinstance(crop, int):
-            size = (3, crop, crop)
-    except (ValueError, AttributeError, TypeError):
-        pass
+    size = _torchvision_size(name)
     kwargs = {"weights": None}
     if "weights_backbone" in inspect.signature(builder).parameters:
         kwargs["weights_backbone"] = None  # segmentation/detection builders default to downloading it
@@ -132,6 +130,91 @@ def _torchvision(name: str) -> ModelSpec | None:
         kwargs["init_weights"] = False  # avoid the slow scipy-based init and its warning
         kwargs["aux_logits"] = False
     return ModelSpec(name, "torchvision", functools.partial(builder, **kwargs), size)
+
+
+def _torchvision_size(name: str) -> tuple[int, ...]:
+    """The weights' crop size; video models get their clip length (``clip_len`` in the weights' docs) too."""
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        crop = weights.transforms.keywords.get("crop_size")
+    except (ValueError, AttributeError, TypeError):
+        return DEFAULT_INPUT
+    hw = (crop, crop) if isinstance(crop, int) else tuple(crop) if isinstance(crop, (tuple, list)) else DEFAULT_INPUT[1:]
+    if name not in torchvision.models.list_models(module=torchvision.models.video):
+        return (3, *hw)
+    clip = re.search(r"clip_len=(\d+)", weights.meta.get("_docs", ""))
+    frames = int(clip.group(1)) if clip else max(weights.meta.get("min_temporal_size", 16), 1)
+    return (3, frames, *hw)
+
+
+def parse_size(value: Any, default: tuple[int, ...] = DEFAULT_INPUT) -> tuple[int, ...]:
+    """An input size of any rank, read against the model's default ``(C, *spatial)``.
+
+    * a tuple/list, or text with commas — channels first, as given: ``1,16000``
+      (1-D), ``3,224,224`` (2-D), ``3,16,112,112`` (3-D);
+    * one number — the side of every image axis (H and W; a 1-D model's length),
+      channels and a video's frame count from the default: ``224``;
+    * numbers joined by ``x`` — the last spatial sizes, the rest from the default:
+      ``224x192`` (H×W), ``16x112x112`` (T×H×W).  With one number more than the
+      default has spatial axes, the first is the channel count (``3x224x224``).
+
+    Anything else (fractions, zero or negative sizes, sizes too large to describe a
+    tensor, a missing spatial axis) is an :class:`InvalidArgument`, never truncated.
+    """
+    if value is None:
+        return tuple(default)
+    return _checked_size(_parse_size(value, default), value)
+
+
+def _parse_size(value: Any, default: tuple[int, ...]) -> tuple[int, ...]:
+    if isinstance(value, str):
+        text = value.strip().replace("×", "x").replace("X", "x")
+        if "," in text:
+            return tuple(_number(p, value) for p in text.split(",") if p.strip())
+        if "x" in text:
+            sides = [_number(p, value) for p in text.split("x")]
+            if len(sides) == len(default):
+                return tuple(sides)
+            if len(sides) > len(default) - 1:
+                raise InvalidArgument(f"input size {value!r} has more axes than the model's {len(default) - 1}; "
+                                      "give channels first with commas, e.g. 3,16,112,112")
+            return (*default[: len(default) - len(sides)], *sides)
+        value = _number(text, value)
+    if _integer(value):
+        spatial = default[1:]
+        sides = len(spatial) if len(spatial) < 3 else 2  # a video keeps its frame count
+        return (*default[: len(default) - sides], *(int(value),) * sides)
+    if not isinstance(value, Sequence) or not all(_integer(v) for v in value):
+        raise InvalidArgument(f"input size must be an int or a sequence of integers (channels, *spatial) "
+                              f"such as (3, 224, 224), got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _number(text: str, whole: Any) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InvalidArgument(f"input size must be integers like 224, 224x192, 1,16000 or 3,224,224 "
+                              f"(got {whole!r})") from None
+
+
+def _checked_size(size: tuple[int, ...], given: Any) -> tuple[int, ...]:
+    if len(size) < 2:
+        raise InvalidArgument(f"input size needs channels and at least one spatial size, e.g. 3,224,224 or 1,16000 "
+                              f"(got {given!r}); receptive fields are measured along spatial axes")
+    if any(v < 1 for v in size):
+        raise InvalidArgument(f"input size must be positive in every dimension, got {given!r} "
+                              f"(e.g. 224, 224x192 or 3,224,224)")
+    if math.prod(size) > MAX_INPUT_ELEMENTS:
+        raise InvalidArgument(f"input size {given!r} has {math.prod(size):.3g} elements, more than any tensor "
+                              f"can hold here (limit {MAX_INPUT_ELEMENTS:.3g}); give a smaller size")
+    return size
 
 
 def _timm(name: str) -> ModelSpec | None:

@@ -12,7 +12,8 @@ from fractions import Fraction
 from hypothesis import given, settings, strategies as st
 
 from rffsurgery.geometry.algebra import AxisMap
-from rffsurgery.geometry.rules import adaptive_map, interpolation_map, transposed_map
+from rffsurgery.geometry.rules.conv import transposed_map
+from rffsurgery.geometry.rules.resample import adaptive_map, interpolation_map
 
 
 def window_fn(k, s, p, d):

@@ -73,6 +73,17 @@ def _to_meta(value: Any) -> Any:
     return value
 
 
+def _thawed(value: Any) -> Any:
+    """fx's immutable lists and dicts as plain ones, recursively."""
+    if isinstance(value, list):
+        return [_thawed(v) for v in value]
+    if isinstance(value, tuple):
+        return type(value)(_thawed(v) for v in value) if type(value) is tuple else value
+    if isinstance(value, dict):
+        return {k: _thawed(v) for k, v in value.items()}
+    return value
+
+
 def _is_tensors(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return True
@@ -130,6 +141,8 @@ class _Pass:
             with _on_meta(module):
                 return module(*args, **kwargs)
         if node.op == "call_function":
+            # fx freezes list arguments; a wrapped function may edit its own (torchvision's swin3d does)
+            args, kwargs = _thawed(args), _thawed(kwargs)
             return node.target(*args, **kwargs)
         self_obj, *rest = args
         return getattr(self_obj, node.target)(*rest, **kwargs)
@@ -138,14 +151,15 @@ class _Pass:
     def _geometry(self, node: fx.Node, module: nn.Module | None, args: tuple, kwargs: dict, out: Any) -> NodeState:
         geo_args = fx.node.map_arg(node.args, lambda n: self.states[n].geo)
         geo_kwargs = fx.node.map_arg(node.kwargs, lambda n: self.states[n].geo)
-        if not _is_tensors(out):
+        rule = lookup(node.op, node.target, module)
+        # a (tensor, size) pair counts as tensors only for ops whose rule says what they return
+        if not (_is_tensors(out) or rule is not None and rule.mixed and isinstance(out, tuple)):
             return NodeState(out, None)
         inputs = [g for g in _flat_geos((geo_args, geo_kwargs)) if g is not None]
         for g in inputs:
             if isinstance(g, (Unknown, Misaligned)):
                 return NodeState(out, g)
         tensors = [g for g in inputs if isinstance(g, TensorGeom)]
-        rule = lookup(node.op, node.target, module)
         if tensors and all(g.const for g in tensors):
             return NodeState(out, _geo_of_value(out, tensors[0]), rule and rule.name)
         if tensors and all(g.const or g.is_global for g in tensors):
@@ -206,7 +220,7 @@ class _Pass:
             kwargs = fx.node.map_arg(node.kwargs, lambda n: self.states[n].value)
             module = self.modules.get(node.target) if node.op == "call_module" else None
             rule = lookup(node.op, node.target, module)
-            out = _known_output(rule, args, kwargs) if rule is not None else None
+            out = _known_output(rule, module, args, kwargs) if rule is not None else None
             if out is None:
                 try:
                     out = self._execute(node, args, kwargs)
@@ -243,8 +257,10 @@ def _on_meta(module: nn.Module) -> Iterator[None]:
         module.__dict__["_parameters"], module.__dict__["_buffers"] = params, buffers
 
 
-def _known_output(rule: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
-    """A stand-in output for ops whose output shape is their first argument's, or ``None``."""
+def _known_output(rule: Any, module: nn.Module | None, args: tuple, kwargs: dict) -> Any:
+    """A stand-in output for ops whose rule knows their output shape, or ``None``: run the op."""
+    if callable(rule.shape):
+        return rule.shape(module, args, kwargs)
     first = args[0] if args else None
     if rule.shape is None or not isinstance(first, torch.Tensor):
         return None

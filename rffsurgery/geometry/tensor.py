@@ -22,11 +22,15 @@ class Track:
 
     ``map is None`` means the dim has been collapsed by a global reduction kept as a
     size-1 dim (``adaptive_avg_pool2d(x, 1)``, ``mean(keepdim=True)``): each of its
-    units depends on the whole extent of the axis.
+    units depends on the whole extent of the axis.  Broadcast back up (a
+    squeeze-excitation gate) it is a summary that gives global context.  ``whole``
+    marks the other kind: a full-size dim each of whose units reads the whole axis
+    itself (the output of a recurrence scanning it); it makes any union global.
     """
 
     axis: int
     map: AxisMap | None
+    whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,10 @@ def unite(inputs: list[tuple[TensorGeom, tuple[int, ...]]], out_shape: tuple[int
     Dims are aligned from the right, as broadcasting does.  An input that does not
     keep an axis local — collapsed to size 1 and broadcast (a squeeze-excitation
     gate), or reduced away — depends on the whole axis: the result keeps the local
-    maps of the other inputs and is marked ``global_ctx``.  Branches that carry the
-    same axis in different dims, or at different strides, are reported, never guessed.
+    maps of the other inputs and is marked ``global_ctx``.  An input whose dim is
+    ``whole`` (every unit reads the whole axis itself, after a recurrence) makes
+    that dim global in the result.  Branches that carry the same axis in different
+    dims, or at different strides, are reported, never guessed.
     """
     rank = len(out_shape)
     live = [(g, s) for g, s in inputs if not g.const]
@@ -120,6 +126,7 @@ def unite(inputs: list[tuple[TensorGeom, tuple[int, ...]]], out_shape: tuple[int
     notes: list[str] = []
     maps: list[list[AxisMap]] = [[] for _ in range(rank)]
     axis_at: list[int | None] = [None] * rank
+    whole = [False] * rank
     global_ctx = False
     local_axes: list[set[int]] = []
     for g, shape in live:
@@ -133,6 +140,7 @@ def unite(inputs: list[tuple[TensorGeom, tuple[int, ...]]], out_shape: tuple[int
             if axis_at[od] not in (None, t.axis):
                 return UnionResult(Unknown(f"branches carry spatial axes {axis_at[od]} and {t.axis} in one dim"))
             axis_at[od] = t.axis
+            whole[od] |= t.whole
             if t.map is not None and not (n == 1 and out_shape[od] != 1):
                 maps[od].append(t.map)
                 mine.add(t.axis)
@@ -144,13 +152,16 @@ def unite(inputs: list[tuple[TensorGeom, tuple[int, ...]]], out_shape: tuple[int
         if axis_at[od] is None:
             dims.append(None)
             continue
-        if not maps[od]:
-            dims.append(Track(axis_at[od], None))
+        if not maps[od] or whole[od]:
+            dims.append(Track(axis_at[od], None, whole[od]))
             continue
         merged = maps[od][0]
         for m in maps[od][1:]:
             if not merged.aligned_with(m):
-                return UnionResult(Misaligned(f"branches meet at different strides {merged.stride} and {m.stride}"))
+                return UnionResult(Misaligned(
+                    f"branches meet at different strides {merged.stride} and {m.stride}: their units do not line "
+                    "up (one branch was resized by a non-integer ratio, e.g. a gate pooled and interpolated back "
+                    "to an odd size), so no receptive field describes this node exactly"))
             if not merged.same_centres(m):
                 notes.append(f"axis {axis_at[od]}: branch centres differ")
             merged = merged.union(m)
