@@ -323,7 +323,8 @@ def crops(model: nn.Module) -> bool:
     output (less ``output_padding`` on the right), and those read input pixels.  Every
     other layer's missing outputs (past a strided conv's last window, say) read
     padding themselves, which is what lets :class:`Case` call a unit whose interval
-    lies inside the input an interior unit.
+    lies inside the input an interior unit.  Negative ``F.pad`` amounts and slices crop
+    too; the models compared here have none.
     """
     return any(isinstance(m, nn.modules.conv._ConvTransposeNd) and any(m.padding) for m in model.modules())
 
