@@ -6,6 +6,15 @@ from typing import Iterator
 
 import pytest
 import torch
+from hypothesis import settings
+
+# The default run is deterministic: each property test draws the same examples every time,
+# so CI cannot fail at random.  `python -m pytest --hypothesis-profile random` draws fresh
+# ones (add `--hypothesis-seed N` to replay a run); hypothesis's plugin loads the profile
+# named on the command line after this default.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("random", derandomize=False)
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="module")

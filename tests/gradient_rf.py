@@ -27,7 +27,7 @@ from torch import fx, nn
 from rffsurgery import LayerRF, Plan
 from rffsurgery.trace import Traced, trace
 
-__all__ = ["Case", "GradientProbe", "assert_exact", "compare", "compare_unclipped", "default_units",
+__all__ = ["Case", "GradientProbe", "assert_exact", "compare", "compare_unclipped", "crops", "default_units",
            "diagonal_units", "grow_margins"]
 
 Span = tuple[int, int] | None  # inclusive (first, last) pixel along one axis; None: nothing read
@@ -244,7 +244,7 @@ def _clip(span: tuple[int, int], n: int) -> Span:
     return (lo, hi) if lo <= hi else None
 
 
-Border = Literal["edges", "bound"]  # how units whose interval leaves the input are judged, see Case
+Border = Literal["edges", "bound", "within"]  # how units that may read padding are judged, see Case
 
 
 @dataclass(frozen=True)
@@ -253,8 +253,9 @@ class Case:
 
     The engine's interval is the hull of the unit's taps as if every layer were
     infinite (Distill's convention).  A unit whose interval lies inside the input on
-    every axis reads no padding anywhere, so the gradient must show that interval
-    exactly.  At the border the real support can be smaller than the interval
+    every axis reads no padding anywhere — unless some layer :func:`crops` its
+    output, see ``"within"`` — so the gradient must show that interval exactly.
+    At the border the real support can be smaller than the interval
     clipped to the input: a tap that falls in an intermediate layer's padding reads
     nothing, while the engine maps it on to real pixels (TinyUNet ``up2`` unit 12:
     ``bottom``'s dilated tap lands in its padding, the support stops at pixel 30 of
@@ -270,6 +271,14 @@ class Case:
       published architectures, but not of random graphs (F.pad's own zeros, the
       extra outputs of ``output_padding``, or a branch reading only padding can
       carry an interval edge that no real pixel backs).
+    * ``"within"``: every unit, inside the input or not, is judged as ``"bound"``
+      judges border units.  For models where some layer :func:`crops` its output:
+      there the premise above fails — a cropped output reads real pixels, so a unit
+      that reads it (as padding) can have an interval inside the input and still
+      read less (``ConvTranspose1d(k=3, s=3, p=1)`` then a 'same' conv of kernel 2,
+      dilation 3: unit 0 reads the cropped output −1, whose image is pixel 0; the
+      engine says (0, 1), the gradient (1, 1)).  Pair it with
+      :func:`compare_unclipped`, which checks every interval exactly.
 
     An axis the engine reports as global (``None``) must be read whole.
     """
@@ -290,13 +299,13 @@ class Case:
         if any(c is None for c in clipped):  # only padding along some axis: reads nothing
             return all(g is None for g in self.got)
         inside = all(e is None or (e[0] >= 0 and e[1] <= n - 1) for e, n in zip(self.engine, self.extent))
-        if inside:
+        if inside and self.border != "within":
             reads_nothing = all(g is None for g in self.got)
             return tuple(self.got) == tuple(clipped) or (self.border == "bound" and reads_nothing)
         if any(g is None for g in self.got):
-            return self.border == "bound"
+            return self.border != "edges"
         within = all(c[0] <= g[0] and g[1] <= c[1] for c, g in zip(clipped, self.got))
-        if self.border == "bound":
+        if self.border != "edges":
             return within
         return within and all(
             g == c if e is None else (e[0] < 0 or g[0] == e[0]) and (e[1] > n - 1 or g[1] == e[1])
@@ -305,6 +314,19 @@ class Case:
 
     def __str__(self) -> str:
         return f"{self.node} {self.index} {self.what}: engine {self.engine} in {self.extent}, gradient {self.got}"
+
+
+def crops(model: nn.Module) -> bool:
+    """Whether some layer drops outputs that read real pixels: a transposed conv with padding.
+
+    Its padding ``p`` removes ``p`` outputs on each side of the full transposed
+    output (less ``output_padding`` on the right), and those read input pixels.  Every
+    other layer's missing outputs (past a strided conv's last window, say) read
+    padding themselves, which is what lets :class:`Case` call a unit whose interval
+    lies inside the input an interior unit.  Negative ``F.pad`` amounts and slices crop
+    too; the models compared here have none.
+    """
+    return any(isinstance(m, nn.modules.conv._ConvTransposeNd) and any(m.padding) for m in model.modules())
 
 
 def _engine_intervals(layer: LayerRF, index: tuple[int, ...]) -> tuple[tuple[int, int] | None, ...] | str:
