@@ -62,8 +62,7 @@ def main() -> None:
         source = mnist_source("fashion-mnist", args.data_root, per_class=args.per_class,
                               base_val_per_class=args.base_val_per_class)
     except DatasetNotFound as exc:
-        sys.exit(f"bench_science needs the real Fashion-MNIST files: {exc}\n"
-                 "install them with: apt-get install dataset-fashion-mnist  (or pass --data-root DIR)")
+        sys.exit(f"bench_science needs the real Fashion-MNIST files: {exc} (or pass --data-root DIR)")
     if args.splits.startswith("random:"):
         splits = random_splits(source.classes, int(args.splits.partition(":")[2]), 8, 2)
     else:
@@ -71,13 +70,13 @@ def main() -> None:
     seeds = parse_seeds(args.seeds)
     cfg = ProtocolConfig(epochs=args.epochs, until_overfit=args.until_overfit, transfer_epochs=args.transfer_epochs,
                          device="cpu", probe="lbfgs", control=True)
+    part, parts = (int(x) for x in args.part.split("/"))
     variant = f"{'exp2' if args.until_overfit else 'exp1'}-pc{args.per_class}" + ("-quick" if args.quick else "")
     if parts > 1:
         variant += f"-part{part}of{parts}"
     out = OUT / "science" / variant.split("-part")[0]
     if args.fresh:
         shutil.rmtree(out, ignore_errors=True)
-    part, parts = (int(x) for x in args.part.split("/"))
     results, run_seconds = [], []
     start = time.perf_counter()
     # seed-major, so that a stopped benchmark has every split at the first seeds

@@ -166,6 +166,16 @@ def test_protocol_data_uses_test_images_for_validation_and_subsamples_train(tmp_
     assert torch.equal(shirt_a, shirt_b)
 
 
+def test_base_validation_takes_the_first_test_images_of_each_class(tmp_path):
+    arrays = _dataset(tmp_path)
+    source = mnist_source("fashion-mnist", tmp_path, base_val_per_class=2)
+    data = source.protocol_data(FASHION_SPLITS["trouser-bag"], seed=3)
+    assert len(data.base_val) == 8 * 2 and len(data.transfer_val) == 2 * 5 and len(data.base_train) == 8 * 12
+    labels = arrays["test"][:, 0, 0]
+    expected = [i for c in data.base_val.classes for i in np.flatnonzero(labels == FASHION_CLASSES.index(c))[:2]]
+    assert data.base_val.images[:, 0, 2, 3].tolist() == [int(arrays["test"][i, 0, 1]) for i in expected]
+
+
 def test_per_class_out_of_range(tmp_path):
     _dataset(tmp_path)
     with pytest.raises(InvalidArgument, match="--per-class 13"):

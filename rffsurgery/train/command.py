@@ -17,8 +17,8 @@ _OPTIONS = [
     click.option("--data", "data", type=click.Choice(["generated", "cifar100", "folder", "fashion-mnist", "mnist"]),
                  default="generated", show_default=True,
                  help="Built-in generated shapes, CIFAR-100 (torchvision layout), an ImageFolder tree, or "
-                      "Fashion-MNIST / MNIST IDX files (grey → 3 channels, 28×28 zero-padded to 32; validation on "
-                      "the official test images)."),
+                      "Fashion-MNIST / MNIST IDX files (grey → 3 channels, 28×28 zero-padded to the base CNN's 32, "
+                      "resized for other models; validation on the official test images)."),
     click.option("--data-root", type=click.Path(path_type=Path),
                  help="Folder holding cifar-100-python/, the ImageFolder root, or the IDX files "
                       "(flat, e.g. /usr/share/datasets/fashion-mnist, or torchvision's FashionMNIST/raw/)."),
