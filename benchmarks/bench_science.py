@@ -95,9 +95,9 @@ def main() -> None:
     print("\n" + format_table(report))
     fresh = [s for s in run_seconds if s > 1]  # runs read back from a finished checkpoint take ~0 s
     per_hour = 3600 * len(fresh) / sum(fresh) if fresh else float("nan")
-    print(f"\n{len(results)} runs ({len(splits)} splits × {len(seeds)} seeds), {wall / 60:.1f} min wall; "
-          f"{len(fresh)} trained now at {per_hour:.1f} protocol runs per hour "
-          f"(3 branch models each, {torch.get_num_threads()} CPU thread(s), shared machine)")
+    speed = (f"{len(fresh)} trained now at {per_hour:.1f} protocol runs per hour (3 branch models each, "
+             f"{torch.get_num_threads()} CPU thread(s), shared machine)" if fresh else "all read back from checkpoints")
+    print(f"\n{len(results)} runs ({len(splits)} splits × {len(seeds)} seeds), {wall / 60:.1f} min wall; {speed}")
     write_result("bench_science", {
         "config": cfg.to_dict(), "per_class": args.per_class, "splits": {s.name: [s.base, s.transfer] for s in splits},
         "seeds": seeds, "wall_seconds": wall, "runs_per_hour": per_hour, "table": format_table(report),
