@@ -220,6 +220,7 @@ def test_cli_done_when_command(tmp_path):
     assert run["control_delta"] == pytest.approx(run["control_lbfgs"] - run["normal_lbfgs"])
     assert {"normal_sgd_final", "normal_sgd_best", "rff_sgd_best", "control_sgd_final"} <= set(run)
     assert "control − normal" in result.output and "RFF − normal" in result.output
+    assert "grey replicated to 3 channels, 28×28 zero-padded to 32×32; validation on the official test" in result.output
     assert "SGD head best" in (out / "report.txt").read_text()
 
 

@@ -159,6 +159,8 @@ def run_command(**o: Any) -> None:
         amp=not o["no_amp"], deterministic=o["deterministic"], workers=o["workers"], probe=o["probe"],
         probe_l2=o["probe_l2"], control=o["control"],
     )
+    if getattr(source, "note", None):
+        click.echo(source.note)
     report = run_experiment(cfg, source, splits, parse_seeds(o["seeds"]), o["out"], resume=o["resume"],
                             stop_after=o["stop_after"], plots=not o["no_plots"], log=click.echo)
     if report is None:

@@ -74,11 +74,16 @@ _DATASETS = {"fashion-mnist": ("Fashion-MNIST", "FashionMNIST", FASHION_CLASSES,
              "mnist": ("MNIST", "MNIST", MNIST_CLASSES, {}, "torchvision.datasets.MNIST(root, download=True)")}
 
 
+def _pads(size: int, side: int) -> bool:
+    """Whether ``size`` is brought to ``side`` by zero padding (else by resizing)."""
+    return size <= side <= size + 8
+
+
 def fit_side(images: torch.Tensor, side: int) -> torch.Tensor:
     """uint8 ``(N, h, w)`` grey images → uint8 ``(N, 3, side, side)`` (see the module docstring for the rule)."""
     n, h, w = images.shape
     x = images.unsqueeze(1)
-    if h <= side <= h + 8 and w <= side <= w + 8:
+    if _pads(h, side) and _pads(w, side):
         top, left = (side - h) // 2, (side - w) // 2
         x = F.pad(x, (left, side - w - left, top, side - h - top))
     else:
@@ -121,6 +126,14 @@ class MnistSource:
         index = torch.cat(chosen)
         relabel = torch.cat([torch.full((len(c),), i, dtype=torch.int64) for i, c in enumerate(chosen)])
         return ImageTensors(fit_side(images[index], self.side), relabel, tuple(wanted))
+
+    @property
+    def note(self) -> str:
+        """One line for the run's banner: how the images were adapted and where validation comes from."""
+        fit = "zero-padded" if _pads(28, self.side) else "resized"
+        train = "all" if self.per_class is None else f"{self.per_class} (seeded)"
+        return (f"{self.name}: {train} training images per class; grey replicated to 3 channels, 28×28 {fit} to "
+                f"{self.side}×{self.side}; validation on the official test images")
 
     def protocol_data(self, split: Split, seed: int, fraction: float = 0.2) -> ProtocolData:
         """Training images (``per_class`` of each, seeded) and the official test images for validation."""
