@@ -82,5 +82,5 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = 1e
         rounds += 1
         closure()
         grad = max(w.grad.abs().max().item(), b.grad.abs().max().item())
-    iterations = opt.state[opt._params[0]].get("n_iter", 0)
+    iterations = opt.state[w].get("n_iter", 0)
     return LinearProbe(mean, std, w.detach(), b.detach(), iterations, grad, grad <= tol)
