@@ -60,3 +60,53 @@ def test_aggregate_and_table():
     table = format_table(report)
     assert "1.2         2    7–9" in table and "+0.030" in table and "splits with a positive mean delta: 1/2" in table
     assert "warning: only 4 runs" in table
+
+
+# -- sign test and minimal detectable effect (issue 11) ---------------------------------
+
+def test_sign_test_by_hand():
+    from rffsurgery.train.stats import sign_test
+
+    # 9 of 10 positive: P(X ≤ 1 | n=10, ½) = (1 + 10) / 1024, two-sided: doubled
+    assert sign_test([0.1] * 9 + [-0.1]) == pytest.approx(22 / 1024)
+    # zeros are dropped: 5 positive, 0 negative of 5 → 2 / 32
+    assert sign_test([0.2, 0.1, 0.3, 0.1, 0.5, 0.0, 0.0]) == pytest.approx(2 / 32)
+    assert sign_test([0.1, -0.1]) == 1.0 and sign_test([0.0, 0.0]) is None
+    # 3 of 12 negative: P(X ≤ 3) = (1 + 12 + 66 + 220) / 4096
+    assert sign_test([1] * 9 + [-1] * 3) == pytest.approx(2 * 299 / 4096)
+
+
+def test_power_matches_scipy_noncentral_t():
+    stats = pytest.importorskip("scipy.stats")
+    from rffsurgery.train.stats import paired_t_power
+
+    for n, effect in ((2, 3.0), (5, 1.2), (10, 1.0), (30, 0.4), (200, 0.2)):
+        df, lam = n - 1, effect * math.sqrt(n)
+        c = stats.t.ppf(0.975, df)
+        expected = stats.nct.sf(c, df, lam) + stats.nct.cdf(-c, df, lam)
+        assert paired_t_power(effect, n) == pytest.approx(expected, abs=1e-6)
+
+
+def test_mde_by_simulation_and_large_n():
+    import torch
+
+    from rffsurgery.train.stats import minimal_detectable_effect
+
+    # large n: the normal approximation (z_.975 + z_.80) σ/√n = 2.8016 σ/√n
+    assert minimal_detectable_effect(1.0, 2000) * math.sqrt(2000) == pytest.approx(2.8016, abs=2e-3)
+    # n = 10 pairs, σ = 0.02: at a true mean delta of the MDE, the paired t-test rejects 80 % of the time
+    n, std = 10, 0.02
+    mde = minimal_detectable_effect(std, n)
+    g = torch.Generator().manual_seed(0)
+    deltas = mde + std * torch.randn(40000, n, generator=g, dtype=torch.float64)
+    t = deltas.mean(1) / (deltas.std(1) / math.sqrt(n))
+    rate = (t.abs() > t_quantile(0.975, n - 1)).double().mean().item()
+    assert rate == pytest.approx(0.80, abs=0.01)  # Monte-Carlo SE 0.002
+
+
+def test_summary_carries_sign_test_and_mde():
+    from rffsurgery.train.stats import minimal_detectable_effect, sign_test
+
+    deltas = [0.01, 0.03, -0.02, 0.04, 0.02]
+    s = summarize(deltas)
+    assert s.sign_p == sign_test(deltas) and s.mde == pytest.approx(minimal_detectable_effect(s.std, 5))

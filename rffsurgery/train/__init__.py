@@ -7,7 +7,8 @@
 >>> report["overall"]["mean"], report["overall"]["ci_low"], report["overall"]["ci_high"]
 
 Data sources: :func:`cifar100` and :func:`cifar10` (torchvision's on-disk layout),
-:func:`image_folder`, :class:`GeneratedSource` (offline shapes with an optional class cue).
+:func:`image_folder`, :class:`GeneratedSource` (offline shapes with an optional class cue),
+:func:`mnist_source` (Fashion-MNIST / MNIST IDX files).
 Paper 002's rewrite experiment: :class:`RewriteConfig` and :func:`run_rewrite_experiment`.
 """
 
@@ -20,13 +21,14 @@ from .device import Runtime, select_device
 from .experiment import run_experiment
 from .folder import image_folder
 from .protocol import ProtocolConfig, base_finished, run_protocol
+from .mnist import FASHION_SPLITS, mnist_source
 from .rewrite_protocol import RewriteConfig, run_rewrite_experiment
-from .splits import CIFAR100_SPLITS, Split, resolve_splits
+from .splits import CIFAR100_SPLITS, Split, random_splits, resolve_splits
 from .stats import Summary, summarize
 from .synthetic import GENERATED_SPLITS, SHAPES, GeneratedSource
 
-__all__ = ["Augment", "CIFAR100_SPLITS", "CheckpointError", "DatasetNotFound", "GENERATED_SPLITS",
+__all__ = ["Augment", "CIFAR100_SPLITS", "CheckpointError", "DatasetNotFound", "FASHION_SPLITS", "GENERATED_SPLITS",
            "GeneratedSource", "ImageFiles", "ImageTensors", "ProtocolConfig", "ProtocolData", "RewriteConfig",
            "Runtime", "SHAPES", "Split", "Summary", "UnknownClassError", "base_finished", "cifar10", "cifar100",
-           "image_folder", "resolve_splits", "run_experiment", "run_protocol", "run_rewrite_experiment",
-           "select_device", "summarize"]
+           "image_folder", "mnist_source", "random_splits", "resolve_splits", "run_experiment", "run_protocol",
+           "run_rewrite_experiment", "select_device", "summarize"]

@@ -19,16 +19,22 @@ _OPTIONS = [
     click.option("--model", default="rff-base-cnn", show_default=True,
                  help="Model (rff-base-cnn, resnet50, timm:…, pkg.mod:factory) or a 'rffsurgery rewrite --out' "
                       "folder; its head is sized for the classes."),
-    click.option("--data", "data", type=click.Choice(["generated", "cifar100", "cifar10", "folder"]),
+    click.option("--data", "data",
+                 type=click.Choice(["generated", "cifar100", "cifar10", "folder", "fashion-mnist", "mnist"]),
                  default="generated", show_default=True,
-                 help="Built-in generated shapes, CIFAR-100 / CIFAR-10 (torchvision layout) or an ImageFolder tree."),
+                 help="Built-in generated shapes, CIFAR-100 / CIFAR-10 (torchvision layout), an ImageFolder tree, or "
+                      "Fashion-MNIST / MNIST IDX files (grey → 3 channels, 28×28 zero-padded to the base CNN's 32, "
+                      "resized for other models; validation on the official test images)."),
     click.option("--data-root", type=click.Path(path_type=Path),
-                 help="Folder holding cifar-100-python/ or cifar-10-batches-py/, or the ImageFolder root."),
+                 help="Folder holding cifar-100-python/ or cifar-10-batches-py/, the ImageFolder root, or the IDX "
+                      "files (flat, e.g. /usr/share/datasets/fashion-mnist, or torchvision's FashionMNIST/raw/)."),
     click.option("--download", is_flag=True,
                  help="Download CIFAR-100 / CIFAR-10 into --data-root if it is missing (needs internet)."),
     click.option("--split", "split", default=None,
-                 help="Split name(s): 1.1 … 1.10 (CIFAR-100), g.1/g.2 (generated), a comma list, or 'all'; "
-                      "2.1 … 2.10 are experiment 2 and imply --until-overfit."),
+                 help="Split name(s): 1.1 … 1.10 (CIFAR-100; 2.1 … 2.10 are experiment 2 and imply "
+                      "--until-overfit), g.1/g.2 (generated), shirt-pullover, shirt-coat, sandal-sneaker, "
+                      "trouser-bag, t-shirt-dress (Fashion-MNIST), a comma list, 'all', or 'random:K' (K distinct "
+                      "seeded random splits with the source's base/transfer sizes)."),
     click.option("--base", default=None,
                  help="Comma-separated base class names (a custom split; needs --transfer)."),
     click.option("--transfer", default=None, help="Comma-separated transfer class names (a custom split)."),
@@ -50,7 +56,16 @@ _OPTIONS = [
     click.option("--flip", is_flag=True, help="Augment: random horizontal flips."),
     click.option("--rotation", default=0.0, show_default=True, help="Augment: random rotation up to ± degrees."),
     click.option("--zoom", default=0.0, show_default=True, help="Augment: random zoom in [1-z, 1+z]."),
-    click.option("--per-class", default=250, show_default=True, help="Generated data: images per class."),
+    click.option("--per-class", default=None, type=int,
+                 help="Training images per class: generated data (default 250), or a seeded subsample of "
+                      "(Fashion-)MNIST (default all 6000; the paper's CIFAR-100 has 500)."),
+    click.option("--probe", type=click.Choice(["lbfgs", "sgd"]), default=None,
+                 help="Transfer metric: L2 logistic regression fit to convergence on frozen features (default), "
+                      "or the SGD-trained head's last epoch (the paper's; default with --finetune)."),
+    click.option("--probe-l2", default=1e-3, show_default=True,
+                 help="L2 strength λ of the L-BFGS probe (on standardised features)."),
+    click.option("--control", is_flag=True,
+                 help="Add a placebo model 2' (branch epoch trained normally in another data order): the noise floor."),
     click.option("--cue", default=0.0, show_default=True,
                  help="Generated data: strength (0…1) of the class cue drawn on base training images."),
     click.option("--image-size", default=None, type=click.IntRange(min=1), help="Folder data: side in pixels (default: the model's)."),
@@ -107,8 +122,9 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
-_APPLIES_TO = {"data_root": ("cifar100", "cifar10", "folder"), "download": ("cifar100", "cifar10"), "image_size": ("folder",),
-               "per_class": ("generated",), "cue": ("generated",)}
+_MNIST = ("fashion-mnist", "mnist")
+_APPLIES_TO = {"data_root": ("cifar100", "cifar10", "folder", *_MNIST), "download": ("cifar100", "cifar10"),
+               "image_size": ("folder", *_MNIST), "per_class": ("generated", *_MNIST), "cue": ("generated",)}
 
 
 def _check_data_options(o: dict[str, Any]) -> None:
@@ -128,9 +144,14 @@ def _source(o: dict[str, Any]):
 
     _check_data_options(o)
     if o["data"] == "generated":
-        return GeneratedSource(per_class=o["per_class"], cue=o["cue"])
+        return GeneratedSource(per_class=o["per_class"] or 250, cue=o["cue"])
     if o["data_root"] is None:
         raise InvalidArgument(f"--data {o['data']} needs --data-root")
+    if o["data"] in ("fashion-mnist", "mnist"):
+        from .mnist import mnist_source
+
+        return mnist_source(o["data"], o["data_root"], o["image_size"] or model_input_size(o["model"])[-1],
+                            o["per_class"])
     if o["data"] == "cifar100":
         return cifar100(o["data_root"], download=o["download"])
     if o["data"] == "cifar10":
@@ -183,7 +204,7 @@ def run_command(**o: Any) -> None:
     """Build the source, splits and config from the options, run, and print the report table."""
     import torch
 
-    from . import Augment, ProtocolConfig, Split, resolve_splits, run_experiment
+    from . import Augment, ProtocolConfig, Split, random_splits, resolve_splits, run_experiment
     from .report import format_table
     from .rewrite_command import rewrite_options, run_rewrite_protocol
 
@@ -205,6 +226,13 @@ def run_command(**o: Any) -> None:
         if not (o["base"] and o["transfer"]):
             raise InvalidArgument("a custom split needs both --base and --transfer")
         splits = [Split(o["split"] or "custom", _names(o["base"]), _names(o["transfer"]))]
+    elif (o["split"] or "").startswith("random:"):
+        count = o["split"].partition(":")[2]
+        if not count.isdigit():
+            raise InvalidArgument(f"--split random:K needs a whole number K, got {o['split']!r}")
+        first = next(iter(source.splits.values()), None)  # the source's natural sizes; 8/2 if it has no splits
+        sizes = (len(first.base), len(first.transfer)) if first else (8, 2)
+        splits = random_splits(source.classes, int(count), *sizes)
     elif not source.splits:
         raise InvalidArgument(f"{source.name} has no built-in splits: name the classes with --base and --transfer")
     else:
@@ -216,8 +244,11 @@ def run_command(**o: Any) -> None:
         l1=o["l1"], dropout=o["dropout"], augment=Augment(o["flip"], o["rotation"], o["zoom"]),
         plan=str(o["plan"]) if o["plan"] else None, policy=o["policy"], select=tuple(o["select"]), bn=o["bn"],
         device=o["device"], amp=not o["no_amp"], deterministic=o["deterministic"], workers=o["workers"],
-        memory_format=o["memory_format"], rewrite=rewrite_options(o),
+        memory_format=o["memory_format"], rewrite=rewrite_options(o), probe=o["probe"],
+        probe_l2=o["probe_l2"], control=o["control"],
     )
+    if getattr(source, "note", None) and _main_process():
+        click.echo(source.note)
     try:
         report = run_experiment(cfg, source, splits, parse_seeds(o["seeds"]), o["out"], resume=o["resume"],
                                 stop_after=o["stop_after"], plots=not o["no_plots"], log=click.echo)

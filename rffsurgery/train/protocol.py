@@ -13,8 +13,14 @@
    classes and trains it for ``transfer_epochs`` with identical hyper-parameters and random
    numbers.  By default only that layer trains (fixed feature extractor, BatchNorm in
    inference mode, features computed once); ``finetune`` trains every weight instead.
-   The metric is the final validation accuracy on the held-out 20% of the transfer classes;
-   ``delta = rff − normal``.
+   The metric (``probe``) is the validation accuracy of either an L2-regularised logistic
+   regression fit to convergence on the frozen features (``"lbfgs"``, the default, see
+   :mod:`rffsurgery.train.probe`) or of that trained head after its last epoch (``"sgd"``,
+   the paper's); with a fixed extractor both are computed and reported, with the SGD
+   head's best epoch too.  ``delta = rff − normal``.
+4. **Control** (``control``): a placebo model 2′ trains the branch epoch normally with a
+   different data order (and dropout masks); ``control_delta = control − normal`` is the
+   noise floor the RFF delta must stand out from.
 
 A checkpoint is written atomically after every base epoch, after the branch and at the
 end; with ``resume`` a run continues from it and reproduces the uninterrupted numbers
@@ -49,6 +55,7 @@ from .device import MEMORY_FORMATS, Runtime, select_device, with_memory_format
 from .distributed import current, place
 from .loop import EpochStats, evaluate, extract_features, make_batches, train_epoch
 from .model import build_model, head_in_features, make_head, set_module
+from .probe import fit_probe
 from .progress import Progress
 from .report import write_logs
 from .seeding import derive_seed, seed_everything
@@ -90,6 +97,9 @@ class ProtocolConfig:
     workers: int = 2
     memory_format: str = "auto"
     rewrite: dict[str, Any] | None = None  # keyword arguments of rffsurgery.surgery.rewrite, applied to the model
+    probe: str | None = None  # None: "lbfgs", or "sgd" with finetune (there are no frozen features to probe)
+    probe_l2: float = 1e-3
+    control: bool = False
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "max_epochs": self.max_epochs, "patience": self.patience,
@@ -115,6 +125,13 @@ class ProtocolConfig:
             raise InvalidArgument("--select names the layers for --policy names, which needs at least one: give "
                                   "both (e.g. --policy names --select 'features.6' --select 'layer*.0.conv1') "
                                   f"or neither (policy {self.policy!r}, select {list(self.select)})")
+        if self.probe is None:
+            object.__setattr__(self, "probe", "sgd" if self.finetune else "lbfgs")
+        if self.probe not in ("lbfgs", "sgd") or self.probe_l2 <= 0:
+            raise InvalidArgument(f"probe must be 'lbfgs' or 'sgd' with probe_l2 > 0, got {self.probe!r}, "
+                                  f"{self.probe_l2}")
+        if self.probe == "lbfgs" and self.finetune:
+            raise InvalidArgument("--probe lbfgs measures frozen features; with --finetune use --probe sgd")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,8 +261,9 @@ class _Run:
         self.world.barrier()
 
     def _train(self, model: nn.Module, batches, optimizer, stage: str, name: str, epoch: int, val_batches,
-               augment: Augment | None) -> tuple[EpochStats, tuple[float, float]]:
-        stats = train_epoch(model, batches, optimizer, self.runtime, derive_seed(self.seed, stage, epoch),
+               augment: Augment | None, order: str | None = None) -> tuple[EpochStats, tuple[float, float]]:
+        """One epoch; ``order`` (default: ``stage``) labels the seed of its data order and random numbers."""
+        stats = train_epoch(model, batches, optimizer, self.runtime, derive_seed(self.seed, order or stage, epoch),
                             augment, self.cfg.l1, desc=f"{self.split} seed {self.seed} {stage} {name} {epoch}",
                             world=self.world)
         val = evaluate(model, val_batches, self.runtime, self.world)
@@ -290,19 +308,24 @@ class _Run:
             return n, best["model"], best["optimizer"]
         return n, _clone(self.model.state_dict()), _clone(opt.state_dict())
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        return ("normal", "rff", "control") if self.cfg.control else ("normal", "rff")
+
     def branch(self, n: int, model_state: dict, opt_state: dict) -> dict[str, Any]:
-        """Epoch n+1 twice from the same state: normally (model 1) and under the freeze plan (model 2)."""
+        """Epoch n+1 from the same state: normally (model 1), under the freeze plan (model 2) and,
+        with ``control``, normally in another data order (model 2′)."""
         from ..plan import freeze
 
         self._export_plan(n + 1)
         out: dict[str, Any] = {"n": n, "states": {}, "seconds": {}}
-        for name in ("normal", "rff"):
+        for name in self.models:
             self.model.load_state_dict(model_state)
             opt = self._optimizer(self.model.parameters())
             opt.load_state_dict(opt_state)
             with freeze(self.model, self.plan, check=False) if name == "rff" else contextlib.nullcontext():
                 stats, _ = self._train(self.model, self.base_train, opt, "branch", name, n + 1, self.base_val,
-                                       self.cfg.augment)
+                                       self.cfg.augment, "branch-control" if name == "control" else None)
             out["states"][name] = _clone(self.model.state_dict())
             out["seconds"][name] = stats.seconds
         return out
@@ -313,7 +336,7 @@ class _Run:
         seed_everything(self.seed, "head")
         head0 = make_head(head_in_features(self.model, self.head_path), n_transfer, self.cfg.dropout)
         accuracy, finals = {}, {}
-        for name in ("normal", "rff"):
+        for name in self.models:
             self.model.load_state_dict(branch["states"][name])
             model = copy.deepcopy(self.model)
             set_module(model, self.head_path, copy.deepcopy(head0).to(self.runtime.device))
@@ -321,7 +344,9 @@ class _Run:
             finals[name] = model.state_dict()
         return {"accuracy": accuracy, "states": finals, "head_init": head0.state_dict()}
 
-    def _transfer_one(self, model: nn.Module, name: str) -> float:
+    def _transfer_one(self, model: nn.Module, name: str) -> dict[str, float]:
+        """Validation accuracy of the SGD-trained head (final and best epoch) and, without finetuning, the probe's."""
+        metrics: dict[str, float] = {}
         if self.cfg.finetune:
             trained, train_b, val_b, augment = model, self.transfer_train, self.transfer_val, self.cfg.augment
         else:  # fixed feature extractor: the body runs once, only the head trains
@@ -331,11 +356,15 @@ class _Run:
             val_b = extract_features(model, self.transfer_val, self.runtime, self.cfg.batch_size)
             set_module(model, self.head_path, trained)
             augment = None
+            probe = fit_probe(train_b.x, train_b.y, len(self.data.transfer_train.classes), self.cfg.probe_l2)
+            metrics.update(lbfgs=probe.accuracy(val_b.x, val_b.y), lbfgs_converged=probe.converged)
         opt = self._optimizer(trained.parameters())
-        val = (float("nan"), float("nan"))
+        accuracies = []
         for epoch in range(1, self.cfg.transfer_epochs + 1):
             _, val = self._train(trained, train_b, opt, "transfer", name, epoch, val_b, augment)
-        return val[1]
+            accuracies.append(val[1])
+        metrics.update(sgd_final=accuracies[-1], sgd_best=max(accuracies))
+        return metrics
 
 
 def per_run_epochs(cfg: ProtocolConfig) -> dict[str, int]:
@@ -412,7 +441,9 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
     transfer = run.transfer(branch)
     base_rows = [r for r in run.history if r["stage"] == "base"]
     n = branch["n"]
-    normal, rff = transfer["accuracy"]["normal"], transfer["accuracy"]["rff"]
+    metrics = transfer["accuracy"]
+    metric = "lbfgs" if cfg.probe == "lbfgs" else "sgd_final"
+    normal, rff = metrics["normal"][metric], metrics["rff"][metric]
     result = {
         "split": split, "seed": seed, "model": cfg.model, "device": run.runtime.describe(),
         "base_classes": list(data.base_train.classes), "transfer_classes": list(data.transfer_train.classes),
@@ -422,6 +453,11 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
         "normal_accuracy": normal, "rff_accuracy": rff, "delta": rff - normal,
         "normal_epoch_seconds": branch["seconds"]["normal"], "rff_epoch_seconds": branch["seconds"]["rff"],
         "epoch_time_ratio": branch["seconds"]["rff"] / branch["seconds"]["normal"],
+        "probe": cfg.probe,
+        **{f"{model}_{k}": v for model, m in metrics.items() for k, v in m.items()},
     }
+    if cfg.control:
+        result.update(control_accuracy=metrics["control"][metric],
+                      control_delta=metrics["control"][metric] - normal)
     run.save("done", result=result)  # resume needs nothing else: no model copies are kept
     return result

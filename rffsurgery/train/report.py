@@ -53,6 +53,7 @@ def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "n": [r["n"] for r in runs],
             "normal_accuracy": mean(r["normal_accuracy"] for r in runs),
             "rff_accuracy": mean(r["rff_accuracy"] for r in runs),
+            **_control(runs),
         }
     overall = summarize([r["delta"] for r in results])
     split_means = [s["summary"]["mean"] for s in splits.values()]
@@ -66,7 +67,33 @@ def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "epoch_time_ratio": mean(r["epoch_time_ratio"] for r in results),
         "epoch_time_ratio_note": EPOCH_TIME_NOTE,
         "warnings": warnings,
+        **_control(results, "overall_control"),
+        "probe": results[0].get("probe"),
+        "metrics": _metric_means(results),
     }
+
+
+def _control(runs: Sequence[dict[str, Any]], key: str = "summary_control") -> dict[str, Any]:
+    """The placebo branch's accuracy and paired summary, when the runs have one."""
+    if "control_delta" not in runs[0]:
+        return {}
+    return {"control_accuracy": mean(r["control_accuracy"] for r in runs),
+            key: summarize([r["control_delta"] for r in runs]).to_dict()}
+
+
+_METRICS = ("lbfgs", "sgd_final", "sgd_best")
+
+
+def _metric_means(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per transfer metric (probe, SGD head final and best epoch): mean accuracy per model and the RFF delta."""
+    out = {}
+    for metric in _METRICS:
+        if f"normal_{metric}" not in results[0]:
+            continue
+        models = [m for m in ("normal", "rff", "control") if f"{m}_{metric}" in results[0]]
+        out[metric] = {m: mean(r[f"{m}_{metric}"] for r in results) for m in models}
+        out[metric]["delta"] = summarize([r[f"rff_{metric}"] - r[f"normal_{metric}"] for r in results]).to_dict()
+    return out
 
 
 def _signed(x: float | None) -> str:
@@ -86,21 +113,51 @@ def _span(values: Sequence[int]) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """The report as a fixed-width table followed by any warnings."""
+    control = "overall_control" in report
     header = f"{'split':<8}{'runs':>5}{'n':>7}{'normal':>9}{'rff':>8}{'delta':>9}  {'95% CI':<19}{'improved':>9}"
+    header += f"{'control':>9}{'ctrl Δ':>8}" if control else ""
     lines = [header, "-" * len(header)]
     for name, s in report["splits"].items():
         summ = s["summary"]
         lines.append(f"{name:<8}{summ['n']:>5}{_span(s['n']):>7}{s['normal_accuracy']:>9.3f}{s['rff_accuracy']:>8.3f}"
-                     f"{_signed(summ['mean']):>9}  {_ci(summ):<19}{summ['improved']:>5}/{summ['n']:<3}")
+                     f"{_signed(summ['mean']):>9}  {_ci(summ):<19}{summ['improved']:>5}/{summ['n']:<3}"
+                     + (f"{s['control_accuracy']:>9.3f}{_signed(s['summary_control']['mean']):>8}" if control else ""))
     o = report["overall"]
     lines.append("-" * len(header))
     lines.append(f"{'all':<8}{o['n']:>5}{'':>7}{'':>9}{'':>8}{_signed(o['mean']):>9}  {_ci(o):<19}"
-                 f"{o['improved']:>5}/{o['n']:<3}")
+                 f"{o['improved']:>5}/{o['n']:<3}"
+                 + (f"{report['control_accuracy']:>9.3f}{_signed(report['overall_control']['mean']):>8}"
+                    if control else ""))
     lines.append(f"splits with a positive mean delta: {report['splits_improved']}/{len(report['splits'])}; "
                  f"RFF/normal epoch time: {report['epoch_time_ratio']:.2f} (single unpaired measurement per run, "
                  "noisy; see report.json)")
+    lines += _paired_lines(report)
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)
+
+
+def _paired(label: str, s: dict[str, Any]) -> str:
+    sign = "—" if s["sign_p"] is None else f"{s['sign_p']:.3f}"
+    mde = "—" if s["mde"] is None else f"±{s['mde']:.3f}"
+    return (f"{label:<22}{_signed(s['mean']):>7}  95% CI {_ci(s):<19} sign test p={sign} "
+            f"({s['improved']}+/{s['worse']}-)  MDE(80% power) {mde}")
+
+
+def _paired_lines(report: dict[str, Any]) -> list[str]:
+    """Paired statistics over all runs: the RFF delta, the placebo's (the noise floor), every transfer metric."""
+    probe = report.get("probe")
+    if probe is None:
+        return []
+    metric = {"lbfgs": "L-BFGS probe", "sgd": "SGD head, final epoch"}[probe]
+    lines = [f"metric: {metric}; paired over {report['overall']['n']} runs (splits × seeds)",
+             _paired("RFF − normal", report["overall"])]
+    if "overall_control" in report:
+        lines.append(_paired("control − normal", report["overall_control"]))
+    names = {"lbfgs": "L-BFGS probe", "sgd_final": "SGD head final", "sgd_best": "SGD head best"}
+    for key, m in report["metrics"].items():
+        accs = "  ".join(f"{k} {v:.3f}" for k, v in m.items() if k != "delta")
+        lines.append(f"{names[key]:<16}{accs}  delta {_signed(m['delta']['mean'])} {_ci(m['delta'])}")
+    return lines
 
 
 def write_report(out_dir: Path, results: Sequence[dict[str, Any]], meta: dict[str, Any],
@@ -116,7 +173,7 @@ def write_report(out_dir: Path, results: Sequence[dict[str, Any]], meta: dict[st
 
 
 def _draw(ax, series: Sequence[tuple[str, list[dict[str, Any]]]], title: str) -> None:
-    colours = {"shared": "black", "normal": "tab:blue", "rff": "tab:red"}
+    colours = {"shared": "black", "normal": "tab:blue", "rff": "tab:red", "control": "tab:green"}
     for model, rows in series:
         if not rows:
             continue
@@ -141,7 +198,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     base = [r for r in history if r["stage"] == "base"]
     left_series, right_series = [("shared", base)], []
-    for model in ("normal", "rff"):
+    for model in ("normal", "rff", "control"):
         branch = [r for r in history if r["stage"] == "branch" and r["model"] == model]
         start = [r for r in base if branch and r["epoch"] == branch[0]["epoch"] - 1]
         left_series.append((model, start + branch))

@@ -7,10 +7,14 @@ base epochs is chosen (fixed, or the onset of overfitting), which is a protocol 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import comb
+
+import torch
 
 from ..errors import InvalidArgument
+from .seeding import generator
 
-__all__ = ["CIFAR100_SPLITS", "Split", "resolve_splits"]
+__all__ = ["CIFAR100_SPLITS", "Split", "random_splits", "resolve_splits"]
 
 
 @dataclass(frozen=True)
@@ -61,4 +65,32 @@ def resolve_splits(names: str, table: dict[str, Split] | None = None) -> list[Sp
         if key not in table:
             raise InvalidArgument(f"unknown split {name!r}; known: {', '.join(table)} or 'all'")
         out.append(Split(name, table[key].base, table[key].transfer))
+    return out
+
+
+def random_splits(classes: tuple[str, ...], count: int, base_size: int, transfer_size: int) -> list[Split]:
+    """``count`` distinct seeded random splits ``r1 … rK`` of ``classes`` into base and transfer sets.
+
+    One generator (fixed seed, independent of the run seeds) draws permutations of the
+    classes; the first ``base_size`` are the base, the next ``transfer_size`` the transfer
+    set, and a draw that repeats an earlier split is skipped.  So ``random:K`` is
+    the same list on every machine, and its first K splits are those of ``random:K+1``.
+    """
+    if base_size < 2 or transfer_size < 1 or base_size + transfer_size > len(classes):
+        raise InvalidArgument(f"random splits need 2+ base and 1+ transfer classes out of {len(classes)}, "
+                         f"got {base_size}/{transfer_size}")
+    possible = comb(len(classes), transfer_size) * (comb(len(classes) - transfer_size, base_size))
+    if not 1 <= count <= possible:
+        raise InvalidArgument(f"random:{count}: choose 1…{possible} distinct {base_size}/{transfer_size} splits "
+                         f"of {len(classes)} classes")
+    g = generator(0, "random-splits", len(classes), base_size, transfer_size)
+    out: list[Split] = []
+    seen: set[tuple[frozenset[str], frozenset[str]]] = set()
+    while len(out) < count:
+        order = [classes[i] for i in torch.randperm(len(classes), generator=g).tolist()]
+        base, transfer = tuple(order[:base_size]), tuple(order[base_size:base_size + transfer_size])
+        key = (frozenset(base), frozenset(transfer))
+        if key not in seen:
+            seen.add(key)
+            out.append(Split(f"r{len(out) + 1}", base, transfer))
     return out

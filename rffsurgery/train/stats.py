@@ -1,16 +1,19 @@
-"""Mean delta with a Student-t 95% confidence interval, and an honest word when n is small.
+"""Paired statistics of deltas: mean, Student-t 95% CI, exact sign test, minimal detectable effect.
 
-The t quantile is computed here (Simpson integration of the density + bisection)
-rather than importing SciPy, which is not a dependency of the package.
+The t quantile and the power of the paired t-test are computed here (Simpson
+integration + bisection) rather than importing SciPy, which is not a dependency of
+the package.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-__all__ = ["MIN_RUNS", "Summary", "summarize", "t_quantile"]
+__all__ = ["MIN_RUNS", "Summary", "minimal_detectable_effect", "paired_t_power", "sign_test", "summarize",
+           "t_quantile"]
 
 MIN_RUNS = 5
 """Below this many runs the summary carries a warning: the CI is too wide to tell much."""
@@ -28,6 +31,7 @@ def _t_cdf(x: float, df: int) -> float:
     return 0.5 + total * h / 3
 
 
+@functools.lru_cache(maxsize=256)
 def t_quantile(p: float, df: int) -> float:
     """The ``p`` quantile (0.5 < p < 1) of Student's t distribution with ``df`` degrees of freedom."""
     if not 0.5 < p < 1 or df < 1:
@@ -39,6 +43,59 @@ def t_quantile(p: float, df: int) -> float:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if _t_cdf(mid, df) < p else (lo, mid)
     return (lo + hi) / 2
+
+
+def sign_test(deltas: Sequence[float]) -> float | None:
+    """Two-sided exact binomial sign test of ``P(delta > 0) = 1/2``; zeros are dropped (``None`` if all are)."""
+    pos, neg = sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
+    n = pos + neg
+    if n == 0:
+        return None
+    tail = sum(math.comb(n, k) for k in range(min(pos, neg) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def _simpson(f, a: float, b: float, steps: int = 2000) -> float:
+    h = (b - a) / steps
+    return h / 3 * sum((1 if i in (0, steps) else 4 if i % 2 else 2) * f(a + i * h) for i in range(steps + 1))
+
+
+def paired_t_power(effect: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided one-sample (paired) t-test at standardised effect ``effect = δ/σ`` with ``n`` pairs.
+
+    Exact: with ``T = (Z + λ)/S``, ``λ = effect·√n``, ``S = √(V/df)``, ``V ~ χ²(df)``,
+    power = E_S[Φ(λ − c·S) + Φ(−λ − c·S)] where ``c`` is the t critical value; the
+    expectation is a Simpson integral over the density of ``S``.
+    """
+    if n < 2:
+        raise ValueError(f"a paired t-test needs at least 2 pairs, got {n}")
+    df = n - 1
+    c = t_quantile(1 - alpha / 2, df)
+    lam = effect * math.sqrt(n)
+    log_norm = math.log(2 * df) - (df / 2) * math.log(2) - math.lgamma(df / 2) + (df / 2 - 1) * math.log(df)
+
+    def density(s: float) -> float:  # density of S = sqrt(V/df): 2·df·s·f_χ²(df·s²)
+        if s == 0:
+            return math.sqrt(2 / math.pi) if df == 1 else 0.0
+        return math.exp(log_norm + (df - 1) * math.log(s) - df * s * s / 2)
+
+    def phi(x: float) -> float:
+        return 0.5 * math.erfc(-x / math.sqrt(2))
+
+    top = 1 + 12 / math.sqrt(df)
+    return _simpson(lambda s: density(s) * (phi(lam - c * s) + phi(-lam - c * s)), 0.0, top)
+
+
+def minimal_detectable_effect(std: float, n: int, power: float = 0.8, alpha: float = 0.05) -> float:
+    """Smallest true mean delta that the two-sided paired t-test at ``alpha`` detects with ``power``, for
+    ``n`` pairs whose deltas have standard deviation ``std`` (the observed one, by convention)."""
+    lo, hi = 0.0, 1.0
+    while paired_t_power(hi, n, alpha) < power:
+        lo, hi = hi, hi * 2
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if paired_t_power(mid, n, alpha) < power else (lo, mid)
+    return (lo + hi) / 2 * std
 
 
 @dataclass(frozen=True)
@@ -53,6 +110,8 @@ class Summary:
     improved: int
     worse: int
     warning: str | None
+    sign_p: float | None = None
+    mde: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,10 +126,12 @@ def summarize(deltas: Sequence[float], level: float = 0.95) -> Summary:
     improved, worse = sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
     if n == 1:
         return Summary(1, mean, None, None, None, improved, worse,
-                       "a single run is not evidence: no confidence interval; run several seeds (--seeds 0-4)")
+                       "a single run is not evidence: no confidence interval; run several seeds (--seeds 0-4)",
+                       sign_test(deltas))
     std = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1))
     half = t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n)
     warning = None
     if n < MIN_RUNS:
         warning = f"only {n} runs: the {level:.0%} interval is wide and the sign of the mean may not be reliable"
-    return Summary(n, mean, std, mean - half, mean + half, improved, worse, warning)
+    return Summary(n, mean, std, mean - half, mean + half, improved, worse, warning, sign_test(deltas),
+                   minimal_detectable_effect(std, n, 0.8, 1 - level))
