@@ -65,3 +65,44 @@ def test_table_json_and_csv_show_params_and_macs() -> None:
     assert data["total_params"] == 11_689_512 and data["total_macs"] == sum(n["macs"] or 0 for n in data["nodes"])
     csv = runner.invoke(main, ["analyze", "resnet18", "--csv"]).output.splitlines()
     assert "n_params" in csv[0].split(",") and "outer_extent_0" in csv[0].split(",")
+
+
+def test_recurrent_layers_are_counted_from_their_equations():
+    """PyTorch's documented equations: an LSTM step computes 4 gates, each W_i·x (h×in) + W_h·h (h×h);
+    a GRU 3; a bidirectional layer twice; layer 2 reads both directions (2h)."""
+    from rffsurgery.macs import recurrence_macs
+
+    lstm = nn.LSTM(3, 5, batch_first=True)
+    assert recurrence_macs(lstm, torch.empty(2, 7, 3)) == 2 * 7 * 4 * (5 * 3 + 5 * 5)
+    gru = nn.GRU(4, 6, num_layers=2, bidirectional=True)
+    per_step = 2 * 3 * (6 * 4 + 6 * 6) + 2 * 3 * (6 * 12 + 6 * 6)
+    assert recurrence_macs(gru, torch.empty(9, 4)) == 9 * per_step
+    projected = nn.LSTM(3, 8, proj_size=2)  # gates read the projected state (2); the projection is 8 → 2
+    assert recurrence_macs(projected, torch.empty(5, 1, 3)) == 5 * (4 * (8 * 3 + 8 * 2) + 8 * 2)
+
+
+class _RowLSTM(nn.Module):
+    """A conv stem, then an LSTM over the columns of every row (as in sequencer2d)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.rnn = nn.LSTM(8, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).permute(0, 2, 3, 1)  # N, H, W, C
+        n, h, w, c = y.shape
+        out, _ = self.rnn(y.reshape(n * h, w, c))
+        return out.reshape(n, h, w, -1)
+
+
+def test_the_mac_column_never_steps_a_recurrence(monkeypatch):
+    plan = analyze(_RowLSTM(), (3, 6, 10))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the LSTM ran")
+
+    monkeypatch.setattr(nn.LSTM, "forward", refuse)
+    costs = node_costs(plan)
+    assert costs.macs["rnn"] == 6 * 10 * 4 * (4 * 8 + 4 * 4)  # 6 rows × 10 steps, 4 gates
+    assert costs.macs["conv"] == 6 * 10 * 8 * 3 * 9
