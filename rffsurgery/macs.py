@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from .analysis import Plan
 
-__all__ = ["Costs", "count_params", "macs", "node_costs", "recurrence_macs"]
+__all__ = ["Costs", "count_params", "macs", "node_costs"]
 
 
 def count_params(module: nn.Module) -> int:
@@ -83,33 +83,11 @@ class Costs:
     macs_unavailable: str = ""
 
 
-_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
-
-
-def recurrence_macs(module: nn.RNNBase, x: torch.Tensor) -> int:
-    """MACs of a recurrent layer over ``x`` (``(L, H_in)`` or ``(N, L, H_in)``), from its configuration.
-
-    Each of the ``x.numel() / H_in`` steps multiplies the input and the previous state by every
-    gate's weights (and an LSTM's projection), per layer and direction.  Counted analytically so
-    that nothing steps the recurrence position by position on the meta device.
-    """
-    steps = x.numel() // x.shape[-1]
-    directions = 2 if module.bidirectional else 1
-    proj = getattr(module, "proj_size", 0)
-    out = proj or module.hidden_size
-    total, width = 0, module.input_size
-    for _ in range(module.num_layers):
-        per_step = _GATES[module.mode] * module.hidden_size * (width + out) + module.hidden_size * proj
-        total += directions * per_step
-        width = directions * out
-    return steps * total
-
-
 class _PerNode(fx.Interpreter):
     """Runs the graph and charges each node with the FLOPs counted while it ran.
 
-    A recurrent layer is not run (on the meta device it would be stepped once per position):
-    its outputs come from its configuration and its MACs from :func:`recurrence_macs`.
+    An op whose rule builds its output from the module's configuration (a recurrence, which the
+    meta device would step once per position) is not run: its rule also gives its MACs.
     """
 
     def __init__(self, gm: fx.GraphModule, counter: FlopCounterMode) -> None:
@@ -118,14 +96,17 @@ class _PerNode(fx.Interpreter):
         self.flops: dict[fx.Node, int] = {}
 
     def run_node(self, n: fx.Node) -> Any:
-        if n.op == "call_module" and isinstance(module := self.fetch_attr(n.target), nn.RNNBase):
-            from .geometry.rules.recurrence import recurrence_shape
+        if n.op == "call_module":
+            from .geometry.rules import lookup_module
 
-            args, kwargs = self.fetch_args_kwargs_from_env(n)
-            out = recurrence_shape(module, args, kwargs)
-            if out is not None:
-                self.flops[n] = 2 * recurrence_macs(module, args[0] if args else kwargs["input"])
-                return out
+            module = self.fetch_attr(n.target)
+            rule = lookup_module(module)
+            if rule is not None and callable(rule.shape) and rule.macs is not None:
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                out = rule.shape(module, args, kwargs)
+                if out is not None:
+                    self.flops[n] = 2 * rule.macs(module, args, kwargs)
+                    return out
         before = self.counter.get_total_flops()
         out = super().run_node(n)
         self.flops[n] = self.counter.get_total_flops() - before

@@ -70,15 +70,15 @@ def test_table_json_and_csv_show_params_and_macs() -> None:
 def test_recurrent_layers_are_counted_from_their_equations():
     """PyTorch's documented equations: an LSTM step computes 4 gates, each W_i·x (h×in) + W_h·h (h×h);
     a GRU 3; a bidirectional layer twice; layer 2 reads both directions (2h)."""
-    from rffsurgery.macs import recurrence_macs
+    from rffsurgery.geometry.rules.recurrence import recurrence_macs
 
     lstm = nn.LSTM(3, 5, batch_first=True)
-    assert recurrence_macs(lstm, torch.empty(2, 7, 3)) == 2 * 7 * 4 * (5 * 3 + 5 * 5)
+    assert recurrence_macs(lstm, (torch.empty(2, 7, 3),), {}) == 2 * 7 * 4 * (5 * 3 + 5 * 5)
     gru = nn.GRU(4, 6, num_layers=2, bidirectional=True)
     per_step = 2 * 3 * (6 * 4 + 6 * 6) + 2 * 3 * (6 * 12 + 6 * 6)
-    assert recurrence_macs(gru, torch.empty(9, 4)) == 9 * per_step
+    assert recurrence_macs(gru, (torch.empty(9, 4),), {}) == 9 * per_step
     projected = nn.LSTM(3, 8, proj_size=2)  # gates read the projected state (2); the projection is 8 → 2
-    assert recurrence_macs(projected, torch.empty(5, 1, 3)) == 5 * (4 * (8 * 3 + 8 * 2) + 8 * 2)
+    assert recurrence_macs(projected, (torch.empty(5, 1, 3),), {}) == 5 * (4 * (8 * 3 + 8 * 2) + 8 * 2)
 
 
 class _RowLSTM(nn.Module):

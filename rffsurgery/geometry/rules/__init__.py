@@ -38,7 +38,7 @@ from .contraction import einsum, linear, matmul
 from .conv import cond_conv, conv, conv_transpose, pad, same_dynamic, sequential_conv_mlp
 from .elementwise import constant, pointwise
 from .pool import pool
-from .recurrence import recurrence, recurrence_shape
+from .recurrence import recurrence, recurrence_macs, recurrence_shape
 from .reduction import norm_shape_len, normalise_over, over_dim, reduce, spatial_norm
 from .resample import adaptive_pool, multi_scale_fusion, scale_image, interpolate, patch_merging_pad, pixel_shuffle, pixel_unshuffle
 from .unfold import tensor_unfold, unfold
@@ -152,7 +152,7 @@ TABLE: list[tuple[tuple, Rule]] = [
     (("timm.models.vgg.ConvMlp",), Rule(sequential_conv_mlp, name="conv")),
     ((".unfold",), Rule(tensor_unfold, name="unfold")),
     ((nn.Unfold, F.unfold), Rule(unfold, name="unfold")),
-    ((nn.LSTM, nn.GRU, nn.RNN), Rule(recurrence, shape=recurrence_shape, name="recurrence")),
+    ((nn.LSTM, nn.GRU, nn.RNN), Rule(recurrence, shape=recurrence_shape, macs=recurrence_macs, name="recurrence")),
     (("torchvision.models.swin_transformer.shifted_window_attention",
       "torchvision.models.video.swin_transformer.shifted_window_attention_3d"),
      Rule(torchvision_window_attention, shape="same", name="window_attention")),

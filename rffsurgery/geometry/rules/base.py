@@ -25,6 +25,9 @@ class Rule:
     module's configuration, for ops too slow to run even on the meta device
     (recurrences step once per position); ``None`` — run it.
 
+    ``macs``: with a ``shape`` function, ``(module, args, kwargs) -> int`` gives the op's
+    multiply-accumulates from its configuration, since such an op is never run for counting either.
+
     ``whole``: tracing keeps modules with this rule as one node even where fx could
     trace through them — blocks whose inner reshapes (window partitions) would lose
     the geometry that the rule knows exactly.
@@ -32,6 +35,7 @@ class Rule:
 
     fn: RuleFn
     shape: str | Callable[[Any, tuple, dict], Any] | None = None
+    macs: Callable[[Any, tuple, dict], int] | None = None
     name: str = ""
     whole: bool = False
     mixed: bool = False  # returns a tuple of a tensor and plain values (torchvision MViT's ``_unsqueeze``)

@@ -22,7 +22,7 @@ from ..call import Call, RuleError
 from ..tensor import Geo, TensorGeom, Track
 from .base import tensor_geo
 
-__all__ = ["recurrence", "recurrence_shape"]
+__all__ = ["recurrence", "recurrence_macs", "recurrence_shape"]
 
 
 def _layout(module: nn.RNNBase, x: torch.Tensor) -> tuple[int | None, int]:
@@ -54,6 +54,29 @@ def recurrence_shape(module: nn.RNNBase, args: tuple, kwargs: dict) -> Any:
     if isinstance(module, nn.LSTM):
         return output, (h, x.new_zeros((*state, hidden)))
     return output, h
+
+
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+def recurrence_macs(module: nn.RNNBase, args: tuple, kwargs: dict) -> int:
+    """MACs of a recurrent layer over its input ``(L, H_in)`` or ``(N, L, H_in)``, from its configuration.
+
+    Each of the ``x.numel() / H_in`` steps multiplies the input and the previous state by every
+    gate's weights (and an LSTM's projection), per layer and direction.  Counted analytically so
+    that nothing steps the recurrence position by position on the meta device.
+    """
+    x = args[0] if args else kwargs["input"]
+    steps = x.numel() // x.shape[-1]
+    directions = 2 if module.bidirectional else 1
+    proj = getattr(module, "proj_size", 0)
+    out = proj or module.hidden_size
+    total, width = 0, module.input_size
+    for _ in range(module.num_layers):
+        per_step = _GATES[module.mode] * module.hidden_size * (width + out) + module.hidden_size * proj
+        total += directions * per_step
+        width = directions * out
+    return steps * total
 
 
 def recurrence(call: Call) -> Geo:
