@@ -123,10 +123,9 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     ``autowrap_functions`` are recorded as calls instead of traced through.
     """
     from .geometry.rules import has_module_rule
-    from .surgery.layers import ChannelConv3d  # one conv node, so tags and plans see a weight layer
 
     timm_leaves, timm_functions = _timm_notrace()
-    leaves = [*leaf_modules, ChannelConv3d, *(c for c in timm_leaves if has_module_rule(c))]
+    leaves = [*leaf_modules, *(c for c in timm_leaves if has_module_rule(c))]
     optional = {c for c in timm_leaves if c not in leaves}
     # Arguments with defaults (masks, flags like is_causal) are traced at their defaults, as a
     # plain ``model(x)`` call passes them: as proxies, fx would follow or trip on their branches.

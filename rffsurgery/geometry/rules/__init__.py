@@ -96,7 +96,8 @@ TABLE: list[tuple[tuple, Rule]] = [
     ((f"{TIMM}conv2d_same.Conv2dSame", f"{TIMM}std_conv.StdConv2dSame", f"{TIMM}std_conv.ScaledStdConv2dSame"),
      Rule(same_dynamic, name="conv")),
     ((f"{TIMM}cond_conv2d.CondConv2d",), Rule(cond_conv, name="conv")),
-    (("rffsurgery.surgery.layers.ChannelConv3d",), Rule(conv, name="conv")),
+    # one conv node (its banded weight is a Conv2d's), so tags and plans see a weight layer
+    (("rffsurgery.surgery.layers.ChannelConv3d",), Rule(conv, name="conv", whole=True)),
     ((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, F.conv_transpose1d, F.conv_transpose2d,
       F.conv_transpose3d), Rule(conv_transpose, name="conv_transpose")),
     ((nn.MaxPool1d, F.max_pool1d), Rule(pool(1, has_dilation=True), name="pool")),
