@@ -177,6 +177,11 @@ class Plan:
         tensors = [l for l in self if l.status != "none" and l.kind != "output"]
         return tensors[-1]
 
+    @property
+    def shape_specialised(self) -> bool:
+        """Whether the model's code branched on shapes, so the graph (and this analysis) holds for this size only."""
+        return self.traced.sized_for is not None
+
     def to_dict(self, every_node: bool = True) -> dict[str, Any]:
         layers = self.layers.values() if every_node else self.main_layers()
         return {
@@ -184,6 +189,7 @@ class Plan:
             "model": self.model_name,
             "input_size": list(self.input_size),
             "complete": self.complete,
+            "shape_specialised": self.shape_specialised,
             "nodes": [l.to_dict() for l in layers],
         }
 
@@ -326,7 +332,7 @@ def _analyze_built(build: Callable[[str], nn.Module], name: str, input_size: Any
 
 def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: bool,
                     leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> Plan:
-    traced = trace(model, leaf_modules, autowrap_functions)
+    traced = trace(model, leaf_modules, autowrap_functions, input_shape=(1, *size))
     root = traced.root
     on_meta = any(p.device.type == "meta" for p in root.parameters())
     try:

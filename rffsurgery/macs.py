@@ -140,7 +140,8 @@ def node_costs(plan: "Plan") -> Costs:
             params[name] = _attr(traced.root, node.target).numel()
     total_params = count_params(traced.root)
     gm = traced.graph_module
-    if len([n for n in traced.graph.nodes if n.op == "placeholder"]) != 1:
+    inputs = [n for n in traced.graph.nodes if n.op == "placeholder"]
+    if not inputs or any(not n.args for n in inputs[1:]):  # fx's interpreter fills in the defaults of the rest
         return Costs(params, {}, total_params, None, "the model takes more than one input")
     state = {f"gm.{k}": v for k, v in _meta_state(gm).items()}
     for node in traced.graph.nodes:  # plain tensor attributes (fx constants) too

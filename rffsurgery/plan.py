@@ -306,7 +306,7 @@ class FreezePlan:
         if bad_bn:
             return f"the plan's BatchNorm module(s) {_some(bad_bn)} are not BatchNorm layers of this model"
         try:
-            lines, missing = graph_lines(trace(network), self.frozen_nodes)
+            lines, missing = graph_lines(trace(network, input_shape=(1, *self.input_size)), self.frozen_nodes)
         except TraceError as exc:
             return f"it cannot be traced ({str(exc).splitlines()[0]})"
         if missing:

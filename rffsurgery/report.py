@@ -97,7 +97,8 @@ def to_table(plan: Plan, every_node: bool = False, tags: Sequence["Tag"] = ()) -
 
     size = "x".join(map(str, plan.input_size))
     shown = "every node" if every_node else f"{len(layers)} main layers of {len(plan)} nodes (--all for every node)"
-    lines = [f"{plan.model_name}  input {size}  {shown}", fmt(header)]
+    only = "  (traced for this size only: the model's code branches on shapes)" if plan.shape_specialised else ""
+    lines = [f"{plan.model_name}  input {size}  {shown}{only}", fmt(header)]
     lines += [fmt(r) for r in rows[1:]]
     lines.append(_totals(costs))
     if tags:

@@ -167,7 +167,7 @@ class GradientProbe:
 
     def __init__(self, model: nn.Module, input_size: Sequence[int], seed: int = 0) -> None:
         self.module = positive_copy(model, seed)
-        self.traced: Traced = trace(self.module)
+        self.traced: Traced = trace(self.module, input_shape=(1, *input_size))
         gen = torch.Generator().manual_seed(seed)
         self.input = torch.empty((1, *input_size), dtype=torch.float64).uniform_(0.5, 1.0, generator=gen)
         self.input.requires_grad_()

@@ -13,10 +13,9 @@ whole DAG traversal.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import fx, nn
@@ -25,6 +24,7 @@ from .call import Call, RuleError
 from .rules import lookup
 from .tensor import Geo, Misaligned, TensorGeom, Unknown
 from ..errors import RffError
+from ..meta import run_op, to_meta
 
 if TYPE_CHECKING:
     from ..trace import Traced
@@ -61,27 +61,6 @@ class NodeState:
     geo: Geo
     rule: str | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _to_meta(value: Any) -> Any:
-    if isinstance(value, torch.Tensor) and value.device.type != "meta":
-        return value.to("meta")
-    if isinstance(value, (tuple, list)):
-        return type(value)(_to_meta(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_meta(v) for k, v in value.items()}
-    return value
-
-
-def _thawed(value: Any) -> Any:
-    """fx's immutable lists and dicts as plain ones, recursively."""
-    if isinstance(value, list):
-        return [_thawed(v) for v in value]
-    if isinstance(value, tuple):
-        return type(value)(_thawed(v) for v in value) if type(value) is tuple else value
-    if isinstance(value, dict):
-        return {k: _thawed(v) for k, v in value.items()}
-    return value
 
 
 def _is_tensors(value: Any) -> bool:
@@ -132,20 +111,8 @@ class _Pass:
         return obj
 
     def _execute(self, node: fx.Node, args: tuple, kwargs: dict) -> Any:
-        if not self.real:
-            args, kwargs = _to_meta(args), _to_meta(kwargs)
-        if node.op == "call_module":
-            module = self.modules[node.target]
-            if self.real:
-                return module(*args, **kwargs)
-            with _on_meta(module):
-                return module(*args, **kwargs)
-        if node.op == "call_function":
-            # fx freezes list arguments; a wrapped function may edit its own (torchvision's swin3d does)
-            args, kwargs = _thawed(args), _thawed(kwargs)
-            return node.target(*args, **kwargs)
-        self_obj, *rest = args
-        return getattr(self_obj, node.target)(*rest, **kwargs)
+        module = self.modules[node.target] if node.op == "call_module" else None
+        return run_op(node.op, node.target, module, args, kwargs, self.real)
 
     # -- geometry -----------------------------------------------------------
     def _geometry(self, node: fx.Node, module: nn.Module | None, args: tuple, kwargs: dict, out: Any) -> NodeState:
@@ -212,7 +179,7 @@ class _Pass:
                 continue
             if node.op == "get_attr":
                 value = self._attr(node.target)
-                value = value if self.real else _to_meta(value)
+                value = value if self.real else to_meta(value)
                 geo = TensorGeom.constant(value.dim()) if isinstance(value, torch.Tensor) else None
                 self.states[node] = NodeState(value, geo)
                 continue
@@ -230,33 +197,6 @@ class _Pass:
         return self.states
 
 
-@contextlib.contextmanager
-def _on_meta(module: nn.Module) -> Iterator[None]:
-    """Run a module of a real model with meta views of its parameters and buffers, then put them back.
-
-    Leaf modules usually own their tensors directly: swapping the two dicts is far
-    cheaper than ``torch.func.functional_call``, which is kept for nested leaves.
-    """
-    params, buffers = module._parameters, module._buffers
-    if all(t is None or t.device.type == "meta" for t in (*params.values(), *buffers.values())) and not any(
-            True for _ in module.children()):
-        yield
-        return
-    if any(True for _ in module.children()):
-        state = {k: v.to("meta") for k, v in module.state_dict(keep_vars=True).items()}
-        with torch.nn.utils.stateless._reparametrize_module(module, state):
-            yield
-        return
-    # straight into __dict__: nn.Module.__setattr__'s type checks cost more than the swap itself
-    module.__dict__["_parameters"] = {k: None if v is None else nn.Parameter(v.to("meta"), v.requires_grad)
-                                      for k, v in params.items()}
-    module.__dict__["_buffers"] = {k: None if v is None else v.to("meta") for k, v in buffers.items()}
-    try:
-        yield
-    finally:
-        module.__dict__["_parameters"], module.__dict__["_buffers"] = params, buffers
-
-
 def _known_output(rule: Any, module: nn.Module | None, args: tuple, kwargs: dict) -> Any:
     """A stand-in output for ops whose rule knows their output shape, or ``None``: run the op."""
     if callable(rule.shape):
@@ -265,8 +205,9 @@ def _known_output(rule: Any, module: nn.Module | None, args: tuple, kwargs: dict
     if rule.shape is None or not isinstance(first, torch.Tensor):
         return None
     if rule.shape == "broadcast":
+        # same shapes and one floating dtype: the output is the first input's (ints may promote, e.g. under /)
         tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
-        if any(t.shape != first.shape for t in tensors):
+        if not first.is_floating_point() or any(t.shape != first.shape or t.dtype != first.dtype for t in tensors):
             return None
     # a fresh contiguous stand-in: a later .view() must see what .contiguous() would give
     return first if first.is_contiguous() else torch.empty(first.shape, dtype=first.dtype, device=first.device)

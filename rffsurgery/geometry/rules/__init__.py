@@ -68,17 +68,22 @@ _POINTWISE_FUNCTIONS = (
     torch.nan_to_num, torch.sigmoid_, torch.exp_, torch.clamp_min, torch.clamp_max,
     operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, operator.truediv,
     operator.itruediv, operator.floordiv, operator.neg, operator.pow, operator.abs, operator.and_, operator.or_,
-    operator.lt, operator.gt, operator.le, operator.ge, operator.eq, operator.ne, operator.invert,
+    operator.invert,
     torch.Tensor.add, torch.Tensor.mul, "torchvision.ops.stochastic_depth.stochastic_depth",
 )
 _POINTWISE_METHODS = (
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "exp_", "log", "abs", "neg", "sqrt", "rsqrt",
     "clamp", "clamp_", "clip", "clamp_min", "clamp_min_", "clamp_max", "add", "add_", "sub", "sub_", "mul",
-    "mul_", "div", "div_", "pow", "square", "contiguous", "to", "type", "type_as", "float", "half", "double",
-    "bfloat16", "detach", "clone", "masked_fill", "masked_fill_", "addcmul", "lerp", "sign", "reciprocal",
+    "mul_", "div", "div_", "pow", "square", "contiguous", "detach", "clone", "masked_fill", "masked_fill_", "addcmul", "lerp", "sign", "reciprocal",
     "erf", "sin", "cos", "floor", "ceil", "round", "softplus", "hardswish", "gelu", "silu", "zero_", "fill_",
-    "requires_grad_", "cpu", "cuda", "bool", "int", "long", "nan_to_num", "maximum", "minimum", "where",
+    "requires_grad_", "nan_to_num", "maximum", "minimum", "where",
     "sigmoid", "__add__", "__mul__",
+)
+# pointwise, but the output's dtype or device is not the input's: run them for their output
+_CONVERSIONS = (
+    operator.lt, operator.gt, operator.le, operator.ge, operator.eq, operator.ne,
+    *(f".{m}" for m in ("to", "type", "type_as", "float", "half", "double", "bfloat16", "bool", "int", "long",
+                        "cpu", "cuda")),
 )
 _RESHAPES = (".view", ".reshape", ".flatten", ".unflatten", ".squeeze", ".unsqueeze", ".view_as", ".reshape_as",
              torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze, torch.unflatten, nn.Flatten, nn.Unflatten)
@@ -92,6 +97,7 @@ TABLE: list[tuple[tuple, Rule]] = [
       *(f".{m}" for m in _POINTWISE_METHODS),
       f"{TIMM}norm_act.BatchNormAct2d", f"{TIMM}norm_act.SyncBatchNormAct", f"{TIMM}norm_act.FrozenBatchNormAct2d",
       f"{TIMM}inplace_abn.InplaceAbn"), Rule(pointwise, shape="broadcast", name="pointwise")),
+    (_CONVERSIONS, Rule(pointwise, name="pointwise")),
     ((nn.Conv1d, nn.Conv2d, nn.Conv3d, F.conv1d, F.conv2d, F.conv3d), Rule(conv, name="conv")),
     ((f"{TIMM}conv2d_same.Conv2dSame", f"{TIMM}std_conv.StdConv2dSame", f"{TIMM}std_conv.ScaledStdConv2dSame"),
      Rule(same_dynamic, name="conv")),
