@@ -173,7 +173,7 @@ class _SizedTracer(_PathTracer):
     """A path tracer that runs every recorded op on the meta device as it goes (see the module docstring)."""
 
     def __init__(self, leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable],
-                 input_shape: tuple[int, ...]) -> None:
+                 input_shape: tuple[int, ...] | None) -> None:
         super().__init__(leaf_modules, autowrap_functions)
         self.input_shape = input_shape
         self.metas: dict[fx.Node, Any] = {}
@@ -196,7 +196,7 @@ class _SizedTracer(_PathTracer):
 
     def _meta(self, kind: str, target: Any, args: Any, kwargs: Any) -> Any:
         if kind == "placeholder":
-            if any(n.op == "placeholder" for n in self.metas):
+            if self.input_shape is None or any(n.op == "placeholder" for n in self.metas):
                 raise LookupError("only the first input's shape is known")
             floats = (p.dtype for p in self.root.parameters() if p.is_floating_point())
             return torch.empty(self.input_shape, dtype=next(floats, torch.get_default_dtype()), device="meta")
@@ -263,8 +263,7 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     model.eval()
     try:
         while True:
-            tracer = (_SizedTracer(leaves, functions, input_shape) if sized and input_shape is not None
-                      else _PathTracer(leaves, functions))
+            tracer = _SizedTracer(leaves, functions, input_shape) if sized else _PathTracer(leaves, functions)
             try:
                 graph = tracer.trace(model, concrete_args=concrete or None)
                 break
@@ -274,14 +273,14 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
                 if culprit is not None:
                     optional.discard(culprit)  # timm knew: keep that block whole and try again
                     leaves.append(culprit)
-                elif not sized and input_shape is not None:
+                elif input_shape is not None and not sized:
                     sized = True  # perhaps it only branches on shapes: trace again with them known
                 else:
                     raise _trace_error(model, stack, exc) from exc
     finally:
         model.train(was_training)
     outputs = {path: tracer.names[node] for path, node in tracer.module_outputs.items()}
-    return Traced(tracer.root, graph, tracer.names, outputs, tuple(input_shape) if sized and input_shape else None)
+    return Traced(tracer.root, graph, tracer.names, outputs, tuple(input_shape) if sized else None)
 
 
 _CONSTRUCTS = (
