@@ -106,3 +106,20 @@ def test_dtype_changing_ops_are_run_for_their_output_on_the_meta_device() -> Non
     out = plan.output()
     assert out.shape == (4, 8, 3)
     assert out.axes[0].size == 3 and out.axes[1] is None  # rows exact; the matmul mixes every column
+
+
+class ShapeBranchyClassifier(ShapeBranchy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(super().forward(x).mean((2, 3)))
+
+
+def test_rewrites_trace_a_shape_branching_model_at_the_rewrite_input_size() -> None:
+    from rffsurgery.surgery import rewrite
+
+    done = rewrite(ShapeBranchyClassifier(), meta_groups=2, input_size=(3, 15, 15))
+    assert [c.path for c in done.changes] == ["fc"] and done.recipe.input_size == (3, 15, 15)
+    assert done.after(torch.rand(1, 3, 15, 15)).shape == (1, 8)

@@ -67,15 +67,16 @@ def apply_step(model: nn.Module, step: dict[str, Any]) -> list[Change]:
 
 
 def rewrite_conv3d(model: nn.Module, filters: int, *, layers: Iterable[str] | None = None,
-                   inplace: bool = False) -> Rewrite:
+                   inplace: bool = False, input_size: tuple[int, ...] | None = None) -> Rewrite:
     """Replace eligible Conv2d layers with :class:`ChannelConv3d` of ``filters`` filters.
 
     ``layers``: globs on module paths (default: every conv but the stem).  Raises
     :class:`RewriteError` when no selected conv is eligible (listing why).  Returns
     a :class:`Rewrite` whose ``model`` is a copy unless ``inplace``; with
-    ``filters == D`` (u = C) a layer is an exact copy of its Conv2d.
+    ``filters == D`` (u = C) a layer is an exact copy of its Conv2d.  ``input_size``
+    (no batch) lets a model whose code branches on shapes be traced.
     """
-    traced = trace(model)
+    traced = trace(model, input_shape=None if input_size is None else (1, *input_size))
     chosen, skipped = candidates(traced, layers)
     eligible = []
     for path in chosen:

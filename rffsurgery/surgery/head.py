@@ -241,7 +241,7 @@ def apply_step(model: nn.Module, step: dict[str, Any], init: str = "random",
 
 def rewrite_head(model: nn.Module, groups: int, *, meta_out: int | None = None, hidden: int | None = None,
                  layers: Iterable[str] | None = None, init: str = "random", meta_init: str = "identity",
-                 inplace: bool = False) -> Rewrite:
+                 inplace: bool = False, input_size: tuple[int, ...] | None = None) -> Rewrite:
     """Replace the head's large FC layer(s) with ``groups``-way grouped FC + Meta(groups, meta_out).
 
     ``layers``: globs on module paths of Linear layers (default: the head's hidden
@@ -249,9 +249,10 @@ def rewrite_head(model: nn.Module, groups: int, *, meta_out: int | None = None, 
     replaced (default :func:`default_hidden`).  ``init="copy"`` starts from the old
     weights (see the module docstring); each change's ``note`` then gives the
     relative output error on random features.  Returns a :class:`Rewrite` whose
-    ``model`` is a copy unless ``inplace``.
+    ``model`` is a copy unless ``inplace``.  ``input_size`` (no batch) lets a model
+    whose code branches on shapes be traced (see :func:`~rffsurgery.trace.trace`).
     """
-    traced = trace(model)
+    traced = trace(model, input_shape=None if input_size is None else (1, *input_size))
     specs = plan(model, traced, groups, meta_out, hidden, layers)
     if not inplace:
         model = copy.deepcopy(model)

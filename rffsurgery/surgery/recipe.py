@@ -119,9 +119,10 @@ def rewrite(model: nn.Module | str, *, input_size: Any = None, meta_groups: int 
     results = []
     if meta_groups is not None:
         results.append(head.rewrite_head(after, meta_groups, meta_out=meta_out, hidden=hidden, layers=head_layers,
-                                         init=init, meta_init=meta_init, inplace=True))
+                                         init=init, meta_init=meta_init, inplace=True, input_size=size))
     if conv3d_filters is not None:
-        results.append(conv3d.rewrite_conv3d(after, conv3d_filters, layers=conv3d_layers, inplace=True))
+        results.append(conv3d.rewrite_conv3d(after, conv3d_filters, layers=conv3d_layers, inplace=True,
+                                             input_size=size))
     recipe = Recipe(name, size, [r.step for r in results], count_params(after))
     return Rewritten(before, after, recipe, [c for r in results for c in r.changes],
                      [s for r in results for s in r.skipped])

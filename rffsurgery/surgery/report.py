@@ -53,14 +53,14 @@ def check(rewritten: Rewritten, batch: int = 2) -> list[Check]:
         after: Plan | Exception = analyze(rewritten.after, rewritten.input_size)
     except Exception as exc:  # an analysis failure is reported, not raised: the rewrite itself succeeded
         after = exc
-    return [_trace(rewritten.after, after), *_run(rewritten, batch), _rf(rewritten, after)]
+    return [_trace(rewritten, after), *_run(rewritten, batch), _rf(rewritten, after)]
 
 
-def _trace(model: nn.Module, after: "Plan | Exception") -> Check:
+def _trace(rewritten: Rewritten, after: "Plan | Exception") -> Check:
     if isinstance(after, Plan):
         return Check("fx trace", True, f"{len(after.traced.graph.nodes)} nodes")
     try:  # analysis failed: tell tracing failures from later ones
-        traced = trace(model)
+        traced = trace(rewritten.after, input_shape=(1, *rewritten.recipe.input_size))
     except TraceError as exc:
         return Check("fx trace", False, str(exc).splitlines()[0])
     return Check("fx trace", True, f"{len(traced.graph.nodes)} nodes")
