@@ -19,7 +19,7 @@ import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -54,7 +54,7 @@ class ModelSpec:
         kwargs = {} if num_classes is None else {"num_classes": self._checked_num_classes(num_classes)}
         if self.source != "user":
             try:
-                with torch.device(device), (_NoInitOnMeta() if device == "meta" else contextlib.nullcontext()):
+                with _building_on(device):
                     return self.builder(**kwargs).eval()
             except TypeError as exc:  # a **kwargs builder whose model class has no num_classes
                 if not kwargs:
@@ -63,7 +63,7 @@ class ModelSpec:
         if not kwargs:
             _check_no_arguments(self.name, self.builder)
         try:
-            with torch.device(device):
+            with _building_on(device):
                 model = self.builder(**kwargs)
         except Exception as exc:
             raise ModelNotFound(f"model factory '{self.name}' raised {type(exc).__name__}: {_first_line(exc)}; "
@@ -111,6 +111,13 @@ class _NoInitOnMeta(torch.overrides.TorchFunctionMode):
         if func in _INIT_OPS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
             return args[0]
         return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _building_on(device: str) -> Iterator[None]:
+    """New tensors on ``device``; on the meta device, without running weight initialisers."""
+    with torch.device(device), (_NoInitOnMeta() if device == "meta" else contextlib.nullcontext()):
+        yield
 
 
 def _takes(factory: Callable, name: str) -> bool:
