@@ -54,8 +54,7 @@ class ModelSpec:
         kwargs = {} if num_classes is None else {"num_classes": self._checked_num_classes(num_classes)}
         if self.source != "user":
             try:
-                with _building_on(device):
-                    return self.builder(**kwargs).eval()
+                return self._construct(device, kwargs).eval()
             except TypeError as exc:  # a **kwargs builder whose model class has no num_classes
                 if not kwargs:
                     raise
@@ -63,8 +62,7 @@ class ModelSpec:
         if not kwargs:
             _check_no_arguments(self.name, self.builder)
         try:
-            with _building_on(device):
-                model = self.builder(**kwargs)
+            model = self._construct(device, kwargs)
         except Exception as exc:
             raise ModelNotFound(f"model factory '{self.name}' raised {type(exc).__name__}: {_first_line(exc)}; "
                                 "fix it so that calling it with no arguments returns the model") from exc
@@ -72,6 +70,24 @@ class ModelSpec:
             raise ModelNotFound(f"model factory '{self.name}' returned {type(model).__name__} "
                                 f"{brief(model)}, not an nn.Module; name a function or class that returns the model")
         return model.eval()
+
+    def _construct(self, device: str, kwargs: dict[str, Any]) -> Any:
+        """Call the builder with new tensors on ``device``.
+
+        On the meta device weight initialisers are skipped.  A constructor that computes
+        its configuration with tensors (torchvision's RegNet: ``torch.arange(…).tolist()``)
+        fails when every new tensor is meta; it is built again with those computations on
+        CPU and each parameter and buffer moved to meta as it is registered.
+        """
+        if device != "meta":
+            with torch.device(device):
+                return self.builder(**kwargs)
+        try:
+            with torch.device("meta"), _NoInitOnMeta():
+                return self.builder(**kwargs)
+        except Exception:
+            with _registered_on_meta(), _NoInitOnMeta():
+                return self.builder(**kwargs)
 
     def _checked_num_classes(self, value: object) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -114,10 +130,23 @@ class _NoInitOnMeta(torch.overrides.TorchFunctionMode):
 
 
 @contextlib.contextmanager
-def _building_on(device: str) -> Iterator[None]:
-    """New tensors on ``device``; on the meta device, without running weight initialisers."""
-    with torch.device(device), (_NoInitOnMeta() if device == "meta" else contextlib.nullcontext()):
+def _registered_on_meta() -> Iterator[None]:
+    """Parameters and buffers go to the meta device as modules register them (their values are never read)."""
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if type(param) is nn.Parameter and not param.is_meta:
+            param = nn.Parameter(param.to("meta"), param.requires_grad)
+        register_parameter(module, name, param)
+
+    def buffer(module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
+        register_buffer(module, name, None if tensor is None else tensor.to("meta"), persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer  # type: ignore[method-assign]
+    try:
         yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer  # type: ignore[method-assign]
 
 
 def _takes(factory: Callable, name: str) -> bool:

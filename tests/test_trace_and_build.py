@@ -38,7 +38,9 @@ def test_attribute_reads_are_named_as_torch_fx_names_them() -> None:
     assert "a.weight" in _reads(ours) and "b.weight" not in _reads(ours)  # the shared tensor's first name
 
 
-@pytest.mark.parametrize("name", ["timm:vit_tiny_patch16_224", "timm:convnext_atto", "resnet18"])
+# regnet computes its widths with torch.arange(...).tolist(): built with CPU computations, meta tensors
+@pytest.mark.parametrize("name", ["timm:vit_tiny_patch16_224", "timm:convnext_atto", "resnet18",
+                                  "torchvision:regnet_x_400mf"])
 def test_meta_build_skips_initialisation_but_not_shapes(name: str) -> None:
     spec = resolve(name)
     meta, cpu = spec.build("meta"), spec.build("cpu")
@@ -47,3 +49,4 @@ def test_meta_build_skips_initialisation_but_not_shapes(name: str) -> None:
     assert got == want and all(v.is_meta for v in meta.state_dict().values())
     probe = torch.empty(3, device="meta")
     assert probe.uniform_() is probe and torch.overrides._get_current_function_mode_stack() == []
+    assert nn.Module.register_parameter.__module__ == "torch.nn.modules.module"  # put back
