@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import fx, nn
 
+from .meta import read_attr
 from .trace import Traced
 
 __all__ = ["digest", "first_difference", "graph_lines"]
@@ -76,7 +77,7 @@ def _line(node: fx.Node, label: dict[fx.Node, str], modules: dict[str, nn.Module
     if node.op == "placeholder":
         return f"{label[node]} placeholder"
     if node.op == "get_attr":
-        return f"{label[node]} get_attr {_shape(_attr(root, str(node.target)))}"
+        return f"{label[node]} get_attr {_shape(read_attr(root, str(node.target)))}"
     if node.op == "call_module":
         module = modules[node.target]
         hyper = " ".join(f"{a}={_const(getattr(module, a))}" for a in _GEOMETRY_ATTRS if hasattr(module, a))
@@ -114,10 +115,3 @@ def _const(value: Any) -> str:
 
 def _shape(value: Any) -> str:
     return "x".join(map(str, value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
-
-
-def _attr(root: nn.Module, path: str) -> Any:
-    obj: Any = root
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 from torch import fx, nn
 
+from .meta import read_attr
+
 if TYPE_CHECKING:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -136,8 +138,8 @@ def node_costs(plan: "Plan") -> Costs:
     for node, name in traced.names.items():
         if node.op == "call_module":
             params[name] = count_params(modules[node.target])
-        elif node.op == "get_attr" and isinstance(_attr(traced.root, node.target), nn.Parameter):
-            params[name] = _attr(traced.root, node.target).numel()
+        elif node.op == "get_attr" and isinstance(read_attr(traced.root, node.target), nn.Parameter):
+            params[name] = read_attr(traced.root, node.target).numel()
     total_params = count_params(traced.root)
     gm = traced.graph_module
     inputs = [n for n in traced.graph.nodes if n.op == "placeholder"]
@@ -145,7 +147,7 @@ def node_costs(plan: "Plan") -> Costs:
         return Costs(params, {}, total_params, None, "the model takes more than one input")
     state = {f"gm.{k}": v for k, v in _meta_state(gm).items()}
     for node in traced.graph.nodes:  # plain tensor attributes (fx constants) too
-        value = _attr(gm, node.target) if node.op == "get_attr" else None
+        value = read_attr(gm, node.target) if node.op == "get_attr" else None
         if isinstance(value, torch.Tensor) and f"gm.{node.target}" not in state:
             state[f"gm.{node.target}"] = value.to("meta")
     with FlopCounterMode(display=False) as counter:
@@ -159,10 +161,3 @@ def node_costs(plan: "Plan") -> Costs:
     flops = runner.interpreter.flops
     per_node = {traced.names[n]: f // 2 for n, f in flops.items()}
     return Costs(params, per_node, total_params, sum(per_node.values()))
-
-
-def _attr(root: nn.Module, target: str) -> Any:
-    value: Any = root
-    for part in str(target).split("."):
-        value = getattr(value, part, None)
-    return value

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-__all__ = ["on_meta", "run_op", "thawed", "to_meta"]
+__all__ = ["on_meta", "read_attr", "run_op", "thawed", "to_meta"]
 
 
 def to_meta(value: Any) -> Any:
@@ -64,6 +64,24 @@ def on_meta(module: nn.Module) -> Iterator[None]:
         yield
     finally:
         module.__dict__["_parameters"], module.__dict__["_buffers"] = params, buffers
+
+
+def read_attr(root: nn.Module, target: str) -> Any:
+    """The value behind a ``get_attr`` target (``"layer1.0.conv1.weight"``).
+
+    Read from the modules' own dicts, so that it also works while torch.fx traces
+    (when ``nn.Module.__getattr__`` records nodes instead of answering).
+    """
+    obj: Any = root
+    for part in target.split("."):
+        if isinstance(obj, nn.Module):
+            found = [d[part] for d in (obj._parameters, obj._buffers, obj._modules, obj.__dict__) if part in d]
+            if not found:
+                raise AttributeError(f"{type(obj).__name__} has no attribute {part!r} (reading {target!r})")
+            obj = found[0]
+        else:
+            obj = getattr(obj, part)
+    return obj
 
 
 def run_op(op: str, target: Any, module: nn.Module | None, args: tuple, kwargs: dict, real: bool = False) -> Any:

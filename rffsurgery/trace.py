@@ -40,7 +40,7 @@ import torch
 from torch import fx, nn
 
 from .errors import RffError
-from .meta import run_op, to_meta
+from .meta import read_attr, run_op, to_meta
 
 __all__ = ["TraceError", "Traced", "trace"]
 
@@ -201,7 +201,7 @@ class _SizedTracer(_PathTracer):
             floats = (p.dtype for p in self.root.parameters() if p.is_floating_point())
             return torch.empty(self.input_shape, dtype=next(floats, torch.get_default_dtype()), device="meta")
         if kind == "get_attr":
-            return to_meta(_attribute(self.root, str(target)))
+            return to_meta(read_attr(self.root, str(target)))
         args, kwargs = fx.node.map_aggregate((args, kwargs), self._value)
         module = self.root.get_submodule(target) if kind == "call_module" else None
         return run_op(kind, target, module, args, kwargs)
@@ -214,20 +214,6 @@ class _SizedTracer(_PathTracer):
 # real in the middle of a trace must undo that (private, so missing in some torch: ops then stay symbolic)
 _unpatched: Callable[[], contextlib.AbstractContextManager] = getattr(
     fx._symbolic_trace, "_maybe_revert_all_patches", contextlib.nullcontext)
-
-
-def _attribute(root: nn.Module, target: str) -> Any:
-    """``root.<target>`` read from the modules' own dicts: while fx traces, ``nn.Module.__getattr__`` records nodes."""
-    obj: Any = root
-    for part in target.split("."):
-        if isinstance(obj, nn.Module):
-            found = [d[part] for d in (obj._parameters, obj._buffers, obj._modules, obj.__dict__) if part in d]
-            if not found:
-                raise AttributeError(part)
-            obj = found[0]
-        else:
-            obj = getattr(obj, part)
-    return obj
 
 
 def _timm_notrace() -> tuple[list[type], list[Callable]]:

@@ -24,7 +24,7 @@ from .call import Call, RuleError
 from .rules import lookup
 from .tensor import Geo, Misaligned, TensorGeom, Unknown
 from ..errors import RffError
-from ..meta import run_op, to_meta
+from ..meta import read_attr, run_op, to_meta
 
 if TYPE_CHECKING:
     from ..trace import Traced
@@ -104,12 +104,6 @@ class _Pass:
         self.states: dict[fx.Node, NodeState] = {}
 
     # -- shapes -------------------------------------------------------------
-    def _attr(self, target: str) -> Any:
-        obj: Any = self.root
-        for part in target.split("."):
-            obj = getattr(obj, part)
-        return obj
-
     def _execute(self, node: fx.Node, args: tuple, kwargs: dict) -> Any:
         module = self.modules[node.target] if node.op == "call_module" else None
         return run_op(node.op, node.target, module, args, kwargs, self.real)
@@ -178,7 +172,7 @@ class _Pass:
                 self.states[node] = NodeState(None, None)
                 continue
             if node.op == "get_attr":
-                value = self._attr(node.target)
+                value = read_attr(self.root, node.target)
                 value = value if self.real else to_meta(value)
                 geo = TensorGeom.constant(value.dim()) if isinstance(value, torch.Tensor) else None
                 self.states[node] = NodeState(value, geo)
