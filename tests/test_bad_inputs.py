@@ -416,7 +416,7 @@ def test_cli_bad_input(case: Case, work: Path, monkeypatch: pytest.MonkeyPatch) 
     result = CliRunner().invoke(main, args)
     output = result.output  # stdout and stderr, interleaved
     assert result.exit_code == case.code, output
-    assert "Traceback" not in output
+    assert "Traceback" not in output and "Warning:" not in output  # nothing but the message reaches the user
     marker = "error: " if case.code == 1 else "Error: "
     errors = [line for line in result.stderr.splitlines() if line.startswith(marker)]
     assert len(errors) == 1, result.stderr  # one line: what failed, why, what to do

@@ -14,6 +14,7 @@ whole DAG traversal.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -222,5 +223,7 @@ def propagate(traced: "Traced", input_shape: tuple[int, ...], real: bool = False
     """
     device = "cpu" if real else "meta"
     example = torch.zeros(input_shape, device=device)
-    with torch.no_grad():
+    # the model's own warnings (deprecations, size hints) are about running it, not about its geometry
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         return _Pass(traced.root, traced.graph, traced.names, real).run(example)
