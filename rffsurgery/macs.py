@@ -128,7 +128,17 @@ class _Runner(nn.Module):
 
 
 def node_costs(plan: "Plan") -> Costs:
-    """Parameters and MACs per sample of every node of ``plan``, by node name."""
+    """Parameters and MACs per sample of every node of ``plan``, by node name (kept in ``plan.memo``).
+
+    Counting runs the graph once more on the meta device; a table and a JSON report of
+    the same plan share that run.
+    """
+    if "costs" not in plan.memo:
+        plan.memo["costs"] = _node_costs(plan)
+    return plan.memo["costs"]
+
+
+def _node_costs(plan: "Plan") -> Costs:
     from torch.func import functional_call
     from torch.utils.flop_counter import FlopCounterMode
 
