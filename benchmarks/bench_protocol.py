@@ -20,8 +20,8 @@ import torch
 
 from _common import OUT, parser, write_result
 from rffsurgery.train import GeneratedSource, ProtocolConfig, resolve_splits, run_experiment
-from rffsurgery.train.command import parse_seeds
-from rffsurgery.train.report import format_table
+from rffsurgery.cli.train import parse_seeds
+from rffsurgery.reports.training import format_table
 
 
 def main() -> None:

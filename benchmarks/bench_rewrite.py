@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this che
 from _common import interleaved, median, parser, write_result  # noqa: E402
 
 from rffsurgery.surgery import Rewritten, rewrite  # noqa: E402
-from rffsurgery.surgery.report import macs  # noqa: E402
+from rffsurgery.analysis.macs import macs  # noqa: E402
 
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "resnet50-meta16": ("resnet50", {"meta_groups": 16}),

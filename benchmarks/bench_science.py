@@ -29,9 +29,10 @@ import torch
 from _common import OUT, parser, write_result
 from rffsurgery.train import DatasetNotFound, ProtocolConfig, mnist_source, random_splits, resolve_splits
 from rffsurgery.train.checkpoint import load_checkpoint
-from rffsurgery.train.command import parse_seeds
-from rffsurgery.train.experiment import run_experiment
-from rffsurgery.train.report import format_table, write_report
+from rffsurgery.cli.train import parse_seeds
+from rffsurgery.train.protocols.experiment import run_experiment
+from rffsurgery.reports.training import format_table, write_report
+from rffsurgery.train.protocols.aggregate import aggregate
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 
@@ -90,8 +91,9 @@ def main() -> None:
             results += run_experiment(cfg, source, [split], [seed], out, resume=True, plots=False, log=print)["runs"]
             run_seconds.append(time.perf_counter() - t0)
     wall = time.perf_counter() - start
-    report = write_report(out, results, {"source": source.name, "config": cfg.to_dict(), "per_class": args.per_class,
-                                         "splits": [s.name for s in splits], "seeds": seeds}, plots=False)
+    meta = {"source": source.name, "config": cfg.to_dict(), "per_class": args.per_class,
+            "splits": [s.name for s in splits], "seeds": seeds}
+    report = write_report(out, {"meta": meta, **aggregate(results)}, plots=False)
     print("\n" + format_table(report))
     fresh = [s for s in run_seconds if s > 1]  # runs read back from a finished checkpoint take ~0 s
     per_hour = 3600 * len(fresh) / sum(fresh) if fresh else float("nan")

@@ -42,7 +42,7 @@ from rffsurgery.plan import freeze
 from rffsurgery.train import SHAPES, select_device
 from rffsurgery.train.device import MEMORY_FORMATS, with_memory_format
 from rffsurgery.train.loop import make_batches, train_epoch
-from rffsurgery.train.synthetic import render
+from rffsurgery.data.generated import render
 
 
 AMP = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "off": None}

@@ -48,7 +48,7 @@ from _common import OUT, parser, result_path, write_result
 from rffsurgery import analyze
 from rffsurgery.geometry.propagate import ShapeError
 from rffsurgery.trace import TraceError
-from rffsurgery.zoo import ModelNotFound
+from rffsurgery.models.zoo import ModelNotFound
 
 SHARE_TARGET = 0.999
 COMPLETE_TARGET = 0.99

@@ -22,7 +22,8 @@ from torch import nn
 from rffsurgery.export import export_onnx
 from rffsurgery.models import RFFBaseCNN
 from rffsurgery.surgery import load, rewrite, save
-from rffsurgery.surgery.report import check, format_report
+from rffsurgery.reports.rewrite import format_report
+from rffsurgery.surgery.check import check
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ Add --download on a machine with internet access to fetch CIFAR-100 first.
 import sys
 
 from rffsurgery.train import CIFAR100_SPLITS, ProtocolConfig, cifar100, run_experiment
-from rffsurgery.train.report import format_table
+from rffsurgery.reports.training import format_table
 
 source = cifar100(sys.argv[1])
 splits = list(CIFAR100_SPLITS.values())

@@ -6,7 +6,7 @@ Equivalent command line:  rffsurgery train --cue 1.0 --seeds 0-2 --out runs/cue-
 """
 
 from rffsurgery.train import GeneratedSource, ProtocolConfig, resolve_splits, run_experiment
-from rffsurgery.train.report import format_table
+from rffsurgery.reports.training import format_table
 
 config = ProtocolConfig(epochs=4)  # experiment-1 mode: n = 4, branch at epoch 5, 50 transfer epochs
 for cue in (1.0, 0.0):

@@ -12,7 +12,7 @@ Images are decoded by DataLoader workers; on a GPU the trainer uses mixed precis
 import sys
 
 from rffsurgery.train import ProtocolConfig, Split, image_folder, run_experiment
-from rffsurgery.train.report import format_table
+from rffsurgery.reports.training import format_table
 
 source = image_folder(sys.argv[1], image_size=224)
 split = Split("3", base=source.classes[:8], transfer=source.classes[8:10])  # the first 10 class folders

@@ -9,16 +9,14 @@ Public API::
     build_freeze_plan(analysis).export("plan.json")  # freeze plan for them (rffsurgery.plan)
 """
 
-__version__ = "0.1.0"
-
-from .analysis import LayerRF, Plan, UnknownOpError, analyze  # noqa: E402
-from .geometry.algebra import AxisMap, AxisRF  # noqa: E402
-from .plan import FreezePlan, FreezeSchedule, PlanError, Schedule, build_freeze_plan, ddp_frozen, freeze  # noqa: E402
-from .surgery import (ChannelConv3d, GroupedLinear, Meta, RewriteError, rewrite, rewrite_conv3d,  # noqa: E402
-                      rewrite_head)
-from .tags import Tag, TagError, tag  # noqa: E402
-from .trace import TraceError  # noqa: E402
-from .zoo import ModelNotFound  # noqa: E402
+from ._version import __version__
+from .analysis import LayerRF, Plan, UnknownOpError, analyze
+from .geometry.algebra import AxisMap, AxisRF
+from .models import ModelNotFound
+from .plan import FreezePlan, FreezeSchedule, PlanError, Schedule, build_freeze_plan, ddp_frozen, freeze
+from .surgery import ChannelConv3d, GroupedLinear, Meta, RewriteError, rewrite, rewrite_conv3d, rewrite_head
+from .tags import Tag, TagError, tag
+from .trace import TraceError
 
 __all__ = ["AxisMap", "AxisRF", "ChannelConv3d", "FreezePlan", "FreezeSchedule", "GroupedLinear", "LayerRF", "Meta",
            "ModelNotFound", "Plan", "PlanError", "RewriteError", "Schedule", "Tag", "TagError", "TraceError",

@@ -44,7 +44,7 @@ def require_onnx() -> None:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise MissingDependency(f"--onnx needs onnx and onnxruntime ({exc.name} is not installed): "
-                                "pip install onnx onnxruntime") from None
+                                "pip install 'rffsurgery[onnx]'") from None
 
 
 def export_onnx(model: nn.Module, input_size: tuple[int, ...], path: str | Path, *, opset: int = 17,

@@ -7,7 +7,8 @@ reports) goes through :func:`prepare_output` and :func:`atomic_output`, so that
 * a file the command is reading (the model's own source, the plan being checked)
   is never written over, even with ``force``,
 * a crash never leaves half a file: the data goes to a temporary file in the same
-  folder that is renamed over the target at the end, and
+  folder that is flushed to disk and renamed over the target at the end (the one
+  atomic writer: plans, plots, recipes, reports and training checkpoints use it), and
 * the file gets ordinary permissions (``0666`` less the umask), not ``mkstemp``'s 0600.
 """
 
@@ -119,6 +120,7 @@ def atomic_output(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator
     tmp = Path(name)
     try:
         yield tmp
+        _flush(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
@@ -127,6 +129,15 @@ def atomic_output(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator
         raise _write_error(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _flush(path: Path) -> None:
+    """Force the data to disk before the rename, so a power cut leaves the old file or the new one, never an empty one."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_error(path: Path, exc: OSError) -> RffError:

@@ -15,7 +15,7 @@ from rffsurgery import ModelNotFound, UnknownOpError, analyze
 from rffsurgery.analysis import parse_input_size
 from rffsurgery.cli import main
 from rffsurgery.trace import TraceError
-from rffsurgery.zoo import resolve
+from rffsurgery.models.zoo import resolve
 
 
 class Rolls(nn.Module):

@@ -38,8 +38,8 @@ from rffsurgery.plan import FreezePlan, PlanError
 from rffsurgery.surgery import RewriteError, load as load_rewritten
 from rffsurgery.train import (Augment, GeneratedSource, ProtocolConfig, resolve_splits,
                               select_device)
-from rffsurgery.train.command import parse_seeds
-from rffsurgery.zoo import ModelNotFound
+from rffsurgery.cli.train import parse_seeds
+from rffsurgery.models.zoo import ModelNotFound
 
 USER_MODELS = '''
 import torch
@@ -347,7 +347,7 @@ CASES = [
     Case(R + " --out /sys/rffsurgery-recipe", 1, "not writable"),
     Case(R + " --onnx {w}/existing.onnx", 1, "already exists: pass --force"),
     Case("rewrite {w}/models.py:TupleOut --meta-groups 2 --onnx {w}/models.py --force", 1, "also an input"),
-    Case(R + " --onnx {w}/new.onnx", 1, "pip install onnx onnxruntime", "no_onnxruntime"),
+    Case(R + " --onnx {w}/new.onnx", 1, "pip install 'rffsurgery[onnx]'", "no_onnxruntime"),
     Case(R + " --onnx {w}/adir", 2, "is a directory"),
     # -- train ----------------------------------------------------------------------------------------
     Case(T + " --threads -1", 2, "'--threads': -1 is not in the range"),
@@ -369,7 +369,7 @@ CASES = [
     Case(T + " --plan {w}/notjson.json", 1, "is not valid JSON"),
     Case(T + " --plan {w}/plan_conv.json", 1, "does not fit"),
     Case(T + " --model no-such-model", 1, "unknown model"),
-    Case(T + " --model {w}/models.py:Fft", 1, "has no nn.Linear output layer"),
+    Case(T + " --model {w}/models.py:Fft", 1, "no Linear classifier"),
     Case(T + " --device tpu", 1, "unknown device 'tpu'"),
     Case(T + " --device meta", 1, "training runs on cpu, cuda[:N] or mps"),
     Case(T + " --device mps", 1, "MPS is not available"),
@@ -525,24 +525,24 @@ def test_debug_shows_the_traceback(work: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_an_unexpected_error_says_how_to_get_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rffsurgery.analysis
+    import rffsurgery.cli.analyze
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(rffsurgery.analysis, "analyze", broken)
+    monkeypatch.setattr(rffsurgery.cli.analyze, "analyze", broken)
     result = CliRunner().invoke(main, ["analyze", "rff-base-cnn"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "unexpected ZeroDivisionError: division by zero" in result.stderr and "--debug" in result.stderr
 
 
 def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rffsurgery.analysis
+    import rffsurgery.cli.analyze
 
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rffsurgery.analysis, "analyze", interrupted)
+    monkeypatch.setattr(rffsurgery.cli.analyze, "analyze", interrupted)
     result = CliRunner().invoke(main, ["analyze", "rff-base-cnn"])
     assert result.exit_code == 130 and result.stderr.strip() == "interrupted"
 
@@ -598,7 +598,7 @@ def test_a_truncated_image_is_named(tmp_path: Path) -> None:
     from PIL import Image
 
     from rffsurgery.train import DatasetNotFound, ImageFiles
-    from rffsurgery.train.folder import FileDataset
+    from rffsurgery.data.folder import FileDataset
 
     path = tmp_path / "x.jpg"
     Image.new("RGB", (64, 64), (200, 10, 10)).save(path)
@@ -617,7 +617,7 @@ class _DictModel(nn.Module):
 
 
 def test_plot_needs_matplotlib_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from rffsurgery.plot import plot_rf
+    from rffsurgery.reports.plot import plot_rf
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(MissingDependency, match=re.escape("pip install 'rffsurgery[plot]'")):

@@ -24,7 +24,7 @@ from torch import nn
 
 from rffsurgery import analyze
 from rffsurgery.cli import main
-from rffsurgery.erf import FRACTIONS, erf
+from rffsurgery.analysis.erf import FRACTIONS, erf
 from rffsurgery.errors import InvalidArgument
 
 from test_property import Graph, graphs
@@ -111,7 +111,7 @@ def test_erf_never_leaves_the_theoretical_rf(graph: Graph, data: st.DataObject) 
 
 def test_resnet50_heat_map(tmp_path: Path) -> None:
     """Random init, CPU, two noise images at 64 px: a heat map inside layer4's RF, drawn with its box."""
-    from rffsurgery.plot import plot_erf
+    from rffsurgery.reports.plot import plot_erf
 
     result = erf("resnet50", ["layer3", "layer4"], images=2, input_size=64, batch=2)
     assert result.weights == "random init (seed 0)"

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from rffsurgery import analyze
 from rffsurgery.cli import main
 from rffsurgery.errors import InvalidArgument
-from rffsurgery.zoo import parse_size, resolve
+from rffsurgery.models.zoo import parse_size, resolve
 
 IMAGE, VIDEO, AUDIO = (3, 224, 224), (3, 16, 112, 112), (1, 16000)
 

@@ -11,8 +11,8 @@ from torch import nn
 
 from rffsurgery import analyze
 from rffsurgery.cli import main
-from rffsurgery.macs import macs, node_costs
-from rffsurgery.surgery import report as rewrite_report
+from rffsurgery.analysis.macs import macs, node_costs
+from rffsurgery.reports import rewrite as rewrite_report
 
 
 class Small(nn.Module):

@@ -23,7 +23,7 @@ from torch import nn
 from rffsurgery import Plan, analyze
 from rffsurgery.cli import main
 
-from gradient_rf import GradientProbe, compare_unclipped, diagonal_units, grow_margins
+from gradient_rf import compare_unclipped, diagonal_units, grow_margins
 from test_ground_truth import TinyUNet
 from test_property import Graph, graphs
 

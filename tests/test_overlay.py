@@ -11,7 +11,7 @@ from PIL import Image
 
 from rffsurgery import analyze
 from rffsurgery.cli import main
-from rffsurgery.images import read_image
+from rffsurgery.data.images import read_image
 
 
 @pytest.fixture()

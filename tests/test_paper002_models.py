@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rffsurgery.surgery import rewrite
-from rffsurgery.zoo import build
+from rffsurgery.models.zoo import build
 
 
 def conv(c: int, d: int, k: int = 3) -> int:

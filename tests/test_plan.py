@@ -284,16 +284,3 @@ def test_plan_check_names_missing_layers_and_parameters(tmp_path, resnet18_plan)
     _write(tmp_path, data)
     result = CliRunner().invoke(main, ["plan", "check", str(tmp_path / "plan.json"), "resnet18"])
     assert result.exit_code == 1 and "no node(s) layer4.0.relu_9 that the plan freezes" in result.output
-
-
-def test_analysis_imports_neither_plan_nor_tags():
-    """The dependency runs one way (tags → analysis, plan → analysis): no import of them in analysis.py, even lazily."""
-    import ast
-
-    import rffsurgery.analysis
-
-    tree = ast.parse(open(rffsurgery.analysis.__file__, encoding="utf-8").read())
-    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert "trace" in imported  # the walk sees the module's relative imports
-    assert not {"plan", "tags", "rffsurgery.plan", "rffsurgery.tags"} & imported

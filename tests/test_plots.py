@@ -8,7 +8,8 @@ import pytest
 
 from rffsurgery import analyze
 from rffsurgery.errors import OutputExists
-from rffsurgery.train import report as train_report
+from rffsurgery.reports import training as train_report
+from rffsurgery.train.protocols.aggregate import aggregate
 
 from test_ground_truth import TinyUNet
 
@@ -20,7 +21,7 @@ def _captured(monkeypatch, module) -> list:
 
 
 def test_rf_plot_names_layers_and_refuses_to_overwrite(tmp_path: Path) -> None:
-    from rffsurgery.plot import plot_rf
+    from rffsurgery.reports.plot import plot_rf
 
     plan = analyze(TinyUNet(), (3, 32, 32))
     path = plot_rf(plan, tmp_path / "rf.png")
@@ -31,7 +32,7 @@ def test_rf_plot_names_layers_and_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 def test_rf_plot_content(monkeypatch) -> None:
-    import rffsurgery.plot as plot
+    import rffsurgery.reports.plot as plot
 
     figures = _captured(monkeypatch, plot)
     plan = analyze(TinyUNet(), (3, 32, 32))
@@ -54,6 +55,6 @@ def test_curves_mark_the_branch_epoch_and_deltas_have_a_legend(monkeypatch) -> N
     assert legend[0].startswith("branch epoch 3")
     runs = [dict(split="a", seed=s, delta=d, n=2, normal_accuracy=0.5, rff_accuracy=0.5, epoch_time_ratio=1.0)
             for s, d in enumerate((0.01, -0.02, 0.03))]
-    train_report.plot_deltas(train_report.aggregate(runs), Path("unused.png"))
+    train_report.plot_deltas(aggregate(runs), Path("unused.png"))
     legend = [t.get_text() for t in figures[1].axes[0].get_legend().get_texts()]
     assert any("95%" in t for t in legend) and any("run" in t for t in legend)

@@ -11,11 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.utils import _pair
 
 from rffsurgery.export import export_onnx
 from rffsurgery.surgery import ChannelConv3d, rewrite
-from rffsurgery.surgery.report import check
+from rffsurgery.surgery.check import check
 
 
 class Conv3dForm(nn.Module):

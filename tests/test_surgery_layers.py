@@ -11,7 +11,7 @@ from torch import nn
 
 from rffsurgery import analyze
 from rffsurgery.surgery import ChannelConv3d, GroupedLinear, Meta
-from rffsurgery.surgery.report import macs
+from rffsurgery.analysis.macs import macs
 from rffsurgery.trace import trace
 
 

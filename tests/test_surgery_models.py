@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from rffsurgery.export import export_onnx
 from rffsurgery.surgery import ChannelConv3d, GroupedLinear, Meta, rewrite
-from rffsurgery.surgery.report import check
+from rffsurgery.surgery.check import check
 
 
 @pytest.fixture(scope="module", params=[

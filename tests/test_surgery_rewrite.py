@@ -12,9 +12,9 @@ from torch import nn
 
 from rffsurgery.cli import main
 from rffsurgery.models import RFFBaseCNN
-from rffsurgery.surgery import (ChannelConv3d, GroupedLinear, RewriteError, find_head, load, rebuild, rewrite,
+from rffsurgery.surgery import (ChannelConv3d, GroupedLinear, RewriteError, head_layers, load, rebuild, rewrite,
                                 rewrite_conv3d, rewrite_head, save)
-from rffsurgery.zoo import build
+from rffsurgery.models.zoo import build
 
 
 # -- which FC layers ---------------------------------------------------------------------
@@ -27,7 +27,7 @@ from rffsurgery.zoo import build
     ("timm:resnet18", "fc", []),
 ])
 def test_head_detection(name, classifier, hidden):
-    assert find_head(build(name, "meta")) == (classifier, hidden)
+    assert head_layers(build(name, "meta")) == (classifier, hidden)
 
 
 def test_hidden_fcs_are_replaced_at_their_width():

@@ -7,7 +7,7 @@ import torch
 from torch import fx, nn
 
 from rffsurgery.trace import trace
-from rffsurgery.zoo import resolve
+from rffsurgery.models.zoo import resolve
 
 
 class Shared(nn.Module):

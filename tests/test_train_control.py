@@ -8,7 +8,8 @@ import json
 import pytest
 
 from rffsurgery.train import GENERATED_SPLITS, GeneratedSource, ProtocolConfig, run_protocol
-from rffsurgery.train.report import aggregate, format_table
+from rffsurgery.reports.training import format_table
+from rffsurgery.train.protocols.aggregate import aggregate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,8 +12,8 @@ from PIL import Image
 
 from rffsurgery.train import (CIFAR100_SPLITS, GENERATED_SPLITS, DatasetNotFound, Split, UnknownClassError, cifar100,
                               image_folder, resolve_splits)
-from rffsurgery.train.data import ImageTensors, holdout
-from rffsurgery.train.synthetic import SHAPES, GeneratedSource, _cue_box, _cue_colour, render
+from rffsurgery.data.base import ImageTensors, holdout
+from rffsurgery.data.generated import SHAPES, GeneratedSource, _cue_box, _cue_colour, render
 from test_train_support import CIFAR100_NAMES, write_cifar100
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: the cores are shared
@@ -105,7 +105,7 @@ def make_tree(root, per_class=3):
 
 
 def test_image_folder_decodes_resizes_and_labels(tmp_path):
-    from rffsurgery.train.folder import FileDataset
+    from rffsurgery.data.folder import FileDataset
 
     make_tree(tmp_path)
     files = image_folder(tmp_path, 16).load(["emu", "cat"])

@@ -142,7 +142,7 @@ def test_each_rank_takes_its_part_of_the_same_global_batches(tmp_path):
 
     from rffsurgery.train import select_device
     from rffsurgery.train.distributed import World
-    from rffsurgery.train.folder import image_folder
+    from rffsurgery.data.folder import image_folder
     from rffsurgery.train.loop import TensorBatches, make_batches
 
     def steps(batches, world, seed=3):

@@ -12,8 +12,8 @@ from torch import nn
 
 from rffsurgery.train import Augment, CheckpointError, select_device
 from rffsurgery.train.checkpoint import load_checkpoint, save_checkpoint
-from rffsurgery.train.data import ImageTensors
-from rffsurgery.train.folder import image_folder
+from rffsurgery.data.base import ImageTensors
+from rffsurgery.data.folder import image_folder
 from rffsurgery.train.loop import TensorBatches, make_batches, train_epoch
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: the cores are shared

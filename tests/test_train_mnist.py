@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from rffsurgery.cli import main
 from rffsurgery.errors import InvalidArgument, RffError
 from rffsurgery.train import DatasetNotFound, random_splits
-from rffsurgery.train.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxError, read_idx
-from rffsurgery.train.mnist import FASHION_CLASSES, FASHION_SPLITS, fit_side, mnist_source
+from rffsurgery.data.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxError, read_idx
+from rffsurgery.data.mnist import FASHION_CLASSES, FASHION_SPLITS, fit_side, mnist_source
 
 STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}

@@ -14,7 +14,7 @@ from rffsurgery.cli import main
 from rffsurgery.plan import PlanError
 from rffsurgery.train import (GENERATED_SPLITS, Augment, CheckpointError, GeneratedSource, ProtocolConfig, Split,
                               base_finished, run_protocol)
-from rffsurgery.train import protocol
+from rffsurgery.train.protocols import rff as protocol
 from rffsurgery.train.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: the cores are shared
@@ -206,7 +206,7 @@ def test_cli_bad_input_messages(tmp_path):
 
 
 def test_parse_seeds():
-    from rffsurgery.train.command import parse_seeds
+    from rffsurgery.cli.train import parse_seeds
 
     assert parse_seeds("0-2,7") == [0, 1, 2, 7] and parse_seeds("5") == [5]
     with pytest.raises(ValueError):

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from rffsurgery.cli import main
 from rffsurgery.train import DatasetNotFound
-from rffsurgery.train.cifar10 import cifar10
-from rffsurgery.train.rewrite_protocol import RewriteConfig, classification_data, make_variant
-from rffsurgery.train.synthetic import GeneratedSource
+from rffsurgery.data.cifar10 import cifar10
+from rffsurgery.train.protocols.rewrite import RewriteConfig, classification_data, make_variant
+from rffsurgery.data.generated import GeneratedSource
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: the cores are shared
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rffsurgery.train.stats import summarize, t_quantile
+from rffsurgery.train.protocols.stats import summarize, t_quantile
 
 # Two-sided 95% critical values of Student's t from standard tables.
 TABLE = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 9: 2.262, 29: 2.045}
@@ -49,7 +49,8 @@ def _run(split, seed, delta, n=4):
 
 
 def test_aggregate_and_table():
-    from rffsurgery.train.report import aggregate, format_table
+    from rffsurgery.reports.training import format_table
+    from rffsurgery.train.protocols.aggregate import aggregate
 
     runs = [_run("1.1", 0, 0.02), _run("1.1", 1, 0.04), _run("1.2", 0, -0.01, n=7), _run("1.2", 1, -0.03, n=9)]
     report = aggregate(runs)
@@ -65,7 +66,7 @@ def test_aggregate_and_table():
 # -- sign test and minimal detectable effect (issue 11) ---------------------------------
 
 def test_sign_test_by_hand():
-    from rffsurgery.train.stats import sign_test
+    from rffsurgery.train.protocols.stats import sign_test
 
     # 9 of 10 positive: P(X ≤ 1 | n=10, ½) = (1 + 10) / 1024, two-sided: doubled
     assert sign_test([0.1] * 9 + [-0.1]) == pytest.approx(22 / 1024)
@@ -78,7 +79,7 @@ def test_sign_test_by_hand():
 
 def test_power_matches_scipy_noncentral_t():
     stats = pytest.importorskip("scipy.stats")
-    from rffsurgery.train.stats import paired_t_power
+    from rffsurgery.train.protocols.stats import paired_t_power
 
     for n, effect in ((2, 3.0), (5, 1.2), (10, 1.0), (30, 0.4), (200, 0.2)):
         df, lam = n - 1, effect * math.sqrt(n)
@@ -90,7 +91,7 @@ def test_power_matches_scipy_noncentral_t():
 def test_mde_by_simulation_and_large_n():
     import torch
 
-    from rffsurgery.train.stats import minimal_detectable_effect
+    from rffsurgery.train.protocols.stats import minimal_detectable_effect
 
     # large n: the normal approximation (z_.975 + z_.80) σ/√n = 2.8016 σ/√n
     assert minimal_detectable_effect(1.0, 2000) * math.sqrt(2000) == pytest.approx(2.8016, abs=2e-3)
@@ -105,7 +106,7 @@ def test_mde_by_simulation_and_large_n():
 
 
 def test_summary_carries_sign_test_and_mde():
-    from rffsurgery.train.stats import minimal_detectable_effect, sign_test
+    from rffsurgery.train.protocols.stats import minimal_detectable_effect, sign_test
 
     deltas = [0.01, 0.03, -0.02, 0.04, 0.02]
     s = summarize(deltas)

@@ -15,7 +15,8 @@ from rffsurgery.cli import main
 from rffsurgery.errors import InvalidArgument
 from rffsurgery.models import RFFBaseCNN
 from rffsurgery.plan import PlanError, Schedule, build_freeze_plan
-from rffsurgery.train import ProtocolConfig, protocol, select_device
+from rffsurgery.train import ProtocolConfig, select_device
+from rffsurgery.train.protocols import rff as protocol
 from rffsurgery.train.checkpoint import load_checkpoint
 from rffsurgery.train.device import with_memory_format
 from rffsurgery.train.model import build_model, model_input_size
@@ -125,8 +126,8 @@ def test_select_goes_with_policy_names(tmp_path):
 
 
 def test_split_2x_means_experiment_2(tmp_path):
-    from rffsurgery.train.command import _experiment_2
-    from rffsurgery.train.splits import resolve_splits
+    from rffsurgery.cli.train import _experiment_2
+    from rffsurgery.data.splits import resolve_splits
 
     options = {"until_overfit": False}
     assert _experiment_2(options, resolve_splits("2.3"))
@@ -189,8 +190,8 @@ def test_a_finished_run_keeps_no_model_copies(tmp_path):
     run = _train([], tmp_path)
     assert run.exit_code == 0, run.output
     state = load_checkpoint(tmp_path / "split-g.1" / "seed-0" / "checkpoint.pt")
-    assert state["stage"] == "done" and set(state) == {"format", "stage", "config", "seed", "split", "data", "world_size",
-                                                       "history", "result"}
+    assert state["stage"] == "done" and set(state) == {"schema", "schema_version", "tool", "stage", "config", "seed",
+                                                       "split", "data", "world_size", "history", "result"}
     assert not any(isinstance(v, torch.Tensor) for v in state["result"].values())
 
 
@@ -199,7 +200,7 @@ def test_mixed_precision_path_runs_on_cpu():
     """Autocast, the float16 GradScaler and channels_last inputs: what CUDA runs, here for logic, not speed."""
     from dataclasses import replace
 
-    from rffsurgery.train.data import ImageTensors
+    from rffsurgery.data.base import ImageTensors
     from rffsurgery.train.loop import evaluate, make_batches, train_epoch
 
     runtime = replace(select_device("cpu"), amp_dtype=torch.float16)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rffsurgery.erf import erf, load_model
+from rffsurgery.analysis.erf import erf, load_model
 from rffsurgery.errors import InvalidArgument
 from rffsurgery.models import RFFBaseCNN
 from rffsurgery.surgery import rewrite, save
@@ -66,7 +66,7 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
         pickle.dump({"x": Payload()}, f, protocol=2)
-    with pytest.raises(InvalidArgument, match="cannot be read safely"):
+    with pytest.raises(InvalidArgument, match="is corrupt or unreadable"):
         load_model("rff-base-cnn", path)
 
 

@@ -16,19 +16,17 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import fx, nn
 
+from ..errors import RffError
+from ..trace.meta import read_attr, run_op, to_meta
+from ..trace.tracer import Traced
 from .call import Call, RuleError
 from .rules import lookup
 from .tensor import Geo, Misaligned, TensorGeom, Unknown
-from ..errors import RffError
-from ..meta import read_attr, run_op, to_meta
-
-if TYPE_CHECKING:
-    from ..trace import Traced
 
 __all__ = ["NodeState", "ShapeError", "propagate"]
 

@@ -25,8 +25,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the Lightning callback needs Lightning: pip install 'rffsurgery[lightning]'") from exc
 
-from ..plan import FreezePlan, FreezeSchedule, PlanError
-from ..wrappers import strict_ddp
+from ..plan.apply import FreezeSchedule
+from ..plan.document import FreezePlan, PlanError
+from ..plan.wrappers import strict_ddp
 
 __all__ = ["FreezePlanCallback"]
 

@@ -9,10 +9,10 @@
 """
 
 from .conv3d import rewrite_conv3d
-from .head import find_head, rewrite_head
+from .head import head_layers, rewrite_head
 from .layers import ChannelConv3d, GroupedLinear, Meta
 from .recipe import Recipe, Rewritten, load, rebuild, rewrite, save
 from .select import Change, Rewrite, RewriteError, Skip
 
 __all__ = ["Change", "ChannelConv3d", "GroupedLinear", "Meta", "Recipe", "Rewrite", "RewriteError", "Rewritten",
-           "Skip", "find_head", "load", "rebuild", "rewrite", "rewrite_conv3d", "rewrite_head", "save"]
+           "Skip", "head_layers", "load", "rebuild", "rewrite", "rewrite_conv3d", "rewrite_head", "save"]

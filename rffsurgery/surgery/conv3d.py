@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from torch import nn
 
-from ..trace import Traced, trace
+from ..trace.tracer import Traced, trace
 from .layers import ChannelConv3d
 from .select import Change, Rewrite, RewriteError, Skip, called_modules, globs, select
 

@@ -39,12 +39,12 @@ from typing import Any, Iterable
 import torch
 from torch import fx, nn
 
-from ..geometry.rules import lookup
-from ..trace import Traced, trace
+from ..models.head import NoHeadError, head_node, is_linear, through
+from ..trace.tracer import Traced, trace
 from .layers import GroupedLinear, Meta
 from .select import Change, Rewrite, RewriteError, call_nodes, globs, select
 
-__all__ = ["HeadLayer", "apply_step", "find_head", "rewrite_head"]
+__all__ = ["HeadLayer", "apply_step", "head_layers", "rewrite_head"]
 
 STEP = "meta_head"
 
@@ -57,48 +57,26 @@ class HeadLayer:
     hidden: int | None = None
 
 
-def _through(node: fx.Node, modules: dict[str, nn.Module], kinds: tuple[str, ...]) -> fx.Node | None:
-    """The single input of a node whose geometry rule is one of ``kinds``, else ``None``."""
-    if node.op not in ("call_module", "call_function", "call_method"):
-        return None
-    rule = lookup(node.op, node.target, modules.get(node.target) if node.op == "call_module" else None)
-    inputs = node.all_input_nodes
-    return inputs[0] if rule is not None and rule.name in kinds and len(inputs) == 1 else None
-
-
-def find_head(model: nn.Module | Traced) -> tuple[str, list[str]]:
-    """The classifier's module path and its hidden FCs' paths (first to last).
+def head_layers(model: nn.Module | Traced) -> tuple[str, list[str]]:
+    """The classifier's module path (:func:`rffsurgery.models.head.find_head`) and its hidden FCs' paths.
 
     Raises :class:`RewriteError` when the model's output is not computed by a Linear.
     """
     traced = model if isinstance(model, Traced) else trace(model)
     modules = dict(traced.graph_module.named_modules())
-    node = next(n for n in traced.graph.nodes if n.op == "output").args[0]
-    if isinstance(node, (tuple, list)) and node:
-        node = node[0]  # (logits, aux…): the first output
-    while isinstance(node, fx.Node) and not _is_linear(node, modules):
-        step = _through(node, modules, ("pointwise", "reshape"))
-        if step is None:
-            what = traced.names.get(node, str(node))
-            raise RewriteError(f"no Linear classifier: the output is computed by '{what}', not by an nn.Linear "
-                               "(through elementwise ops and reshapes only); choose Linear layers by name instead")
-        node = step
-    if not isinstance(node, fx.Node):
-        raise RewriteError(f"no Linear classifier: the model returns {type(node).__name__}, not one tensor; "
-                           "choose Linear layers by name instead")
+    try:
+        node = head_node(traced)
+    except NoHeadError as exc:
+        raise RewriteError(f"{exc}; choose Linear layers by name instead") from None
     hidden: list[str] = []
     below = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
     while below is not None:
-        if _is_linear(below, modules):
+        if is_linear(below, modules):
             hidden.insert(0, below.target)
             below = below.args[0] if isinstance(below.args[0], fx.Node) else None
         else:
-            below = _through(below, modules, ("pointwise",))
+            below = through(below, modules, ("pointwise",))
     return node.target, hidden
-
-
-def _is_linear(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    return node.op == "call_module" and isinstance(modules[node.target], nn.Linear)
 
 
 def default_hidden(in_features: int, meta_out: int) -> int:
@@ -189,7 +167,7 @@ def plan(model: nn.Module, traced: Traced, groups: int, meta_out: int | None, hi
     """Which Linears to replace and how (see the module docstring)."""
     layers = globs(layers)
     try:
-        classifier, hidden_fcs = find_head(traced)
+        classifier, hidden_fcs = head_layers(traced)
     except RewriteError:
         if not layers:
             raise

@@ -19,16 +19,17 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from .. import __version__
-from ..analysis import declared_input_size, parse_input_size
-from . import conv3d, head
+from ..analysis.analyzer import declared_input_size, parse_input_size
 from ..errors import InvalidArgument, positive_int
 from ..files import atomic_output, check_folder, load_tensors, prepare_folder, prepare_output, write_text
+from ..formats import read_stamp, stamp
+from ..models.zoo import build, resolve
+from . import conv3d, head
 from .select import Change, RewriteError, Skip, count_params
 
 __all__ = ["RECIPE_FILE", "Recipe", "Rewritten", "WEIGHTS_FILE", "check_save", "load", "rebuild", "rewrite", "save"]
 
-SCHEMA = "rffsurgery.recipe/1"
+KIND, VERSION = "recipe", 1
 RECIPE_FILE = "recipe.json"
 WEIGHTS_FILE = "state_dict.pt"
 _STEPS: dict[str, Callable[[nn.Module, dict[str, Any]], list[Change]]] = {
@@ -47,14 +48,12 @@ class Recipe:
     parameters: int | None = None  # of the rewritten model: a check when loading
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "rffsurgery": __version__, "model": self.model,
+        return {**stamp(KIND, VERSION), "model": self.model,
                 "input_size": list(self.input_size), "parameters": self.parameters, "steps": self.steps}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Recipe":
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            schema = data.get("schema") if isinstance(data, dict) else None
-            raise RewriteError(f"not a rewrite recipe (schema {schema!r}, expected {SCHEMA!r})")
+        read_stamp(data, KIND, VERSION, RewriteError, "a rewrite recipe")
         steps, size = data.get("steps"), data.get("input_size")
         if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
             raise RewriteError("'steps' must be a list of rewrite steps")
@@ -108,8 +107,6 @@ def rewrite(model: nn.Module | str, *, input_size: Any = None, meta_groups: int 
         raise InvalidArgument(f"rewrite() takes an nn.Module or a model name such as 'resnet50', "
                               f"got {type(model).__name__}")
     if isinstance(model, str):
-        from ..zoo import resolve
-
         spec = resolve(model)
         name, before, default = model, spec.build("cpu"), spec.input_size
     else:
@@ -137,7 +134,6 @@ def rebuild(recipe: Recipe | dict[str, Any] | str | Path, base: nn.Module | None
     if base is None:
         if recipe.model is None:
             raise RewriteError("the recipe was made from a module built in Python: pass that model as base=")
-        from ..zoo import build
 
         base = build(recipe.model)
     for step in recipe.steps:

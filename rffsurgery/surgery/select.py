@@ -14,9 +14,9 @@ from typing import Any, Iterable
 
 from torch import fx, nn
 
-from ..macs import count_params
-from ..trace import Traced
+from ..analysis.macs import count_params
 from ..errors import RffError
+from ..trace.tracer import Traced
 
 __all__ = ["Change", "Rewrite", "RewriteError", "Skip", "called_modules", "count_params", "globs", "select"]
 

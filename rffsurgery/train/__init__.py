@@ -6,26 +6,32 @@
 ...                         seeds=range(5), out="runs/cue")
 >>> report["overall"]["mean"], report["overall"]["ci_low"], report["overall"]["ci_high"]
 
-Data sources: :func:`cifar100` and :func:`cifar10` (torchvision's on-disk layout),
+Data sources live in :mod:`rffsurgery.data` (one registry for the trainer and the ERF) and are
+re-exported here: :func:`cifar100` and :func:`cifar10` (torchvision's on-disk layout),
 :func:`image_folder`, :class:`GeneratedSource` (offline shapes with an optional class cue),
 :func:`mnist_source` (Fashion-MNIST / MNIST IDX files).
 Paper 002's rewrite experiment: :class:`RewriteConfig` and :func:`run_rewrite_experiment`.
+
+The rooms: the epoch loop and what it runs on (:mod:`.loop`, :mod:`.device`,
+:mod:`.distributed`, :mod:`.augment`, :mod:`.probe`), the state of a run
+(:mod:`.checkpoint`, :mod:`.logs`, :mod:`.progress`, :mod:`.model`), and the experiments
+(:mod:`.protocols`: the RFF protocol, the rewrite protocol, their statistics).
 """
 
+from ..data.base import DatasetNotFound, ImageFiles, ImageTensors, ProtocolData, UnknownClassError
+from ..data.cifar import cifar100
+from ..data.cifar10 import cifar10
+from ..data.folder import image_folder
+from ..data.generated import GENERATED_SPLITS, SHAPES, GeneratedSource
+from ..data.mnist import FASHION_SPLITS, mnist_source
+from ..data.splits import CIFAR100_SPLITS, Split, random_splits, resolve_splits
 from .augment import Augment
 from .checkpoint import CheckpointError
-from .cifar import cifar100
-from .cifar10 import cifar10
-from .data import DatasetNotFound, ImageFiles, ImageTensors, ProtocolData, UnknownClassError
 from .device import Runtime, select_device
-from .experiment import run_experiment
-from .folder import image_folder
-from .protocol import ProtocolConfig, base_finished, run_protocol
-from .mnist import FASHION_SPLITS, mnist_source
-from .rewrite_protocol import RewriteConfig, run_rewrite_experiment
-from .splits import CIFAR100_SPLITS, Split, random_splits, resolve_splits
-from .stats import Summary, summarize
-from .synthetic import GENERATED_SPLITS, SHAPES, GeneratedSource
+from .protocols.experiment import run_experiment
+from .protocols.rewrite import RewriteConfig, run_rewrite_experiment
+from .protocols.rff import ProtocolConfig, base_finished, run_protocol
+from .protocols.stats import Summary, summarize
 
 __all__ = ["Augment", "CIFAR100_SPLITS", "CheckpointError", "DatasetNotFound", "FASHION_SPLITS", "GENERATED_SPLITS",
            "GeneratedSource", "ImageFiles", "ImageTensors", "ProtocolConfig", "ProtocolData", "RewriteConfig",

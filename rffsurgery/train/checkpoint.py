@@ -8,18 +8,19 @@ and is read with ``torch.load(weights_only=True)``: loading never runs code from
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import RffError
-from ..files import load_tensors
+from ..files import atomic_output, load_tensors
+from ..formats import read_stamp, stamp
 
-__all__ = ["CheckpointError", "FORMAT", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "KIND", "load_checkpoint", "save_checkpoint"]
 
-FORMAT = "rffsurgery.train-checkpoint/1"
+KIND = "train-checkpoint"
+VERSION = 1
 
 
 class CheckpointError(RffError, RuntimeError):
@@ -27,23 +28,15 @@ class CheckpointError(RffError, RuntimeError):
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus the format tag) atomically to ``path``."""
+    """Write ``payload`` (plus the version tag) atomically to ``path``, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp:
+        torch.save({**stamp(KIND, VERSION), **payload}, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; :class:`CheckpointError` if it is unusable."""
     payload = load_tensors(path, CheckpointError, "checkpoint",
                            "It was left as it is: move it away to start this run again, or fix the path.")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a rffsurgery training checkpoint (expected format {FORMAT})")
+    read_stamp(payload, KIND, VERSION, CheckpointError, f"a rffsurgery training checkpoint ({path})")
     return payload

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from ..data.base import DatasetNotFound, ImageFiles, Images, ImageTensors
+from ..data.folder import FileDataset
+from ..seeding import generator, seed_everything
 from .augment import Augment
-from .data import DatasetNotFound, ImageFiles, Images, ImageTensors
 from .device import Runtime
 from .distributed import World
-from .folder import FileDataset
-from .seeding import generator, seed_everything
 
 __all__ = ["Batches", "EpochStats", "LoaderBatches", "TensorBatches", "evaluate", "extract_features",
            "make_batches", "train_epoch"]

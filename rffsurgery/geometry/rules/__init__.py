@@ -40,12 +40,18 @@ from .elementwise import constant, pointwise
 from .pool import pool
 from .recurrence import recurrence, recurrence_macs, recurrence_shape
 from .reduction import norm_shape_len, normalise_over, over_dim, reduce, spatial_norm
-from .resample import adaptive_pool, multi_scale_fusion, scale_image, interpolate, patch_merging_pad, pixel_shuffle, pixel_unshuffle
+from .resample import (
+    adaptive_pool,
+    interpolate,
+    multi_scale_fusion,
+    patch_merging_pad,
+    pixel_shuffle,
+    pixel_unshuffle,
+    scale_image,
+)
+from .shape import cat, expand, getitem, movedim, permute, repeat, reshape, reshape_with_size, split, stack, transpose
 from .unfold import tensor_unfold, unfold
-from .window import (halo_attention, local_window_attention, swin_block, tiny_vit_block,
-                     torchvision_window_attention)
-from .shape import (cat, expand, getitem, movedim, permute, repeat, reshape, reshape_with_size, split, stack,
-                    transpose)
+from .window import halo_attention, local_window_attention, swin_block, tiny_vit_block, torchvision_window_attention
 
 __all__ = ["Rule", "RuleFn", "TABLE", "has_module_rule", "keeps_whole", "lookup", "lookup_module"]
 

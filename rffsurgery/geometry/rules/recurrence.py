@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..call import Call, RuleError
-from ..tensor import Geo, TensorGeom, Track
+from ..tensor import Geo, Track
 from .base import tensor_geo
 
 __all__ = ["recurrence", "recurrence_macs", "recurrence_shape"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
-from typing import Any
 
 from ..algebra import AxisMap
 from ..call import Call, RuleError

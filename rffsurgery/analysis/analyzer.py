@@ -1,0 +1,189 @@
+"""``analyze(model)``: trace, propagate, and collect per-node geometry into a :class:`~.result.Plan`.
+
+Tagging (:func:`rffsurgery.tags.tag`) and freeze plans
+(:func:`rffsurgery.plan.build_freeze_plan`) are functions over the result; this module
+imports neither, so the dependency runs one way: tags → analysis, plan → analysis.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import fx, nn
+
+from ..errors import InvalidArgument, RffError, brief
+from ..geometry.propagate import NodeState, ShapeError, propagate
+from ..geometry.tensor import Misaligned, TensorGeom, Unknown
+from ..models.zoo import parse_size, resolve
+from ..trace.tracer import trace
+from .fallback import check_fallback, explained
+from .result import LayerRF, Plan
+
+__all__ = ["UnknownOpError", "analyze", "declared_input_size", "parse_input_size"]
+
+
+class UnknownOpError(RffError, RuntimeError):
+    """Raised in strict mode when some op has no geometry rule."""
+
+
+def parse_input_size(value: Any, default: tuple[int, ...] = (3, 224, 224)) -> tuple[int, ...]:
+    """``224``, ``"224x192"``, ``"1,16000"``, ``"3,16,112,112"`` or a tuple → ``(C, *spatial)``; see :func:`zoo.parse_size`."""
+    return parse_size(value, default)
+
+
+def _op_label(node: fx.Node, module: nn.Module | None) -> str:
+    if module is not None:
+        return type(module).__name__
+    if node.op == "call_method":
+        return f".{node.target}"
+    if node.op == "call_function":
+        return getattr(node.target, "__name__", str(node.target))
+    return node.op
+
+
+def _layer(node: fx.Node, name: str, state: NodeState, module: nn.Module | None, names: dict[fx.Node, str],
+           n_axes: int, aliases: tuple[str, ...]) -> LayerRF:
+    value, geo = state.value, state.geo
+    shape = tuple(value.shape[1:]) if isinstance(value, torch.Tensor) else None
+    params = tuple(f"{node.target}.{p}" for p, _ in module.named_parameters(recurse=False)) if module is not None else ()
+    if node.op == "get_attr" and isinstance(value, torch.Tensor):
+        params = (str(node.target),)
+    common = dict(name=name, op=_op_label(node, module), kind=node.op, target=str(node.target), shape=shape,
+                  params=params, rule=state.rule, notes=tuple(state.notes),
+                  inputs=tuple(names[n] for n in node.all_input_nodes), aliases=aliases)
+    if isinstance(geo, (Unknown, Misaligned)):
+        status = "unknown" if isinstance(geo, Unknown) else "misaligned"
+        reason = geo.reason if geo.origin == name else f"after {geo.origin}: {geo.reason}"
+        return LayerRF(axes=(None,) * n_axes, status=status, reason=reason, **common)
+    if isinstance(geo, tuple):  # multi-output op: report the first tensor
+        geo = next((g for g in geo if isinstance(g, TensorGeom)), None)
+    if not isinstance(geo, TensorGeom) or geo.const:
+        return LayerRF(axes=(None,) * n_axes, status="none", **common)
+    axes = []
+    for a in range(n_axes):
+        track = geo.track_of(a)
+        axes.append(track.map.summary() if track is not None and track.map is not None else None)
+    status = "global" if all(a is None for a in axes) else "ok"
+    return LayerRF(axes=tuple(axes), status=status, global_context=geo.global_ctx and status == "ok", **common)
+
+
+def analyze(
+    model: nn.Module | str,
+    input_size: Any = None,
+    *,
+    strict: bool = False,
+    leaf_modules: Iterable[type] = (),
+    autowrap_functions: Iterable[Callable] = (),
+    name: str | None = None,
+    num_classes: int | None = None,
+) -> Plan:
+    """Receptive field, effective stride and padding of every node of ``model``.
+
+    ``model`` is a module or a name the zoo resolves (``"resnet50"``,
+    ``"timm:convnext_tiny"``, ``"pkg.module:factory"``); names are built on the meta
+    device, without weights, with a ``num_classes`` head if given.  ``input_size`` is
+    ``(C, H, W)`` (or an int side); by default the model's own default size, else
+    3×224×224.  With ``strict`` an op without a geometry rule raises
+    :class:`UnknownOpError` instead of being reported.
+    """
+    leaf_modules = _leaf_classes(leaf_modules)
+    if isinstance(model, str):
+        spec = resolve(model)
+        return _analyze_built(functools.partial(spec.build, num_classes=num_classes), spec.name, input_size,
+                              spec.input_size, strict, leaf_modules, autowrap_functions)
+    if num_classes is not None:
+        raise InvalidArgument("num_classes applies to models given by name; a module already has its head")
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        raise InvalidArgument(f"analyze() got the class {model.__name__}, not a model: pass an instance, "
+                              f"e.g. analyze({model.__name__}(...))")
+    if not isinstance(model, nn.Module):
+        raise InvalidArgument(f"analyze() takes an nn.Module or a model name such as 'resnet50', "
+                              f"got {type(model).__name__} {brief(model)}")
+    size = parse_input_size(input_size, declared_input_size(model) or (3, 224, 224))
+    return _analyze_module(model, name or type(model).__name__, size, strict, leaf_modules, autowrap_functions)
+
+
+def declared_input_size(model: nn.Module) -> tuple[int, ...] | None:
+    """The input size a model declares itself: ``default_input_size``, or torchvision's ``image_size``.
+
+    The model's own attribute beats its pretrained weights' crop size: torchvision's
+    vit_h_14 is built for 224 px without weights, though its default weights use 518.
+    """
+    declared = getattr(model, "default_input_size", None)
+    if declared is not None:
+        return tuple(declared)
+    side = getattr(model, "image_size", None)
+    return (3, side, side) if isinstance(side, int) else None
+
+
+def _leaf_classes(leaf_modules: Iterable[Any]) -> tuple[type, ...]:
+    single = isinstance(leaf_modules, type) or not isinstance(leaf_modules, Iterable)
+    leaves = (leaf_modules,) if single else tuple(leaf_modules)
+    for leaf in leaves:
+        if not (isinstance(leaf, type) and issubclass(leaf, nn.Module)):
+            what = f"the instance {brief(leaf)}" if isinstance(leaf, nn.Module) else brief(leaf)
+            raise InvalidArgument(f"leaf modules must be nn.Module classes (such as torch.nn.LSTM), got {what}")
+    return leaves
+
+
+def _analyze_built(build: Callable[[str], nn.Module], name: str, input_size: Any, spec_size: tuple[int, ...],
+                   strict: bool, leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> Plan:
+    """A zoo model: on the meta device first, on CPU if its construction or forward needs real values.
+
+    The CPU fallback is refused when the meta run shows that it cannot help (the input
+    is too small) or would need more memory than allowed (:mod:`rffsurgery.fallback`).
+    """
+    try:
+        model = build("meta")
+    except Exception:  # e.g. ``.tolist()`` on a meta tensor in __init__; a failing user factory fails again below
+        model = None
+    if model is not None:
+        size = parse_input_size(input_size, declared_input_size(model) or spec_size)
+        try:
+            return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
+        except ShapeError as exc:
+            if exc.too_small:
+                raise
+            check_fallback(name, size, model, exc)
+    model = build("cpu")
+    size = parse_input_size(input_size, declared_input_size(model) or spec_size)
+    return _analyze_module(model, name, size, strict, leaf_modules, autowrap_functions)
+
+
+def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: bool,
+                    leaf_modules: Iterable[type], autowrap_functions: Iterable[Callable]) -> Plan:
+    traced = trace(model, leaf_modules, autowrap_functions, input_shape=(1, *size))
+    root = traced.root
+    on_meta = any(p.device.type == "meta" for p in root.parameters())
+    try:
+        try:
+            states = propagate(traced, (1, *size))
+        except ShapeError as exc:
+            if on_meta or exc.too_small:
+                raise
+            check_fallback(name, size, root, exc)
+            states = propagate(traced, (1, *size), real=True)
+    except ShapeError as exc:
+        raise explained(exc, traced, name, size, declared_input_size(traced.root)) from exc
+    modules = dict(root.named_modules())
+    n_axes = len(size) - 1
+    aliases: dict[str, list[str]] = {}
+    for path, node_name in traced.module_outputs.items():
+        aliases.setdefault(node_name, []).append(path)
+    layers = {}
+    for node in traced.graph.nodes:
+        module = modules.get(node.target) if node.op == "call_module" else None
+        name_ = traced.names[node]
+        layers[name_] = _layer(node, name_, states[node], module, traced.names, n_axes,
+                               tuple(sorted(aliases.get(name_, ()), key=len)))
+    plan = Plan(name, size, layers, traced, model)
+    if strict:
+        missing = plan.unknown
+        if missing:
+            shown = "; ".join(f"{l.name} ({l.op}): {l.reason}" for l in missing[:5])
+            more = f"; … and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise UnknownOpError(f"{name}: {len(missing)} node(s) without an exact geometry: {shown}{more} "
+                                 "(drop --strict to report them as unknown, or add rules)")
+    return plan

@@ -1,0 +1,227 @@
+"""The result of an analysis: one :class:`LayerRF` per graph node, gathered in a :class:`Plan`.
+
+Plain data, indexable by node name (``plan["layer4"]``), iterable in execution order;
+tagging (:mod:`rffsurgery.tags`), freeze plans (:mod:`rffsurgery.plan`) and every
+report are functions over it.  :func:`find_layer`, :func:`check_unit` and
+:func:`describe_unit` answer "which input pixels does this unit read?" in the user's
+terms (a bad name or position is a one-line error).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Iterator, Sequence
+
+from torch import nn
+
+from ..errors import InvalidArgument
+from ..formats import stamp
+from ..geometry.algebra import AxisRF
+from ..trace.tracer import Traced
+
+__all__ = ["GLOBAL", "LayerRF", "Plan", "check_unit", "describe_unit", "find_layer"]
+
+GLOBAL = "global"
+_GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
+                   "pixel_unshuffle", "linear", "attention"}
+
+
+@dataclass(frozen=True)
+class LayerRF:
+    """One node of the analysed graph.
+
+    ``axes`` has one entry per spatial axis of the input (H, W for images): an
+    :class:`AxisRF` with size/stride/padding, or ``None`` when the node depends on
+    the whole extent of that axis.  ``status`` is ``"ok"``, ``"global"`` (every
+    axis global), ``"unknown"`` (an op upstream has no rule — see ``reason``),
+    ``"misaligned"`` or ``"none"`` (not a tensor: sizes, shapes).
+    """
+
+    name: str
+    op: str
+    kind: str
+    target: str
+    shape: tuple[int, ...] | None
+    axes: tuple[AxisRF | None, ...]
+    status: str
+    global_context: bool = False
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    rule: str | None = None
+    inputs: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # modules whose output this node is (``layer4`` for ``layer4.2.relu_2``)
+
+    @property
+    def rf(self) -> tuple[int | str, ...]:
+        """Receptive field size per axis (``"global"`` where it spans the whole axis)."""
+        return tuple(a.size if a is not None else GLOBAL for a in self.axes)
+
+    @property
+    def rf_min(self) -> tuple[int | str, ...]:
+        """Smallest receptive field over the output positions per axis (below ``rf`` only after upsampling)."""
+        return tuple(a.min_size if a is not None else GLOBAL for a in self.axes)
+
+    @property
+    def outer_extent(self) -> tuple[int | str, ...]:
+        """Per axis, the width W with ``[floor(−P + u·S), ceil(−P + u·S) + W − 1]`` ⊇ every unit's interval."""
+        return tuple(a.outer if a is not None else GLOBAL for a in self.axes)
+
+    @property
+    def stride(self) -> tuple[Fraction | None, ...]:
+        return tuple(a.stride if a is not None else None for a in self.axes)
+
+    @property
+    def padding(self) -> tuple[Fraction | None, ...]:
+        return tuple(a.padding if a is not None else None for a in self.axes)
+
+    @property
+    def is_local(self) -> bool:
+        return self.status == "ok" and any(a is not None for a in self.axes)
+
+    def interval(self, index: Sequence[int]) -> tuple[tuple[int, int], ...]:
+        """Unclipped input interval per axis for the unit at spatial ``index`` (e.g. ``(i, j)``)."""
+        if len(index) != len(self.axes):
+            raise InvalidArgument(f"interval() takes one index per spatial axis of '{self.name}': "
+                                  f"{len(self.axes)} (e.g. {tuple(range(len(self.axes)))}), got {tuple(index)}")
+        if self.status != "ok" or any(a is None for a in self.axes):
+            raise ValueError(f"node '{self.name}' has no local receptive field on every axis ({self.status})")
+        return tuple(a.interval(u) for a, u in zip(self.axes, index))
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(x: Fraction | None) -> int | str | None:
+            if x is None:
+                return None
+            return int(x) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+
+        return {
+            "name": self.name,
+            "op": self.op,
+            "kind": self.kind,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "status": self.status,
+            "rf": list(self.rf) if self.status in ("ok", "global") else None,
+            "rf_min": list(self.rf_min) if self.status in ("ok", "global") else None,
+            "outer_extent": list(self.outer_extent) if self.status in ("ok", "global") else None,
+            "stride": [num(s) for s in self.stride] if self.status == "ok" else None,
+            "padding": [num(p) for p in self.padding] if self.status == "ok" else None,
+            "global_context": self.global_context,
+            "reason": self.reason or None,
+            "notes": list(self.notes),
+            "params": list(self.params),
+        }
+
+
+@dataclass
+class Plan:
+    """The receptive-field analysis of one model at one input size."""
+
+    model_name: str
+    input_size: tuple[int, ...]
+    layers: dict[str, LayerRF]
+    traced: Traced = field(repr=False)
+    model: nn.Module = field(repr=False)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Results derived from this analysis, kept by whoever derives them (``tags.tag`` memoises per policy)."""
+
+    # -- container protocol ---------------------------------------------------
+    def __getitem__(self, name: str) -> LayerRF:
+        """A node by name, or a module by path (``plan["layer4"]`` is the node holding layer4's output)."""
+        found = self.layers.get(name) or self.layers.get(self.traced.module_outputs.get(name, ""))
+        if found is None:
+            close = difflib.get_close_matches(name, [*self.layers, *self.traced.module_outputs], n=5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise KeyError(f"no node or module '{name}' in {self.model_name}{hint}")
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.layers or name in self.traced.module_outputs
+
+    def __iter__(self) -> Iterator[LayerRF]:
+        return iter(self.layers.values())
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    # -- views ----------------------------------------------------------------
+    @property
+    def n_axes(self) -> int:
+        return len(self.input_size) - 1
+
+    @property
+    def unknown(self) -> list[LayerRF]:
+        """Nodes where a rule is missing (the origins, not everything downstream of them)."""
+        return [l for l in self if l.status in ("unknown", "misaligned") and not l.reason.startswith("after ")]
+
+    @property
+    def complete(self) -> bool:
+        return not any(l.status in ("unknown", "misaligned") for l in self)
+
+    def main_layers(self) -> list[LayerRF]:
+        """Layers that change the geometry or carry weights: what a reader wants to see."""
+        return [l for l in self if _is_main(l)]
+
+    def output(self) -> LayerRF:
+        """The last tensor-producing node before the graph output."""
+        tensors = [l for l in self if l.status != "none" and l.kind != "output"]
+        return tensors[-1]
+
+    @property
+    def shape_specialised(self) -> bool:
+        """Whether the model's code branched on shapes, so the graph (and this analysis) holds for this size only."""
+        return self.traced.sized_for is not None
+
+    def to_dict(self, every_node: bool = True) -> dict[str, Any]:
+        layers = self.layers.values() if every_node else self.main_layers()
+        return {
+            **stamp("analysis", 1),
+            "model": self.model_name,
+            "input_size": list(self.input_size),
+            "complete": self.complete,
+            "shape_specialised": self.shape_specialised,
+            "nodes": [l.to_dict() for l in layers],
+        }
+
+
+def _is_main(layer: LayerRF) -> bool:
+    if layer.kind in ("placeholder", "output", "get_attr") or layer.status == "none":
+        return False
+    stage_end = any("." not in a for a in layer.aliases)  # output of a top-level child (layer1, features)
+    return stage_end or layer.rule in _GEOMETRY_RULES or layer.status in ("unknown", "misaligned") and not layer.reason.startswith("after ")
+
+
+def find_layer(plan: Plan, node: str) -> LayerRF:
+    """``plan[node]``, with an unknown name as a user error that lists close matches."""
+    try:
+        return plan[node]
+    except KeyError as exc:
+        raise InvalidArgument(str(exc.args[0]) + "; see the names in 'rffsurgery analyze MODEL --all'") from None
+
+
+def check_unit(layer: LayerRF, unit: Sequence[int]) -> tuple[int, ...]:
+    """``unit`` as a tuple, if it is a position of ``layer``'s output with a local RF on every axis."""
+    unit = tuple(unit)
+    spatial = tuple(layer.shape[1:]) if layer.shape is not None else ()
+    if layer.status != "ok" or any(a is None for a in layer.axes):
+        raise InvalidArgument(f"node {layer.name} has no local receptive field on every axis ({layer.status}); "
+                              "choose a node before global pooling")
+    if len(spatial) != len(layer.axes):
+        raise InvalidArgument(f"the output of {layer.name} is {'x'.join(map(str, spatial or ()))} per channel, not laid "
+                              "out as (C, H, W) like the input; choose a convolutional node")
+    if len(unit) != len(spatial) or any(not 0 <= u < n for u, n in zip(unit, spatial)):
+        raise InvalidArgument(f"unit {','.join(map(str, unit))} is not a position of {layer.name}, whose output is "
+                              f"{'x'.join(map(str, spatial))}: give {len(spatial)} indices, each below its size")
+    return unit
+
+
+def describe_unit(plan: Plan, node: str, unit: Sequence[int]) -> str:
+    """One line: the exact (unclipped) input interval of one unit, per axis."""
+    layer = find_layer(plan, node)
+    unit = check_unit(layer, unit)
+    names = ("rows", "cols") if plan.n_axes == 2 else tuple(f"axis {a}" for a in range(plan.n_axes))
+    parts = [f"{name} {lo}…{hi} ({hi - lo + 1} px)" for name, (lo, hi) in zip(names, layer.interval(unit))]
+    size = "x".join(map(str, plan.input_size))
+    return (f"{plan.model_name} {layer.name} unit ({', '.join(map(str, unit))}): " + ", ".join(parts)
+            + f" of the input {size} (unclipped; indices outside 0…size−1 are padding)")
