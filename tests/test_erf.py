@@ -125,3 +125,36 @@ def test_resnet50_heat_map(tmp_path: Path) -> None:
 def test_unit_out_of_range_is_a_user_error() -> None:
     with pytest.raises(InvalidArgument, match="not a position"):
         erf(box_stack(1, 3), input_size=(1, 9, 9), unit=(9, 0))
+
+
+class _ChannelsLast(nn.Module):
+    """conv → NHWC (permute) → Linear over channels (ConvNeXt's MLP) → back to NCHW: the layout changes, the RF
+    does not.  (Not a LayerNorm: its outputs sum to a constant over channels, so the summed gradient is zero.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).permute(0, 2, 3, 1)
+        return self.norm(y).permute(0, 3, 1, 2)
+
+
+def test_units_of_a_channels_last_node_are_indexed_by_axis() -> None:
+    from rffsurgery import analyze
+
+    plan = analyze(_ChannelsLast(), (3, 12, 10))
+    nhwc = plan["norm"]
+    assert nhwc.shape == (12, 10, 4) and nhwc.grid == (12, 10) and nhwc.dims == (1, 2)
+    assert plan["conv"].grid == (12, 10) and plan["conv"].dims == (2, 3)
+    torch.manual_seed(0)
+    model = _ChannelsLast()
+    a = erf(model, ["conv"], unit=(3, 7), input_size=(3, 12, 10), images=2)
+    b = erf(model, ["norm"], unit=(3, 7), input_size=(3, 12, 10), images=2)
+    assert a.nodes[0].interval == b.nodes[0].interval == ((2, 4), (6, 8))
+    # the gradient truth: the unit at row 3, col 7 reads rows 2…4, cols 6…8 in both layouts
+    for node in (a.nodes[0], b.nodes[0]):
+        support = (node.heatmap > 0).nonzero()
+        assert support[:, 0].min() == 2 and support[:, 0].max() == 4
+        assert support[:, 1].min() == 6 and support[:, 1].max() == 8

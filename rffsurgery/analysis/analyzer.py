@@ -61,12 +61,15 @@ def _layer(node: fx.Node, name: str, state: NodeState, module: nn.Module | None,
         geo = next((g for g in geo if isinstance(g, TensorGeom)), None)
     if not isinstance(geo, TensorGeom) or geo.const:
         return LayerRF(axes=(None,) * n_axes, status="none", **common)
-    axes = []
+    axes, grid, dims = [], [], []
     for a in range(n_axes):
-        track = geo.track_of(a)
-        axes.append(track.map.summary() if track is not None and track.map is not None else None)
+        dim = next((d for d, t in enumerate(geo.dims) if t is not None and t.axis == a and t.map is not None), None)
+        axes.append(geo.dims[dim].map.summary() if dim is not None else None)
+        dims.append(dim)
+        grid.append(int(value.shape[dim]) if dim is not None and isinstance(value, torch.Tensor) else None)
     status = "global" if all(a is None for a in axes) else "ok"
-    return LayerRF(axes=tuple(axes), status=status, global_context=geo.global_ctx and status == "ok", **common)
+    return LayerRF(axes=tuple(axes), status=status, global_context=geo.global_ctx and status == "ok",
+                   grid=tuple(grid), dims=tuple(dims), **common)
 
 
 def analyze(

@@ -160,9 +160,17 @@ def load_model(model: nn.Module | str, weights: str | Path | None = None, seed: 
 
 def _spatial_unit(layer: LayerRF, unit: Sequence[int] | None) -> tuple[int, ...]:
     """``unit``, checked; by default the centre of the node's output (``()`` when it has no spatial axes)."""
-    if unit is not None or len(layer.shape) > 1:  # a feature map: checked like a unit the user names
-        return check_unit(layer, unit if unit is not None else tuple(n // 2 for n in layer.shape[1:]))
+    if unit is not None or layer.status == "ok":  # a feature map: checked like a unit the user names
+        return check_unit(layer, unit if unit is not None else tuple(n // 2 for n in layer.grid))
     return ()  # a vector (after global pooling): the whole of it
+
+
+def _select(value: torch.Tensor, layer: LayerRF, unit: Sequence[int]) -> torch.Tensor:
+    """The unit's activations (every channel, every batch item), wherever the node keeps its spatial dims."""
+    index: list[Any] = [slice(None)] * value.dim()
+    for dim, u in zip(layer.dims, unit):
+        index[dim] = u
+    return value[tuple(index)]
 
 
 def _squares(heat: torch.Tensor, centre: Sequence[int]) -> dict[float, int]:
@@ -224,7 +232,7 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
                 pass
             for l in layers:
                 value = run.captured[by_name[l.name]]
-                (grad,) = torch.autograd.grad(value[(slice(None), slice(None), *units[l.name])].sum(), x,
+                (grad,) = torch.autograd.grad(_select(value, l, units[l.name]).sum(), x,
                                               retain_graph=True)
                 total[l.name] += grad.abs().sum(dim=(0, 1)).double()
     finally:

@@ -53,6 +53,8 @@ class LayerRF:
     rule: str | None = None
     inputs: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # modules whose output this node is (``layer4`` for ``layer4.2.relu_2``)
+    grid: tuple[int | None, ...] = ()  # per spatial axis: how many output positions (units) the node has along it
+    dims: tuple[int | None, ...] = ()  # per spatial axis: the output tensor dim (batch = 0) that carries it
 
     @property
     def rf(self) -> tuple[int | str, ...]:
@@ -111,7 +113,17 @@ class LayerRF:
             "reason": self.reason or None,
             "notes": list(self.notes),
             "params": list(self.params),
+            "grid": list(self.grid) if self.status == "ok" else None,
+            "maps": [_map(a) for a in self.axes] if self.status == "ok" else None,
         }
+
+
+def _map(axis: AxisRF | None) -> dict[str, Any] | None:
+    """The exact unit → interval map of one axis: unit ``u = q·period + j`` reads ``lo[j] + q·step … hi[j] + q·step``."""
+    if axis is None:
+        return None
+    m = axis.map
+    return {"period": m.period, "step": m.step, "lo": list(m.lo), "hi": list(m.hi)}
 
 
 @dataclass
@@ -201,18 +213,19 @@ def find_layer(plan: Plan, node: str) -> LayerRF:
 
 
 def check_unit(layer: LayerRF, unit: Sequence[int]) -> tuple[int, ...]:
-    """``unit`` as a tuple, if it is a position of ``layer``'s output with a local RF on every axis."""
+    """``unit`` as a tuple, if it is a position of ``layer``'s output with a local RF on every axis.
+
+    A unit has one index per spatial axis of the input, each below the node's ``grid`` along
+    that axis, whatever the node's layout (NCHW, NHWC, tokens).
+    """
     unit = tuple(unit)
-    spatial = tuple(layer.shape[1:]) if layer.shape is not None else ()
-    if layer.status != "ok" or any(a is None for a in layer.axes):
+    if layer.status != "ok" or any(a is None for a in layer.axes) or any(n is None for n in layer.grid):
         raise InvalidArgument(f"node {layer.name} has no local receptive field on every axis ({layer.status}); "
                               "choose a node before global pooling")
-    if len(spatial) != len(layer.axes):
-        raise InvalidArgument(f"the output of {layer.name} is {'x'.join(map(str, spatial or ()))} per channel, not laid "
-                              "out as (C, H, W) like the input; choose a convolutional node")
-    if len(unit) != len(spatial) or any(not 0 <= u < n for u, n in zip(unit, spatial)):
-        raise InvalidArgument(f"unit {','.join(map(str, unit))} is not a position of {layer.name}, whose output is "
-                              f"{'x'.join(map(str, spatial))}: give {len(spatial)} indices, each below its size")
+    grid = "x".join(map(str, layer.grid))
+    if len(unit) != len(layer.grid) or any(not 0 <= u < n for u, n in zip(unit, layer.grid)):
+        raise InvalidArgument(f"unit {','.join(map(str, unit))} is not a position of {layer.name}, whose output has "
+                              f"{grid} positions: give {len(layer.grid)} indices, each below its size")
     return unit
 
 
