@@ -301,7 +301,8 @@ class _Run:
         for name in self.models:
             self.model.load_state_dict(model_state)
             opt = self._optimizer(self.model.parameters())
-            opt.load_state_dict(opt_state)
+            # a deep copy: load_state_dict keeps the given moment tensors, which the epoch then updates in place
+            opt.load_state_dict(_clone(opt_state))
             with freeze(self.model, self.plan, check=False) if name == "rff" else contextlib.nullcontext():
                 stats, _ = self._train(self.model, self.base_train, opt, "branch", name, n + 1, self.base_val,
                                        self.cfg.augment, "branch-control" if name == "control" else None)
