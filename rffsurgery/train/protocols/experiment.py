@@ -64,9 +64,11 @@ def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split],
                 if plots and main:
                     plot_curves(json.loads((workdir / "log.json").read_text()), workdir / "curves.png")
                 if log is not None and main:
+                    controls = "".join(f" {arm} {result[f'{arm}_accuracy']:.3f}" for arm in result["arms"][2:])
                     log(f"split {split.name} seed {seed}: n={result['n']} normal {result['normal_accuracy']:.3f} "
-                        f"rff {result['rff_accuracy']:.3f} delta {result['delta']:+.3f} "
-                        f"(RFF/normal epoch time, one unpaired measurement: {result['epoch_time_ratio']:.2f})")
+                        f"rff {result['rff_accuracy']:.3f}{controls} delta {result['delta']:+.3f} "
+                        f"(RFF/normal epoch time, one unpaired measurement: {result['epoch_time_ratio']:.2f}; "
+                        f"{result['wall_seconds']:.0f} s)")
                 results.append(result)
         if stop_after is not None:
             return None
