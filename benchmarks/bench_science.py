@@ -9,7 +9,7 @@
 * ``resnet``  — the paper's experiment 3 analogue: ``resnet18-32`` (torchvision's ResNet-18, stem for
   32 px; the ``paper`` policy tags its four stage-entry layers), otherwise as ``exp1``;
 * ``rewrite`` — paper 002's rewrite experiment on Fashion-MNIST: ``p002-small-cnn`` against
-  ``--meta-groups 4``, ``--conv3d-filters 8`` and both combined, 2,000 training images per class,
+  ``--meta-groups 4``, ``--conv3d-filters 8`` and both combined, 1,000 training images per class,
   20 epochs, seeds 0–4.
 
 Runs go seed-major (every split at seed 0, then at seed 1, …), so a stopped experiment has
@@ -65,7 +65,7 @@ PRESETS = {
     "exp2": Preset(dataclasses.replace(_RFF, until_overfit=True, max_epochs=30, patience=2), "hard.*", "0-2", 500),
     "resnet": Preset(dataclasses.replace(_RFF, model="resnet18-32"), "hard.*", "0-2", 500),
     "rewrite": Preset(RewriteConfig(model="p002-small-cnn", meta_groups=4, conv3d_filters=8, combined=True,
-                                    epochs=20, batch_size=128, device="cpu"), "", "0-4", 2000),
+                                    epochs=20, batch_size=128, device="cpu"), "", "0-4", 1000),
 }
 
 

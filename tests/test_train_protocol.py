@@ -24,7 +24,7 @@ SPLIT = GENERATED_SPLITS["g.1"]
 CFG = ProtocolConfig(epochs=2, transfer_epochs=3, batch_size=32, device="cpu")
 # The paper freezes layers 7 and 13 of its base CNN: the convs right after each max-pool.
 PAPER_FROZEN = {"features.6.weight", "features.6.bias", "features.12.weight", "features.12.bias"}
-TIMING = {"normal_epoch_seconds", "rff_epoch_seconds", "epoch_time_ratio"}
+TIMING = {"normal_epoch_seconds", "rff_epoch_seconds", "epoch_time_ratio", "wall_seconds"}
 
 
 def _clone(state):
@@ -182,9 +182,10 @@ def test_cli_end_to_end_with_two_seeds(tmp_path):
     run = CliRunner().invoke(main, args)
     elapsed = time.perf_counter() - start
     assert run.exit_code == 0, run.output
-    assert "split g.1 seed 1: n=1" in run.output and "only 2 runs" in run.output
+    assert "split g.1 seed 1: n=1" in run.output and "a single split is not evidence" in run.output
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["overall"]["n"] == 2 and report["meta"]["config"]["epochs"] == 1
+    assert report["overall"]["n"] == 1 and report["comparisons"]["rff"]["runs"]["n"] == 2
+    assert report["meta"]["config"]["epochs"] == 1
     for name in ("report.txt", "deltas.png", "split-g.1/seed-0/curves.png", "split-g.1/seed-1/log.csv"):
         assert (tmp_path / name).stat().st_size > 0
     assert elapsed < 60, f"the tiny end-to-end run took {elapsed:.0f} s"

@@ -199,6 +199,8 @@ def plot_deltas(report: dict[str, Any], path: Path) -> None:
     left.axhline(0, color="black", lw=0.8)
     right.axhline(1, color="black", lw=0.8)
     right.set_yscale("log")
+    right.yaxis.set_major_formatter("{x:.2f}")
+    right.yaxis.set_minor_formatter("{x:.2f}")
     left.set(ylabel="accuracy difference", title="differences: runs (dots), mean ± 95 % CI over seeds; "
              "'all': over split means")
     right.set(ylabel="error-rate ratio (log scale)", title="error / reference error per split; 'all': geometric mean")
