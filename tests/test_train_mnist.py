@@ -233,7 +233,7 @@ def test_cli_done_when_command(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", "fashion-mnist", "--data-root", str(tmp_path / "data"), "--split", "random:1",
             "--per-class", "10", "--epochs", "1", "--transfer-epochs", "2", "--probe", "lbfgs", "--control",
-            "--out", str(out), "--no-plots", "--threads", "1", "--batch-size", "32"]
+            "both", "--out", str(out), "--no-plots", "--threads", "1", "--batch-size", "32"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
@@ -242,7 +242,9 @@ def test_cli_done_when_command(tmp_path):
     assert run["aa_delta"] == pytest.approx(run["aa_lbfgs"] - run["normal_lbfgs"])
     assert {"normal_sgd_final", "rff_lbfgs_pooled", "aa_sgd_final", "aa_lbfgs_converged"} <= set(run)
     assert not any(key.endswith("sgd_best") for key in run)  # no epoch is chosen on the test images
-    assert "A/A − normal" in result.output and "RFF − normal" in result.output
+    assert run["placebo_delta"] == pytest.approx(run["placebo_lbfgs"] - run["normal_lbfgs"])
+    for label in ("RFF − normal", "placebo − normal", "A/A − normal", "RFF − placebo"):
+        assert label in result.output
     assert "grey replicated to 3 channels, 28×28 zero-padded to 32×32; validation on the official test" in result.output
     assert "SGD head (last epoch)" in (out / "report.txt").read_text()
 
