@@ -64,7 +64,7 @@ def test_aggregate_and_table():
     assert report["splits"]["1.1"]["comparisons"]["rff"]["error_ratio"] == pytest.approx(0.94)
     assert rff["error_ratio"]["geomean"] == pytest.approx(math.sqrt(0.94 * 1.04))
     table = format_table(report)
-    assert "1.2                 2   7–9" in table and "+0.030" in table and "(0.94)" in table
+    assert "1.2         2   7–9" in table and "+0.030" in table and "(0.94)" in table
     assert "warning: RFF − normal: only 2 splits" in table
 
 

@@ -51,12 +51,13 @@ _ARM = {"normal": "normal", "rff": "rff", "placebo": "placebo", "aa": "A/A"}
 def format_table(report: dict[str, Any]) -> str:
     """The report as fixed-width tables (per split; overall over split means; other metrics) and its warnings."""
     arms, keys = report["arms"], list(report["comparisons"])
-    header = f"{'split':<16}{'runs':>5}{'n':>6}" + "".join(f"{_ARM[a]:>9}" for a in arms)
+    width = max(8, *(len(name) + 1 for name in report["splits"]))
+    header = f"{'split':<{width}}{'runs':>5}{'n':>6}" + "".join(f"{_ARM[a]:>9}" for a in arms)
     header += "".join(f"{_SHORT[k]:>10}{'(ratio)':>8}" for k in keys)
     lines = [f"per split: mean accuracy over seeds ({_metric_name(report)}); differences, and in brackets the "
              "error-rate ratio (error / reference error; < 1: fewer errors)", header, "-" * len(header)]
     for name, s in report["splits"].items():
-        row = f"{name:<16}{len(s['seeds']):>5}{_span(s['n']):>6}" + "".join(f"{s['accuracy'][a]:>9.3f}" for a in arms)
+        row = f"{name:<{width}}{len(s['seeds']):>5}{_span(s['n']):>6}" + "".join(f"{s['accuracy'][a]:>9.3f}" for a in arms)
         row += "".join(f"{_signed(c['summary']['mean']):>10}{'(' + _ratio(c['error_ratio']) + ')':>8}"
                        for c in s["comparisons"].values())
         lines.append(row)
