@@ -117,12 +117,15 @@ def main() -> None:
     p.add_argument("--experiment", choices=list(PRESETS), required=True)
     p.add_argument("--data-root", default=DEFAULT_ROOT)
     p.add_argument("--seeds", default=None, help="override the preset's seeds (e.g. 0-1)")
+    p.add_argument("--splits", default=None, help="override the preset's splits (names, globs, comma list)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="default benchmarks/out/science/<experiment>[-quick]")
     p.add_argument("--report-only", action="store_true", help="report the finished runs, train nothing")
     p.add_argument("--publish", type=Path, default=None, help="copy the report files to this folder")
     args = p.parse_args()
     preset = quick(PRESETS[args.experiment]) if args.quick else PRESETS[args.experiment]
+    if args.splits:
+        preset = dataclasses.replace(preset, splits=args.splits)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or OUT / "science" / (args.experiment + ("-quick" if args.quick else ""))
