@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from ...analysis.analyzer import analyze
+from ...analysis.result import Plan
 from ...data.base import Images, ProtocolData, input_size_of
 from ...errors import InvalidArgument
 from ...models.head import head_in_features, make_head
@@ -242,7 +243,8 @@ class _Run:
         size = self.cfg.batch_size if training else max(self.cfg.batch_size, 256)  # evaluation needs no small batches
         return make_batches(images, self.runtime, size, self.cfg.workers)
 
-    def _freeze_plan(self, model: nn.Module, analysis) -> "FreezePlan":
+    def _freeze_plan(self, model: nn.Module, analysis: Plan | None) -> "FreezePlan":
+        """The plan of ``--plan`` (checked against the model), else one tagged on ``analysis`` by the policy."""
         if self.cfg.plan is None:
             plan = build_freeze_plan(analysis, policy=self.cfg.policy, bn=self.cfg.bn, **self._policy_options())
         else:
