@@ -107,7 +107,7 @@ def publish(out: Path, target: Path) -> None:
     """Copy the experiment's report files (not checkpoints or per-run logs) to ``target``."""
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(out.iterdir()):
-        if path.is_file() and path.suffix in (".json", ".txt", ".png"):
+        if path.is_file() and path.suffix in (".json", ".txt", ".md", ".png"):
             shutil.copy2(path, target / path.name)
     print(f"published the report files of {out} to {target}")
 

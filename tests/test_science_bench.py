@@ -32,7 +32,7 @@ def test_quick_rff_experiment_publishes_every_comparison(tmp_path):
     report = json.loads((tmp_path / "pub" / "report.json").read_text())
     assert len(report["runs"]) == 4 and len(report["splits"]) == 2
     assert list(report["comparisons"]) == ["rff", "placebo", "aa", "rff_vs_placebo"]
-    assert {p.name for p in (tmp_path / "pub").iterdir()} == {"report.json", "report.txt", "deltas.png"}
+    assert {p.name for p in (tmp_path / "pub").iterdir()} == {"report.json", "report.txt", "report.md", "deltas.png"}
     again = _bench("--experiment", "exp1", "--out", str(tmp_path / "out"), "--report-only")
     assert again.returncode == 0 and json.loads((tmp_path / "out" / "report.json").read_text())["overall"] == \
         report["overall"]

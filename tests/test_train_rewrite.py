@@ -58,7 +58,8 @@ def test_cli_runs_the_original_and_each_rewrite_on_the_same_data(tmp_path):
         assert r["selected_epoch"] == chosen + 1 and r["selected_accuracy"] == log[chosen]["val_accuracy"]
         assert r["final_accuracy"] == log[-1]["val_accuracy"] and r["epoch_seconds"] > 0
         assert "best_accuracy" not in r  # no epoch is chosen on the evaluation set
-    for name in ("report.txt", "accuracy_vs_parameters.png", "curves.png", "meta/seed-1/log.csv"):
+    assert "| meta | 26,992 (0.31×) |" in (tmp_path / "report.md").read_text()
+    for name in ("report.txt", "report.md", "accuracy_vs_parameters.png", "curves.png", "meta/seed-1/log.csv"):
         assert (tmp_path / name).stat().st_size > 0
     assert "Δfinal vs original" in run.output and "Δselected vs original" in run.output and "only 2 runs" in run.output
     again = CliRunner().invoke(main, args)  # never overwritten without --resume

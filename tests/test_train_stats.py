@@ -49,7 +49,7 @@ def _run(split, seed, delta, n=4, normal=0.5):
 
 
 def test_aggregate_and_table():
-    from rffsurgery.reports.training import format_table
+    from rffsurgery.reports.training import format_markdown, format_table
     from rffsurgery.train.protocols.aggregate import aggregate
 
     runs = [_run("1.1", 0, 0.02), _run("1.1", 1, 0.04), _run("1.2", 0, -0.01, n=7), _run("1.2", 1, -0.03, n=9)]
@@ -66,6 +66,9 @@ def test_aggregate_and_table():
     table = format_table(report)
     assert "1.2         2   7–9" in table and "+0.030" in table and "(0.94)" in table
     assert "warning: RFF − normal: only 2 splits" in table
+    markdown = format_markdown(report)
+    assert "| `1.1` | 2 | 4 | 0.500 | 0.530 | +0.030 [-0.097, +0.157] (0.94) |" in markdown
+    assert "| RFF − normal | +0.005 [-0.313, +0.323] | 1/2 |" in markdown
 
 
 def test_error_ratio_is_undefined_without_errors():

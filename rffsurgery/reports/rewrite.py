@@ -18,7 +18,7 @@ from ..surgery.recipe import Rewritten
 from .plot import pyplot, save_figure
 from .table import si
 
-__all__ = ["format_report", "format_table", "plot_accuracy_vs_parameters", "plot_variant_curves", "write_report"]
+__all__ = ["format_markdown", "format_report", "format_table", "plot_accuracy_vs_parameters", "plot_variant_curves", "write_report"]
 
 
 COLOURS = ("black", "tab:blue", "tab:red", "tab:green", "tab:purple")
@@ -127,12 +127,35 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: dict[str, Any]) -> str:
+    """The variant table in Markdown (docs/results/): accuracy against parameters, differences paired by seed."""
+    base = next(iter(report["variants"].values()))
+    meta = report["meta"]
+    lines = [f"`{meta['model']}` on {meta['source']} ({meta['classes']} classes, {meta['train_size']:,} training "
+             f"images, {meta.get('selection_size', 0):,} for epoch selection, evaluated on the {meta['eval_size']:,} "
+             f"images of the {meta['evaluation']} set); seeds {', '.join(map(str, meta['seeds']))}; differences "
+             "from the original paired by seed, with 95 % t-intervals:", "",
+             "| variant | parameters | MACs | final accuracy | Δ final [95 % CI] | selected accuracy | "
+             "Δ selected [95 % CI] | s/epoch |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, v in report["variants"].items():
+        lines.append(f"| {name} | {v['parameters']:,} ({v['parameters'] / base['parameters']:.2f}×) | "
+                     f"{v['macs'] / 1e6:.2f}M | {v['final_accuracy']:.4f} | "
+                     f"{_ci(v['final_delta']) if 'final_delta' in v else '—'} | {v['selected_accuracy']:.4f} | "
+                     f"{_ci(v['selected_delta']) if 'selected_delta' in v else '—'} | {v['epoch_seconds']:.1f} |")
+    lines += ["", "Per seed (final accuracy): " + "; ".join(
+        f"seed {seed}: " + ", ".join(f"{r['variant']} {r['final_accuracy']:.4f}" for r in report["runs"]
+                                    if r["seed"] == seed) for seed in meta["seeds"])]
+    return "\n".join(lines)
+
+
 def write_report(out: Path, report: dict[str, Any], results: Sequence[dict[str, Any]],
                  plots: bool = True) -> dict[str, Any]:
-    """Write the rewrite experiment's ``report.json``, ``report.txt`` and (optionally) its plots; returns the report."""
+    """Write the rewrite experiment's ``report.json``, ``report.txt``, ``report.md`` and (optionally) its plots;
+    returns the report."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
     write_text(out / "report.txt", format_table(report) + "\n")
+    write_text(out / "report.md", format_markdown(report) + "\n")
     if plots:
         plot_accuracy_vs_parameters(report, out / "accuracy_vs_parameters.png")
         plot_variant_curves(results, out / "curves.png")

@@ -1,8 +1,8 @@
 """The RFF protocol's report as a readable table, its files, and its plots (matplotlib, Agg backend).
 
-Per run: ``curves.png``.  Per experiment: ``report.json``, ``report.txt`` and
-``deltas.png``, from the report that :func:`rffsurgery.train.protocols.aggregate.aggregate`
-computed.  Every file is written to a temporary name and renamed, so readers never see
+Per run: ``curves.png``.  Per experiment: ``report.json``, ``report.txt``, ``report.md``
+(the tables in Markdown) and ``deltas.png``, from the report that
+:func:`rffsurgery.train.protocols.aggregate.aggregate` computed.  Every file is written to a temporary name and renamed, so readers never see
 half a file.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from ..files import write_text
 from .plot import pyplot, save_figure
 
-__all__ = ["format_table", "plot_curves", "plot_deltas", "write_report"]
+__all__ = ["format_markdown", "format_table", "plot_curves", "plot_deltas", "write_report"]
 
 
 def _signed(x: float | None) -> str:
@@ -116,11 +116,62 @@ def _placebo_lines(report: dict[str, Any]) -> list[str]:
             f"{', '.join(p['tagged_layers'])} ({p['tagged_parameters']:,}): parameter ratio {p['ratio']:.3f}"]
 
 
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _md_ci(s: dict[str, Any]) -> str:
+    return f"{_signed(s['mean'])} {_ci(s)}"
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report's tables in Markdown (docs/results/): per split, overall over split means, every metric."""
+    arms, comparisons = report["arms"], report["comparisons"]
+    labels = [c["label"] for c in comparisons.values()]
+    lines = [f"**Per split** (mean over seeds; {_metric_name(report)}; differences with the 95 % interval over "
+             "seeds, error-rate ratio in brackets):", "",
+             _md_row(["split", "seeds", "n", *(_ARM[a] for a in arms), *labels]),
+             _md_row(["---"] * (3 + len(arms) + len(labels)))]
+    for name, s in report["splits"].items():
+        cells = [f"`{name}`", str(len(s["seeds"])), _span(s["n"]), *(f"{s['accuracy'][a]:.3f}" for a in arms)]
+        cells += [f"{_md_ci(c['summary'])} ({_ratio(c['error_ratio'])})" for c in s["comparisons"].values()]
+        lines.append(_md_row(cells))
+    lines += ["", f"**Overall**, over the {len(report['splits'])} split means (the headline) and, secondary, over "
+              "all runs:", "",
+              _md_row(["comparison", "mean over splits [95 % CI]", "splits improved", "sign test p", "MDE (80 %)",
+                       "error-rate ratio [95 % CI]", "over runs [95 % CI]"]),
+              _md_row(["---"] * 7)]
+    for c in comparisons.values():
+        m = c["split_means"]
+        lines.append(_md_row([c["label"], _md_ci(m), f"{c['splits_improved']}/{m['n']}",
+                              "—" if m["sign_p"] is None else f"{m['sign_p']:.3f}",
+                              "—" if m["mde"] is None else f"±{m['mde']:.3f}", _ratio_ci(c["error_ratio"]),
+                              _md_ci(c["runs"])]))
+    lines += ["", "**Every transfer metric** (mean accuracy per arm; differences over split means):", "",
+              _md_row(["metric", *(_ARM[a] for a in arms), *labels]),
+              _md_row(["---"] * (1 + len(arms) + len(labels)))]
+    for key, m in report["metrics"].items():
+        lines.append(_md_row([METRIC_NAMES[key], *(f"{m['accuracy'][a]:.3f}" for a in arms),
+                              *(f"{_md_ci(m[k]['split_means'])}, ratio {_ratio_ci(m[k]['error_ratio'])}"
+                                for k in comparisons)]))
+    lines += [""] + [f"- {line}" for line in _placebo_lines(report)]
+    fits = report["probe_fits"]
+    if fits["fits"]:
+        lines.append("- probe fits not converged: " + ", ".join(
+            f"{METRIC_NAMES[p]} {n}/{fits['fits'][p]}" for p, n in fits["not_converged"].items()))
+    if report.get("wall_seconds") is not None:
+        walls = [r["wall_seconds"] for r in report["runs"]]
+        lines.append(f"- wall time per run: mean {report['wall_seconds'] / 60:.1f} min (range "
+                     f"{min(walls) / 60:.1f}–{max(walls) / 60:.1f}), {len(walls)} runs")
+    return "\n".join(lines)
+
+
 def write_report(out_dir: Path, report: dict[str, Any], plots: bool = True) -> dict[str, Any]:
     """Write ``report.json``, ``report.txt`` and (optionally) ``deltas.png`` for an aggregated report; returns it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
     write_text(out_dir / "report.txt", format_table(report) + "\n")
+    write_text(out_dir / "report.md", format_markdown(report) + "\n")
     if plots:
         plot_deltas(report, out_dir / "deltas.png")
     return report

@@ -1,7 +1,7 @@
 """Several splits × several seeds in one call, then the aggregate report.
 
 Runs live in ``OUT/split-<name>/seed-<k>/`` (checkpoint, logs, plan, curves); the
-report goes to ``OUT/report.{json,txt}`` and ``OUT/deltas.png``; progress lines go to
+report goes to ``OUT/report.{json,txt,md}`` and ``OUT/deltas.png``; progress lines go to
 stderr and ``OUT/train.log``.  With ``resume`` finished runs are read back, interrupted
 ones continue from their checkpoint.  Launched by ``torchrun``, every process runs this
 and the main one writes (see :mod:`.distributed`).
@@ -25,7 +25,7 @@ from .rff import ProtocolConfig, Stage, per_run_epochs, run_protocol
 
 __all__ = ["REPORT_FILES", "run_experiment"]
 
-REPORT_FILES = ("report.json", "report.txt", "deltas.png")  # the experiment's own files in --out, beside the runs
+REPORT_FILES = ("report.json", "report.txt", "report.md", "deltas.png")  # the experiment's own files in --out, beside the runs
 
 
 def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split], seeds: Sequence[int],
