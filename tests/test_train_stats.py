@@ -68,7 +68,7 @@ def test_aggregate_and_table():
     assert "warning: RFF − normal: only 2 splits" in table
     markdown = format_markdown(report)
     assert "| `1.1` | 2 | 4 | 0.500 | 0.530 | +0.030 [-0.097, +0.157] (0.94) |" in markdown
-    assert "| RFF − normal | +0.005 [-0.313, +0.323] | 1/2 |" in markdown
+    assert "| RFF − normal | +0.005 [-0.313, +0.323] | 0.874 | 1/2 |" in markdown
 
 
 def test_error_ratio_is_undefined_without_errors():
@@ -187,3 +187,13 @@ def test_summary_carries_sign_test_and_mde():
     deltas = [0.01, 0.03, -0.02, 0.04, 0.02]
     s = summarize(deltas)
     assert s.sign_p == sign_test(deltas) and s.mde == pytest.approx(minimal_detectable_effect(s.std, 5))
+
+
+def test_t_test_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    from rffsurgery.train.protocols.stats import t_test
+
+    for values in ([0.01, 0.03, -0.02, 0.04, 0.02], [0.003, 0.001, 0.002, -0.001, 0.004, 0.0, 0.002, 0.001, 0.003, 0.005]):
+        s = summarize(values)
+        assert s.t_p == pytest.approx(stats.ttest_1samp(values, 0.0).pvalue, abs=1e-6)
+    assert t_test(0.0, 0.0, 3) == 1.0

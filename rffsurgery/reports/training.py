@@ -92,8 +92,9 @@ def _metric_name(report: dict[str, Any]) -> str:
 def _paired(label: str, s: dict[str, Any], unit: str) -> str:
     sign = "—" if s["sign_p"] is None else f"{s['sign_p']:.3f}"
     mde = "—" if s["mde"] is None else f"±{s['mde']:.3f}"
-    return (f"  {label:<17}{_signed(s['mean']):>7}  95% CI {_ci(s):<19} {s['improved']:>2}+/{s['worse']}- of "
-            f"{s['n']} {unit}, sign test p={sign}, MDE(80%) {mde}")
+    t_p = "—" if s.get("t_p") is None else f"{s['t_p']:.3f}"
+    return (f"  {label:<17}{_signed(s['mean']):>7}  95% CI {_ci(s):<19} t-test p={t_p:<6}{s['improved']:>2}+/"
+            f"{s['worse']}- of {s['n']} {unit}, sign test p={sign}, MDE(80%) {mde}")
 
 
 def _metric_lines(report: dict[str, Any]) -> list[str]:
@@ -138,13 +139,13 @@ def format_markdown(report: dict[str, Any]) -> str:
         lines.append(_md_row(cells))
     lines += ["", f"**Overall**, over the {len(report['splits'])} split means (the headline) and, secondary, over "
               "all runs:", "",
-              _md_row(["comparison", "mean over splits [95 % CI]", "splits improved", "sign test p", "MDE (80 %)",
-                       "error-rate ratio [95 % CI]", "over runs [95 % CI]"]),
-              _md_row(["---"] * 7)]
+              _md_row(["comparison", "mean over splits [95 % CI]", "t-test p", "splits improved", "sign test p",
+                       "MDE (80 %)", "error-rate ratio [95 % CI]", "over runs [95 % CI]"]),
+              _md_row(["---"] * 8)]
     for c in comparisons.values():
         m = c["split_means"]
-        lines.append(_md_row([c["label"], _md_ci(m), f"{c['splits_improved']}/{m['n']}",
-                              "—" if m["sign_p"] is None else f"{m['sign_p']:.3f}",
+        lines.append(_md_row([c["label"], _md_ci(m), "—" if m.get("t_p") is None else f"{m['t_p']:.3f}",
+                              f"{c['splits_improved']}/{m['n']}", "—" if m["sign_p"] is None else f"{m['sign_p']:.3f}",
                               "—" if m["mde"] is None else f"±{m['mde']:.3f}", _ratio_ci(c["error_ratio"]),
                               _md_ci(c["runs"])]))
     lines += ["", "**Every transfer metric** (mean accuracy per arm; differences over split means):", "",

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 __all__ = ["MIN_RUNS", "RatioSummary", "Summary", "minimal_detectable_effect", "paired_t_power", "sign_test",
-           "summarize", "summarize_ratios", "t_interval", "t_quantile"]
+           "summarize", "summarize_ratios", "t_interval", "t_quantile", "t_test"]
 
 MIN_RUNS = 5
 """Below this many runs the summary carries a warning: the CI is too wide to tell much."""
@@ -118,6 +118,7 @@ class Summary:
     warning: str | None
     sign_p: float | None = None
     mde: float | None = None
+    t_p: float | None = None  # two-sided one-sample t-test of mean 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,7 +150,15 @@ def summarize(deltas: Sequence[float], level: float = 0.95, unit: str = "run") -
     if n < MIN_RUNS:
         warning = f"only {n} {unit}s: the {level:.0%} interval is wide and the sign of the mean may not be reliable"
     return Summary(n, mean, std, low, high, improved, worse, warning, sign_test(deltas),
-                   minimal_detectable_effect(std, n, 0.8, 1 - level))
+                   minimal_detectable_effect(std, n, 0.8, 1 - level), t_test(mean, std, n))
+
+
+def t_test(mean: float, std: float, n: int) -> float:
+    """Two-sided p-value of the one-sample t-test of mean 0 (1.0 when every value is 0)."""
+    if std == 0:
+        return 1.0 if mean == 0 else 0.0
+    t = abs(mean) / (std / math.sqrt(n))
+    return max(0.0, min(1.0, 2 * (1 - _t_cdf(t, n - 1))))
 
 
 @dataclass(frozen=True)
