@@ -15,11 +15,11 @@ from torch import fx, nn
 
 from ..errors import InvalidArgument, RffError, brief
 from ..geometry.propagate import NodeState, ShapeError, propagate
-from ..geometry.tensor import Misaligned, TensorGeom, Unknown
+from ..geometry.tensor import Misaligned, Packed, TensorGeom, Unknown
 from ..models.zoo import parse_size, resolve
 from ..trace.tracer import trace
 from .fallback import check_fallback, explained
-from .result import LayerRF, Plan
+from .result import DimLayout, LayerRF, Plan
 
 __all__ = ["UnknownOpError", "analyze", "declared_input_size", "parse_input_size"]
 
@@ -61,15 +61,32 @@ def _layer(node: fx.Node, name: str, state: NodeState, module: nn.Module | None,
         geo = next((g for g in geo if isinstance(g, TensorGeom)), None)
     if not isinstance(geo, TensorGeom) or geo.const:
         return LayerRF(axes=(None,) * n_axes, status="none", **common)
-    axes, grid, dims = [], [], []
-    for a in range(n_axes):
-        dim = next((d for d, t in enumerate(geo.dims) if t is not None and t.axis == a and t.map is not None), None)
-        axes.append(geo.dims[dim].map.summary() if dim is not None else None)
-        dims.append(dim)
-        grid.append(int(value.shape[dim]) if dim is not None and isinstance(value, torch.Tensor) else None)
+    return LayerRF(**_geometry(geo, value, n_axes), **common)
+
+
+def _geometry(geo: TensorGeom, value: Any, n_axes: int) -> dict[str, Any]:
+    """Per axis its summary, grid and dim, and per dim of the output where each axis's units lie."""
+    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+    maps: dict[int, Any] = dict(geo.packed)
+    layout: list[Any] = []
+    dims: list[int | None] = [None] * n_axes
+    sizes: dict[int, int] = {}
+    for d, t in enumerate(geo.dims):
+        if isinstance(t, Packed):
+            layout.append(DimLayout(t.lead, t.trail, tuple((x.axis, x.place, x.size) for x in t.digits)))
+            for x in t.digits:
+                if x.axis is not None:
+                    sizes[x.axis] = sizes.get(x.axis, 1) * x.size
+        elif t is not None and t.map is not None and t.axis < n_axes and d < len(shape):
+            layout.append(DimLayout(0, 0, ((t.axis, 1, shape[d]),)))
+            maps[t.axis], dims[t.axis], sizes[t.axis] = t.map, d, int(shape[d])
+        else:
+            layout.append(None)
+    axes = tuple(maps[a].summary() if maps.get(a) is not None else None for a in range(n_axes))
     status = "global" if all(a is None for a in axes) else "ok"
-    return LayerRF(axes=tuple(axes), status=status, global_context=geo.global_ctx and status == "ok",
-                   grid=tuple(grid), dims=tuple(dims), **common)
+    grid = tuple(sizes.get(a) if axes[a] is not None and shape else None for a in range(n_axes))
+    return dict(axes=axes, status=status, global_context=geo.global_ctx and status == "ok", grid=grid,
+                dims=tuple(dims), layout=tuple(layout) if status == "ok" else ())
 
 
 def analyze(

@@ -31,7 +31,7 @@ from ..formats import stamp
 from ..models.weights import load_weights
 from ..models.zoo import resolve
 from .analyzer import analyze, declared_input_size, parse_input_size
-from .result import LayerRF, Plan, check_unit, find_layer
+from .result import LayerRF, Plan, check_unit, find_layer, select_unit
 
 __all__ = ["FRACTIONS", "ErfResult", "NodeErf", "default_node", "erf", "growth_nodes", "load_model"]
 
@@ -165,14 +165,6 @@ def _spatial_unit(layer: LayerRF, unit: Sequence[int] | None) -> tuple[int, ...]
     return ()  # a vector (after global pooling): the whole of it
 
 
-def _select(value: torch.Tensor, layer: LayerRF, unit: Sequence[int]) -> torch.Tensor:
-    """The unit's activations (every channel, every batch item), wherever the node keeps its spatial dims."""
-    index: list[Any] = [slice(None)] * value.dim()
-    for dim, u in zip(layer.dims, unit):
-        index[dim] = u
-    return value[tuple(index)]
-
-
 def _squares(heat: torch.Tensor, centre: Sequence[int]) -> dict[float, int]:
     """For each fraction, the side of the smallest square centred on ``centre`` holding it."""
     total = float(heat.sum())
@@ -232,7 +224,7 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
                 pass
             for l in layers:
                 value = run.captured[by_name[l.name]]
-                (grad,) = torch.autograd.grad(_select(value, l, units[l.name]).sum(), x,
+                (grad,) = torch.autograd.grad(select_unit(value, l, units[l.name]).sum(), x,
                                               retain_graph=True)
                 total[l.name] += grad.abs().sum(dim=(0, 1)).double()
     finally:

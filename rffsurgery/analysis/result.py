@@ -14,18 +14,40 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterator, Sequence
 
+import torch
 from torch import nn
 
 from ..errors import InvalidArgument
 from ..formats import stamp
 from ..geometry.algebra import AxisRF
+from ..geometry.factors import BOUND
 from ..trace.tracer import Traced
 
-__all__ = ["GLOBAL", "LayerRF", "Plan", "check_unit", "describe_unit", "find_layer"]
+__all__ = ["GLOBAL", "DimLayout", "LayerRF", "Plan", "check_unit", "describe_unit", "find_layer", "select_unit"]
 
 GLOBAL = "global"
 _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
                    "pixel_unshuffle", "linear", "attention"}
+
+
+@dataclass(frozen=True)
+class DimLayout:
+    """Which units of which axes one dim of a node's output holds (mixed radix).
+
+    The dim's index is ``lead`` + the row-major combination of its ``digits``
+    (most significant first) + up to ``trail`` extra elements; a digit
+    ``(axis, place, size)`` takes the value ``(u // place) % size`` for unit ``u`` of
+    that axis, and a digit with ``axis None`` (channels, batch, heads) is summed
+    over, like channels.  A plain NCHW row dim is ``DimLayout(0, 0, ((0, 1, H),))``;
+    the tokens of a 7×7 window are ``((0, 1, 7), (1, 1, 7))``.
+    """
+
+    lead: int
+    trail: int
+    digits: tuple[tuple[int | None, int, int], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lead": self.lead, "trail": self.trail, "digits": [list(d) for d in self.digits]}
 
 
 @dataclass(frozen=True)
@@ -54,7 +76,8 @@ class LayerRF:
     inputs: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()  # modules whose output this node is (``layer4`` for ``layer4.2.relu_2``)
     grid: tuple[int | None, ...] = ()  # per spatial axis: how many output positions (units) the node has along it
-    dims: tuple[int | None, ...] = ()  # per spatial axis: the output tensor dim (batch = 0) that carries it
+    dims: tuple[int | None, ...] = ()  # per spatial axis: the output tensor dim (batch = 0) that carries it whole
+    layout: tuple[DimLayout | None, ...] = ()  # per output tensor dim (batch = 0): the units it holds, see select_unit
 
     @property
     def rf(self) -> tuple[int | str, ...]:
@@ -82,6 +105,22 @@ class LayerRF:
     @property
     def is_local(self) -> bool:
         return self.status == "ok" and any(a is not None for a in self.axes)
+
+    @property
+    def windowed(self) -> tuple[int | None, ...]:
+        """Per axis, the window (in units) when units read whole windows: a period at an integer stride.
+
+        After window attention, a mean over a window's tokens or a grid partition
+        the map repeats every w units and the units of one period read overlapping
+        spans; after upsampling the period comes with a fractional stride instead.
+        """
+        return tuple(a.map.period if a is not None and a.map.period > 1 and a.stride.denominator == 1 else None
+                     for a in self.axes)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether some axis is reported global here because factors of it could not be followed (an outer bound)."""
+        return any(BOUND in n for n in self.notes)
 
     def interval(self, index: Sequence[int]) -> tuple[tuple[int, int], ...]:
         """Unclipped input interval per axis for the unit at spatial ``index`` (e.g. ``(i, j)``)."""
@@ -115,6 +154,8 @@ class LayerRF:
             "params": list(self.params),
             "grid": list(self.grid) if self.status == "ok" else None,
             "maps": [_map(a) for a in self.axes] if self.status == "ok" else None,
+            "windowed": list(self.windowed) if self.status == "ok" else None,
+            "layout": [d.to_dict() if d is not None else None for d in self.layout[1:]] if self.status == "ok" else None,
         }
 
 
@@ -227,6 +268,30 @@ def check_unit(layer: LayerRF, unit: Sequence[int]) -> tuple[int, ...]:
         raise InvalidArgument(f"unit {','.join(map(str, unit))} is not a position of {layer.name}, whose output has "
                               f"{grid} positions: give {len(layer.grid)} indices, each below its size")
     return unit
+
+
+def select_unit(value: torch.Tensor, layer: LayerRF, unit: Sequence[int]) -> torch.Tensor:
+    """The elements of ``value`` (the node's output, batch first) that hold ``unit``: every channel and batch item.
+
+    Wherever the node keeps its axes — NCHW, NHWC, windows folded into the batch,
+    tokens, sub-pixel channels — ``layout`` says which digits of which dims spell
+    each axis's unit; plain digits (channels, heads, batch) are kept whole.
+    """
+    for k, spec in enumerate(layer.layout):
+        if spec is not None and (spec.lead or spec.trail):
+            value = value.narrow(k, spec.lead, value.shape[k] - spec.lead - spec.trail)
+    shape: list[int] = []
+    index: list[Any] = []
+    for k, n in enumerate(value.shape):
+        spec = layer.layout[k] if k < len(layer.layout) else None
+        if spec is None:
+            shape.append(n)
+            index.append(slice(None))
+            continue
+        for axis, place, size in spec.digits:
+            shape.append(size)
+            index.append(slice(None) if axis is None else unit[axis] // place % size)
+    return value.reshape(shape)[tuple(index)]
 
 
 def describe_unit(plan: Plan, node: str, unit: Sequence[int]) -> str:

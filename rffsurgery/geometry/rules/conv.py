@@ -38,6 +38,12 @@ def _conv_params(call: Call) -> tuple[int, tuple, tuple, Any, tuple]:
     )
 
 
+def _groups(call: Call, index: int) -> int:
+    """The conv's channel groups (``index``: their position in the functional form's arguments)."""
+    m = call.module
+    return getattr(m, "groups", 1) if m is not None else call.arg(index, "groups", 1)
+
+
 def conv(call: Call) -> Geo:
     """Convolution: window (k, s, p, d) per axis; 'same' pads d·(k−1) with the smaller half left."""
     n, k, s, p, d = _conv_params(call)
@@ -48,7 +54,7 @@ def conv(call: Call) -> Geo:
     p = ntuple(p, n)
     if call.module is not None and getattr(call.module, "padding_mode", "zeros") != "zeros":
         call.notes.append(f"{call.module.padding_mode} padding: edges reported as if zero-padded")
-    return spatial(call, n, [AxisMap.window(*a) for a in zip(k, s, p, d)])
+    return spatial(call, n, [AxisMap.window(*a) for a in zip(k, s, p, d)], groups=_groups(call, 6))
 
 
 def same_dynamic(call: Call) -> Geo:
@@ -56,7 +62,7 @@ def same_dynamic(call: Call) -> Geo:
     m = call.module
     k, s_, d = ntuple(m.kernel_size, 2), ntuple(m.stride, 2), ntuple(getattr(m, "dilation", 1), 2)
     maps = [AxisMap.window(ki, si, same_padding(n, ki, si, di), di) for n, ki, si, di in zip(call.in_shape[-2:], k, s_, d)]
-    return spatial(call, 2, maps)
+    return spatial(call, 2, maps, groups=getattr(m, "groups", None))
 
 
 def cond_conv(call: Call) -> Geo:
@@ -75,7 +81,8 @@ def conv_transpose(call: Call) -> Geo:
         k = tuple(weight.shape[2:])
         s, p = ntuple(call.arg(3, "stride", 1), n), ntuple(call.arg(4, "padding", 0), n)
         d = ntuple(call.arg(7, "dilation", 1), n)
-    return spatial(call, n, [transposed_map(*a) for a in zip(k, ntuple(s, n), ntuple(p, n), ntuple(d, n))])
+    maps = [transposed_map(*a) for a in zip(k, ntuple(s, n), ntuple(p, n), ntuple(d, n))]
+    return spatial(call, n, maps, groups=_groups(call, 6))
 
 
 def transposed_map(kernel: int, stride: int, padding: int, dilation: int) -> AxisMap:
@@ -120,4 +127,4 @@ def sequential_conv_mlp(call: Call) -> Geo:
     k = m.fc1.kernel_size
     if any(n < ki for n, ki in zip(call.in_shape[-2:], k)):
         raise RuleError("ConvMlp pools an input smaller than its kernel")
-    return spatial(call, 2, [AxisMap.window(ki, 1, 0) for ki in k])
+    return spatial(call, 2, [AxisMap.window(ki, 1, 0) for ki in k], groups=m.fc1.groups)

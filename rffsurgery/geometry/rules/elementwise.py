@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..call import Call
-from ..tensor import Geo, TensorGeom, unite
+from ..tensor import Geo, TensorGeom
+from ..union import unite
 
 __all__ = ["constant", "pointwise"]
 
