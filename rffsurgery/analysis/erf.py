@@ -247,8 +247,8 @@ def _zoo_size(model: nn.Module | str) -> tuple[int, ...]:
 
 
 def default_node(plan: Plan) -> str:
-    """The last node with a local receptive field: the deepest feature map before global pooling."""
-    local = [l for l in plan if l.is_local]
+    """The last feature map with a local receptive field: the deepest one before global pooling (or flattening)."""
+    local = [l for l in plan if l.is_map]
     if not local:
         raise InvalidArgument(f"{plan.model_name} has no node with a local receptive field; name one with --nodes")
     return local[-1].name

@@ -107,6 +107,11 @@ class LayerRF:
         return self.status == "ok" and any(a is not None for a in self.axes)
 
     @property
+    def is_map(self) -> bool:
+        """A local feature map with each axis whole in a dim of its own (not tokens, windows or flattened)."""
+        return self.is_local and all(d is not None for a, d in zip(self.axes, self.dims) if a is not None)
+
+    @property
     def windowed(self) -> tuple[int | None, ...]:
         """Per axis, the window (in units) when units read whole windows: a period at an integer stride.
 

@@ -205,7 +205,9 @@ class Spread:
                 self.dims[k], self.lead[k], self.trail[k] = [Digit(None, 1, n)], 0, 0
             elif self.lead[k] + math.prod(d.size for d in dim) + self.trail[k] != n:
                 raise RuleError(f"dim {k} of size {n} laid out as {dim}")
-        dims = [[d for d in dim if d.size != 1] if isinstance(dim, list) else dim for dim in self.dims]
+        # a digit of one value says nothing, unless it is a dim of its own: an axis reduced to one position
+        dims = [[d for d in dim if d.size != 1] if isinstance(dim, list) and len(dim) > 1 else dim
+                for dim in self.dims]
         dims = [_merge(dim) if isinstance(dim, list) else dim for dim in dims]
         self.dims = dims
         self._promote()
@@ -304,6 +306,8 @@ def regroup(digits: Sequence[Digit], sizes: Sequence[int]) -> list[list[Digit]] 
     for m in sizes:
         dim: list[Digit] = []
         need = m
+        if m == 1 and queue and queue[0].axis is not None:  # the one position of the next digit's axis
+            dim.append(Digit(queue[0].axis, queue[0].place * queue[0].size, 1))
         while need > 1:
             if not queue:
                 return None

@@ -301,14 +301,13 @@ def repeat(call: Call) -> Geo:
 
 
 def roll(call: Call) -> Geo:
-    """``torch.roll``: a shift along each rolled axis; the units that wrap around the edge are noted.
+    """``torch.roll``: unit ``u`` of a rolled axis of n units reads unit ``(u − shift) mod n``, exactly.
 
-    Unit ``u`` reads ``u − shift``, as if the roll shifted in padding.  The ``shift``
-    units that wrap read the far edge instead; a roll, a window partition and the
-    roll back (Swin's shifted windows) make every unit read its own window again,
-    and Swin's attention mask keeps the wrapped part of a border window apart, so
-    that is exact there (tests/test_factors.py); without such a mask the wrapped
-    units read more than reported, which the note says.
+    The map is a table of period n (no two units wrap alike).  Rolled back later
+    (Swin's shifted windows written out) the rolls cancel, and a window that the
+    roll made join both edges reads both: exact without a mask, and an outer bound
+    where a mask keeps the two parts apart, which the engine does not read (the
+    note says so).
     """
     g = tensor_geo(call)
     shifts, dims = call.arg(1, "shifts"), call.arg(2, "dims", None)
@@ -322,19 +321,13 @@ def roll(call: Call) -> Geo:
         n = call.in_shape[d]
         if not spread.axes_in(d) or shift % n == 0:
             continue
-        if not spread.slide(d, AxisMap.window(1, 1, shift), n) or not _top(spread, d):
-            bound(call, "roll inside a dim with factors", spread, spread.axes_in(d))
+        table = AxisMap.from_function(n, n, lambda j, n=n, shift=shift: ((j - shift) % n,) * 2)
+        if not spread.slide(d, table, n):
+            bound(call, "roll along a dim that merges factors", spread, spread.axes_in(d))
             continue
-        call.notes.append(f"roll by {shift} along axis {next(iter(spread.axes_in(d)))}: the {abs(shift)} units that "
-                          "wrap around the edge are reported as if the roll shifted in padding (exact when a mask "
-                          "keeps them apart, as in Swin's shifted windows)")
+        call.notes.append(f"roll by {shift} along axis {min(spread.axes_in(d))}: a window that wraps around the "
+                          "edge reads both edges (an outer bound if a mask keeps them apart)")
     return spread.geom(g, call.out_shape)
-
-
-def _top(spread: Spread, d: int) -> bool:
-    """Whether dim ``d`` holds the most significant digit of its axis (a roll there is a shift of the axis)."""
-    (x,) = spread.dims[d]
-    return x.place == spread.digits_of(x.axis)[-1].place
 
 
 def reshape_with_size(call: Call) -> Geo:

@@ -7,7 +7,9 @@ read, so the window index keeps an exact map, ``AxisMap.window(k, s, p, d)``.
 
 ``F.unfold`` lists the windows of both axes in one dim ``L``, row-major: that dim
 carries the two window indices as digits (the block row and column), so each
-column of the output reads its own window exactly.  ``F.fold`` sums the columns
+column of the output reads its own window exactly.  Windows that tile the image
+(kernel = stride, no padding) are a space-to-depth: the offsets in the channels are
+the low digits of the axes, and every pixel stays a unit.  ``F.fold`` sums the columns
 back onto the image: an output pixel reads every window that covers it, the map
 of a transposed convolution.
 """
@@ -57,6 +59,10 @@ def unfold(call: Call) -> Geo:
     params = _params(call, 2, 1)
     blocks = [(size + 2 * p - d * (k - 1) - 1) // s + 1 for size, (k, s, p, d) in zip(call.in_shape[2:], params)]
     spread = Spread.of(g, call.in_shape)
+    if all(k == s and p == 0 and d == 1 and n == k * b for (k, s, p, d), n, b in zip(params, call.in_shape[2:], blocks)):
+        tiled = _tiles(spread, [k for k, _, _, _ in params], blocks, call.in_shape)
+        if tiled:
+            return spread.geom(g, call.out_shape)
     for d, (k, s, p, dil), n in zip((2, 3), params, blocks):
         if spread.axes_in(d) and not spread.slide(d, AxisMap.window(k, s, p, dil), n):
             bound(call, "unfold along a dim that merges factors", spread, spread.axes_in(d))
@@ -65,6 +71,22 @@ def unfold(call: Call) -> Geo:
     spread.dims = [spread.dims[0], channels + [Digit(None, 1, params[0][0] * params[1][0])], columns[0] + columns[1]]
     spread.lead, spread.trail = [spread.lead[0], 0, 0], [spread.trail[0], 0, 0]
     return spread.geom(g, call.out_shape)
+
+
+def _tiles(spread: Spread, kernel: list[int], blocks: list[int], shape: tuple[int, ...]) -> bool:
+    """Windows that tile the image: the offset inside a window is the low digit of its axis (space-to-depth).
+
+    The channels become ``(c, row offset, column offset)`` and ``L`` the window
+    row and column, so each pixel stays a unit of its own (TNT's inner tokens).
+    ``False`` when the dims cannot be dealt out that way.
+    """
+    rows, cols = (regroup(_digits(spread, d, shape[d]), [b, k]) for d, b, k in zip((2, 3), blocks, kernel))
+    if rows is None or cols is None:
+        return False
+    channels = _digits(spread, 1, shape[1])
+    spread.dims = [spread.dims[0], channels + rows[1] + cols[1], rows[0] + cols[0]]
+    spread.lead, spread.trail = [spread.lead[0], 0, 0], [spread.trail[0], 0, 0]
+    return True
 
 
 def _digits(spread: Spread, d: int, size: int) -> list[Digit]:
