@@ -91,16 +91,18 @@ class _Done(Exception):
 class _Run(fx.Interpreter):
     """Runs the probe graph with the substitutions and records the requested nodes."""
 
-    def __init__(self, gm: fx.GraphModule, wanted: dict[fx.Node, str], cut_global: bool, rank: int) -> None:
+    def __init__(self, gm: fx.GraphModule, wanted: dict[fx.Node, str], cut_global: bool, rank: int,
+                 cut: frozenset[fx.Node] = frozenset()) -> None:
         super().__init__(gm)
         self.wanted = wanted
         self.cut_global = cut_global
         self.rank = rank
+        self.cut = cut
         self.captured: dict[str, torch.Tensor] = {}
 
     def run_node(self, n: fx.Node) -> Any:
         out = super().run_node(n)
-        if self.cut_global and isinstance(out, torch.Tensor) and _no_spatial_extent(out, self.rank):
+        if isinstance(out, torch.Tensor) and (self.cut_global and _no_spatial_extent(out, self.rank) or n in self.cut):
             out = out.detach()
         if n in self.wanted:
             # a clone: later in-place ops (``out += identity``) must not change what we differentiate
@@ -186,15 +188,17 @@ class GradientProbe:
             raise KeyError(f"the probe has no node or module {name!r}")
         return found
 
-    def outputs(self, names: Iterable[str], cut_global: bool = False) -> dict[str, torch.Tensor]:
+    def outputs(self, names: Iterable[str], cut_global: bool = False, cut: Iterable[str] = ()) -> dict[str, torch.Tensor]:
         """One forward pass; the value of each named node (still attached to the input's graph).
 
         With ``cut_global`` every tensor with no spatial extent left (a pooled
         squeeze-excitation vector, a flattened feature) is detached, so that
-        gradients only flow along the paths that keep a local geometry.
+        gradients only flow along the paths that keep a local geometry; the nodes
+        named in ``cut`` are detached too (a channel-attention matrix, which keeps
+        the shape of a feature map).
         """
         wanted = {self.node(name): name for name in names}
-        run = _Run(self.traced.graph_module, wanted, cut_global, self.input.dim())
+        run = _Run(self.traced.graph_module, wanted, cut_global, self.input.dim(), frozenset(map(self.node, cut)))
         try:
             run.run(self.input.clone())
         except _Done:
@@ -466,18 +470,37 @@ def compare_layout(plan: Plan, probe: GradientProbe, names: Iterable[str],
 
     Nodes whose status is global are one unit that must read the whole input.  The
     layout is checked to partition the node's elements first (:func:`layout_partitions`).
+    A node with global context must read the whole input, and its local interval once
+    every node the engine reports global along some axis (the summaries: a pooled
+    gate, a channel attention matrix, keys pooled to one position) is detached, as
+    :func:`compare` does.
     """
     layers = {name: plan[name] for name in names}
     values = probe.outputs(layers)
+    local = {}
+    for name, layer in layers.items():
+        if layer.global_context:  # cut every node that is global along an axis this one keeps local
+            keeps = [a for a, axis in enumerate(layer.axes) if axis is not None]
+            summaries = [l.name for l in plan if l.status in ("ok", "global") and l.kind != "output"
+                         and any(l.axes[a] is None for a in keeps)]
+            local.update(probe.outputs([name], cut=summaries))
     extent = probe.extent
+    whole = (None,) * len(extent)
     cases = []
     for name, layer in layers.items():
         value = values[name]
         if layer.status == "global":
-            cases.append(Case(name, (), "global", (None,) * len(extent), probe.support_of(value, rel), extent))
+            cases.append(Case(name, (), "global", whole, probe.support_of(value, rel), extent))
             continue
         layout_partitions(layer, tuple(value.shape))
-        for unit in units(layer.grid):
-            got = probe.support_of(select_unit(value, layer, unit), rel)
-            cases.append(Case(name, unit, "layout", _engine_intervals(layer, unit), got, extent))
+        for unit in units(tuple(n or 1 for n in layer.grid)):  # index 0 along a global axis
+            engine = _engine_intervals(layer, unit)
+            if layer.global_context:
+                gated_support = probe.support_of(select_unit(value, layer, unit), rel)
+                cases.append(Case(name, unit, "with the gate", whole, gated_support, extent))
+                cut_support = probe.support_of(select_unit(local[name], layer, unit), rel)
+                cases.append(Case(name, unit, "gate cut", engine, cut_support, extent))
+            else:
+                got = probe.support_of(select_unit(value, layer, unit), rel)
+                cases.append(Case(name, unit, "layout", engine, got, extent))
     return cases

@@ -72,11 +72,12 @@ def _geometry(geo: TensorGeom, value: Any, n_axes: int) -> dict[str, Any]:
     dims: list[int | None] = [None] * n_axes
     sizes: dict[int, int] = {}
     for d, t in enumerate(geo.dims):
-        if isinstance(t, Packed):
-            layout.append(DimLayout(t.lead, t.trail, tuple((x.axis, x.place, x.size) for x in t.digits)))
-            for x in t.digits:
-                if x.axis is not None:
-                    sizes[x.axis] = sizes.get(x.axis, 1) * x.size
+        if isinstance(t, Packed):  # digits of an axis that is global here are plain: they spell no unit
+            digits = tuple((x.axis if maps.get(x.axis) is not None else None, x.place, x.size) for x in t.digits)
+            layout.append(DimLayout(t.lead, t.trail, digits))
+            for axis, _, size in digits:
+                if axis is not None:
+                    sizes[axis] = sizes.get(axis, 1) * size
         elif t is not None and t.map is not None and t.axis < n_axes and d < len(shape):
             layout.append(DimLayout(0, 0, ((t.axis, 1, shape[d]),)))
             maps[t.axis], dims[t.axis], sizes[t.axis] = t.map, d, int(shape[d])

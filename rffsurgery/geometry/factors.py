@@ -159,9 +159,11 @@ class Spread:
         below a higher one (the offset inside a window) is clipped to the window: a
         window's edge is padding to the op, not the next window.
         """
-        dim = self.dims[k]
+        self.promote(k)
+        dim = [d for d in self.dims[k] if d.size != 1] if isinstance(self.dims[k], list) else self.dims[k]
         if not isinstance(dim, list) or len(dim) != 1 or self.lead[k] or self.trail[k] or dim[0].axis is None:
             return False
+        self.dims[k] = dim
         x = dim[0]
         digits = self.digits_of(x.axis)
         inner = self.maps.get(x.axis)
@@ -209,9 +211,6 @@ class Spread:
         dims = [[d for d in dim if d.size != 1] if isinstance(dim, list) and len(dim) > 1 else dim
                 for dim in self.dims]
         dims = [_merge(dim) if isinstance(dim, list) else dim for dim in dims]
-        self.dims = dims
-        self._promote()
-        dims = [_merge(dim) if isinstance(dim, list) else dim for dim in self.dims]
         sizes: dict[int, int] = {}
         for dim in dims:
             if isinstance(dim, list):
@@ -237,29 +236,31 @@ class Spread:
         return TensorGeom(tuple(out), base.global_ctx or global_ctx, base.const,
                           tuple((a, self.maps[a]) for a in sorted(packed)))
 
-    def _promote(self) -> None:
-        """A plain factor right below an axis's most significant digit refines that axis (depth-to-space).
+    def promote(self, k: int) -> None:
+        """Plain factors right below an axis's most significant digit in dim ``k`` refine that axis (depth-to-space).
 
         ``(B, C·r, H, W) → (B, C, H·r, W)`` puts r channel offsets under each row:
-        the dim now counts ``H·r`` units, unit ``u`` reading row ``⌊u/r⌋`` — the map
-        of a nearest upsampling by r, as ``pixel_shuffle`` has.  Below a lower digit
-        (channels holding a window's offsets) a plain factor stays a plain factor.
+        a window sliding along the dim sees ``H·r`` positions, unit ``u`` reading row
+        ``⌊u/r⌋`` — the map of a nearest upsampling by r, as ``pixel_shuffle`` has.
+        Done when a rule needs the dim as one axis (a conv, a pool, a pixel shuffle);
+        until then the offsets stay plain factors, summed like channels.
         """
-        for k, dim in enumerate(self.dims):
-            if not isinstance(dim, list) or self.lead[k] or self.trail[k]:
+        dim = self.dims[k]
+        if not isinstance(dim, list) or self.lead[k] or self.trail[k]:
+            return
+        for i in range(1, len(dim)):
+            x, y = dim[i - 1], dim[i]
+            if y.axis is not None or x.axis is None or self.maps.get(x.axis) is None:
                 continue
-            for i in range(1, len(dim)):
-                x, y = dim[i - 1], dim[i]
-                if y.axis is not None or x.axis is None or self.maps.get(x.axis) is None:
-                    continue
-                digits = self.digits_of(x.axis)
-                if x.place != digits[-1].place:
-                    continue
-                p, s = x.place, y.size
-                self.maps[x.axis] = self.maps[x.axis].gather(p * s, p, lambda j, p=p: [j % p])
-                self._rewrite(x.axis, {d.place: Digit(x.axis, d.place * s if d.place >= p else d.place, d.size)
-                                       for d in digits})
-                dim[i] = Digit(x.axis, p, s)
+            digits = self.digits_of(x.axis)
+            if x.place != digits[-1].place:
+                continue
+            p, s = x.place, y.size
+            self.maps[x.axis] = self.maps[x.axis].gather(p * s, p, lambda j, p=p: [j % p])
+            self._rewrite(x.axis, {d.place: Digit(x.axis, d.place * s if d.place >= p else d.place, d.size)
+                                   for d in digits})
+            dim[i] = Digit(x.axis, p, s)
+        self.dims[k] = _merge(dim)
 
 
 def uniform(m: AxisMap, units: int) -> bool:

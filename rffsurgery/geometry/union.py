@@ -111,7 +111,8 @@ def _unite_factors(live: list[tuple[TensorGeom, tuple[int, ...]]], out_shape: tu
                     sp.lose(a)
         spreads.append(sp)
     lost: set[int] = set()
-    for _ in range(rank + 1):
+    promoted = False
+    for _ in range(rank + 2):
         layout: list = [None] * rank
         places: dict[int, set] = {}
         clash: set[int] = set()
@@ -129,6 +130,12 @@ def _unite_factors(live: list[tuple[TensorGeom, tuple[int, ...]]], out_shape: tu
                             clash.add(a)
         if not clash:
             break
+        if not promoted:  # a window's copies under its index (expand, then windows back) may read as upsampling
+            promoted = True
+            for sp in spreads:
+                for od in range(rank):
+                    sp.promote(od)
+            continue
         for sp in spreads:
             for a in clash:
                 sp.lose(a)

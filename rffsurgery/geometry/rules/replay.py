@@ -20,6 +20,7 @@ import torch
 from torch.fx.node import map_aggregate
 from torch.overrides import TorchFunctionMode
 
+from ...trace.meta import run_op, to_meta
 from ..call import Call, RuleError
 from ..tensor import Geo, TensorGeom
 from .base import RuleFn
@@ -99,11 +100,11 @@ def replay(lookup: Callable[[str, Any], Any]) -> RuleFn:
 
     def rule(call: Call) -> Geo:
         mode = _Replay(call, lookup)
-        for value, geo in zip((*call.args, *call.kwargs.values()), (*call.geo_args, *call.geo_kwargs.values())):
+        args, kwargs = to_meta(call.args), to_meta(call.kwargs)
+        for value, geo in zip((*args, *kwargs.values()), (*call.geo_args, *call.geo_kwargs.values())):
             mode.record(value, geo)
-        run = call.module if call.module is not None else call.node.target
         with mode:
-            out = run(*call.args, **call.kwargs)
+            out = run_op(call.node.op, call.node.target, call.module, args, kwargs)
         return map_aggregate(out, mode.geo_of)
 
     rule.__doc__ = __doc__

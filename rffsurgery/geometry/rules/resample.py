@@ -142,6 +142,8 @@ def pixel_shuffle(call: Call) -> Geo:
     if parts is None or rows is None or cols is None:
         return _lost_shuffle(call, spread, g)
     spread.dims[k], spread.dims[k + 1], spread.dims[k + 2] = parts[0], rows + parts[1], cols + parts[2]
+    spread.promote(k + 1)
+    spread.promote(k + 2)
     return spread.geom(g, call.out_shape)
 
 
