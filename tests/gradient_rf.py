@@ -465,11 +465,13 @@ def layout_partitions(layer: LayerRF, shape: Sequence[int]) -> None:
 
 def compare_layout(plan: Plan, probe: GradientProbe, names: Iterable[str],
                    units: Callable[[Sequence[int]], list[tuple[int, ...]]] = every_unit,
-                   rel: float = 0.0) -> list[Case]:
+                   rel: float = 0.0, border: Border = "edges") -> list[Case]:
     """Engine versus gradient for nodes in any layout: each unit's elements are what ``select_unit`` names.
 
     Nodes whose status is global are one unit that must read the whole input.  The
     layout is checked to partition the node's elements first (:func:`layout_partitions`).
+    ``border`` judges units that may read padding (see :class:`Case`): ``"bound"`` where
+    windows pad the map, whose padded units read nothing at all.
     A node with global context must read the whole input, and its local interval once
     every node the engine reports global along some axis (the summaries: a pooled
     gate, a channel attention matrix, keys pooled to one position) is detached, as
@@ -499,8 +501,8 @@ def compare_layout(plan: Plan, probe: GradientProbe, names: Iterable[str],
                 gated_support = probe.support_of(select_unit(value, layer, unit), rel)
                 cases.append(Case(name, unit, "with the gate", whole, gated_support, extent))
                 cut_support = probe.support_of(select_unit(local[name], layer, unit), rel)
-                cases.append(Case(name, unit, "gate cut", engine, cut_support, extent))
+                cases.append(Case(name, unit, "gate cut", engine, cut_support, extent, border))
             else:
                 got = probe.support_of(select_unit(value, layer, unit), rel)
-                cases.append(Case(name, unit, "layout", engine, got, extent))
+                cases.append(Case(name, unit, "layout", engine, got, extent, border))
     return cases

@@ -40,14 +40,14 @@ def _clipped(case: Case) -> tuple:
 def check_nodes(model: nn.Module, size: tuple[int, ...], names: Callable[[Plan], list[str]], rel: float = 0.0,
                 units: Callable[[Sequence[int]], list] = _units) -> Plan:
     """The picked nodes, unit by unit: exact where the unit reads no padding, and within the engine's interval
-    at the border (``Case``); units that read nothing at the border are allowed (tests/gradient_rf.py)."""
+    at the border (``Case``, ``"bound"``: a window's padded tokens read nothing at all)."""
     torch.manual_seed(0)
     model.eval()
     plan = analyze(model, size)
     assert plan.complete and not [l.name for l in plan if l.bounded], [l.name for l in plan if l.bounded][:5]
     picked = names(plan)
     assert picked
-    cases = compare_layout(plan, GradientProbe(model, size), picked, units=units, rel=rel)
+    cases = compare_layout(plan, GradientProbe(model, size), picked, units=units, rel=rel, border="bound")
     wrong = [str(c) for c in cases if not c.ok]
     assert not wrong, f"{len(wrong)}/{len(cases)} units differ:\n" + "\n".join(wrong[:20])
     return plan

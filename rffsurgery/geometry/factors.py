@@ -160,7 +160,9 @@ class Spread:
         window's edge is padding to the op, not the next window.
         """
         self.promote(k)
-        dim = [d for d in self.dims[k] if d.size != 1] if isinstance(self.dims[k], list) else self.dims[k]
+        dim = self.dims[k]
+        if isinstance(dim, list) and len(dim) > 1:
+            dim = [d for d in dim if d.size != 1]
         if not isinstance(dim, list) or len(dim) != 1 or self.lead[k] or self.trail[k] or dim[0].axis is None:
             return False
         self.dims[k] = dim
@@ -307,8 +309,6 @@ def regroup(digits: Sequence[Digit], sizes: Sequence[int]) -> list[list[Digit]] 
     for m in sizes:
         dim: list[Digit] = []
         need = m
-        if m == 1 and queue and queue[0].axis is not None:  # the one position of the next digit's axis
-            dim.append(Digit(queue[0].axis, queue[0].place * queue[0].size, 1))
         while need > 1:
             if not queue:
                 return None

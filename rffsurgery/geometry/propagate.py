@@ -132,7 +132,8 @@ class _Pass:
         if tensors and all(g.const for g in tensors):
             return NodeState(out, _geo_of_value(out, tensors[0]), rule and rule.name)
         factors = any(has_factors(g) for g in tensors)
-        if tensors and all(g.const or g.is_global for g in tensors) and not (factors and rule is not None):
+        tracked = factors or any(t is not None for g in tensors for t in g.dims)  # whole or collapsed axes to move
+        if tensors and all(g.const or g.is_global for g in tensors) and not (tracked and rule is not None):
             # whatever the op, an output computed from inputs that each depend on the
             # whole image depends on the whole image
             glob = next(g for g in tensors if not g.const)

@@ -40,7 +40,7 @@ from .elementwise import constant, pointwise
 from .pool import pool
 from .recurrence import recurrence, recurrence_macs, recurrence_shape
 from .replay import replay
-from .reduction import norm_shape_len, normalise_over, over_dim, reduce, spatial_norm
+from .reduction import norm_shape_len, normalise_over, normalize, over_dim, reduce, spatial_norm
 from .resample import (
     adaptive_pool,
     interpolate,
@@ -146,6 +146,7 @@ TABLE: list[tuple[tuple, Rule]] = [
     ((nn.Softmax, nn.LogSoftmax, nn.Softmin, F.softmax, F.log_softmax, F.softmin, torch.softmax, torch.log_softmax,
       ".softmax", ".log_softmax", torch.cumsum, ".cumsum"), Rule(over_dim, shape="same", name="softmax", factors=True)),
     ((nn.Softmax2d,), Rule(normalise_over(lambda c: 0), shape="same", name="softmax", factors=True)),
+    ((F.normalize,), Rule(normalize, shape="same", name="norm", factors=True)),
     ((nn.Linear, F.linear, nn.Bilinear, nn.LazyLinear), Rule(linear, name="linear", factors=True)),
     ((operator.matmul, torch.matmul, torch.bmm, torch.mm, ".matmul", ".bmm", ".mm"), Rule(matmul, name="matmul", factors=True)),
     ((torch.einsum,), Rule(einsum, name="einsum", factors=True)),

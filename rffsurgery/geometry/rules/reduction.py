@@ -9,7 +9,7 @@ from ..factors import Spread, has_factors
 from ..tensor import Geo, Packed, TensorGeom, Track
 from .base import RuleFn, lose, norm_dims, ntuple, tensor_geo
 
-__all__ = ["norm_shape_len", "normalise_over", "over_dim", "reduce", "spatial_norm", "whole_axes"]
+__all__ = ["norm_shape_len", "normalise_over", "normalize", "over_dim", "reduce", "spatial_norm", "whole_axes"]
 
 
 def reduce(call: Call) -> Geo:
@@ -92,6 +92,12 @@ def over_dim(call: Call) -> Geo:
     if dim is None:
         return g.with_dims(g.dims, global_ctx=True)
     return g.with_dims(g.dims, global_ctx=whole_axes(g, [dim % g.rank]))
+
+
+def normalize(call: Call) -> Geo:
+    """``F.normalize(x, p, dim)``: divided by a norm over ``dim`` — statistics, like a normalisation over it."""
+    g = tensor_geo(call)
+    return g.with_dims(g.dims, global_ctx=whole_axes(g, [call.arg(2, "dim", 1) % g.rank]))
 
 
 def spatial_norm(call: Call) -> Geo:

@@ -164,6 +164,9 @@ def pixel_unshuffle(call: Call) -> Geo:
     cols = regroup(dims[2], [call.out_shape[k + 2], r]) if dims[2] is not None else None
     if dims[0] is None or rows is None or cols is None:
         return _lost_shuffle(call, spread, g)
+    # a block row of one position still holds its axis's one unit there (its high digit, of one value)
+    rows[0], cols[0] = ([Digit(low[0].axis, low[0].place * r, 1)] if not high and low and low[0].axis is not None
+                        else high for high, low in (rows, cols))
     spread.dims[k], spread.dims[k + 1], spread.dims[k + 2] = dims[0] + rows[1] + cols[1], rows[0], cols[0]
     return spread.geom(g, call.out_shape)
 

@@ -185,15 +185,18 @@ def getitem(call: Call) -> Geo:
     """Tuple element, or tensor indexing: slices on a spatial dim crop/stride it exactly.
 
     On a dim with factors, a slice that keeps every unit only drops extra elements
-    (``x[:, 1:]`` after a class token), and an integer picking an extra element
-    (``x[:, 0]``, the class token) leaves the dim's axes behind: that element holds
-    none of their units.  Other indexing there is not followed (an outer bound).
+    (``x[:, 1:]`` after a class token), and an integer or a slice picking extra
+    elements only (``x[:, 0]``, the class token; ``x[:, :5]``, prefix tokens) leaves
+    the dim's axes behind: those elements hold none of their units.  Other indexing
+    there is not followed (an outer bound).
     """
     g, index = call.geo(0, "input"), call.arg(1, "index")
     if isinstance(g, (tuple, list)):
         return g[index]
     if not isinstance(g, TensorGeom):
         return g
+    if 0 in call.out_shape:  # an empty slice (no prefix tokens) holds no unit
+        return TensorGeom.constant(len(call.out_shape))
     index = index if isinstance(index, tuple) else (index,)
     if any(i is Ellipsis for i in index):
         at = index.index(Ellipsis)
@@ -245,6 +248,9 @@ def _index_packed(t: Packed, i: Any, size: int, gone: set[int], lost: set[int]) 
         start, stop, step = i.indices(size)
         if step == 1 and start <= t.lead and stop >= t.lead + units:
             return Packed(t.digits, t.lead - start, stop - t.lead - units)
+        if stop <= t.lead or start >= t.lead + units:  # only extra elements (the prefix tokens)
+            gone.update(t.axes)
+            return None
     lost.update(t.axes)
     return None
 
