@@ -152,8 +152,9 @@ class Spread:
     def slide(self, k: int, m: AxisMap, size: int) -> bool:
         """Apply a window map ``m`` (conv, pool, pad, resize) along dim ``k``, which becomes ``size`` long.
 
-        The dim must hold one digit of one axis (``False`` otherwise: the caller
-        loses the axis).  A digit above the axis's lower digits moves in steps of its
+        The dim must hold one digit of one axis, or the window must be 1×1 or tile the
+        dim's lowest digit without crossing it (``False`` otherwise: the caller loses
+        the axis).  A digit above the axis's lower digits moves in steps of its
         place, so a unit keeps its lower digits: after space-to-depth a 3×3 depthwise
         conv makes unit ``u = q·r + j`` read ``(q−1)·r + j … (q+1)·r + j``.  A digit
         below a higher one (the offset inside a window) is clipped to the window: a
@@ -161,12 +162,18 @@ class Spread:
         """
         self.promote(k)
         dim = self.dims[k]
-        if isinstance(dim, list) and len(dim) > 1:
-            dim = [d for d in dim if d.size != 1]
-        if not isinstance(dim, list) or len(dim) != 1 or self.lead[k] or self.trail[k] or dim[0].axis is None:
+        if not isinstance(dim, list) or self.lead[k] or self.trail[k]:
             return False
-        self.dims[k] = dim
-        x = dim[0]
+        if len(dim) > 1:
+            dim = self.dims[k] = [d for d in dim if d.size != 1] or dim[:1]
+        n_dim = math.prod(d.size for d in dim)
+        if m.period == 1 and m.step == 1 and m.lo == m.hi == (0,) and size == n_dim:
+            return True  # a 1×1 window moves nothing, whatever the dim holds
+        x = dim[-1]
+        if x.axis is None or len(dim) > 1 and not _tiles(m, x.size, size * x.size, n_dim):
+            return False
+        if len(dim) > 1:  # windows that tile the lowest digit (pooling tokens within a row)
+            size = x.size // m.step
         digits = self.digits_of(x.axis)
         inner = self.maps.get(x.axis)
         top = x.place == digits[-1].place
@@ -263,6 +270,13 @@ class Spread:
                                    for d in digits})
             dim[i] = Digit(x.axis, p, s)
         self.dims[k] = _merge(dim)
+
+
+def _tiles(m: AxisMap, low: int, size_times_low: int, n_dim: int) -> bool:
+    """Whether ``m`` cuts a dim of ``n_dim`` (lowest digit ``low`` values) into windows inside that digit."""
+    k = m.step
+    return (m.period == 1 and m.lo == (0,) and m.hi == (k - 1,) and low % k == 0
+            and size_times_low * k == n_dim * low)
 
 
 def uniform(m: AxisMap, units: int) -> bool:

@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention, multihead_attention, scaled_dot_product, transformer_layer
+from .attention import attention, multihead_attention, relative_position_bias, scaled_dot_product, transformer_layer
 from .base import Rule, RuleFn
 from .contraction import einsum, linear, matmul
 from .conv import cond_conv, conv, conv_transpose, pad, same_dynamic, sequential_conv_mlp
-from .elementwise import constant, pointwise
+from .elementwise import constant, converted, pointwise
 from .pool import pool
 from .recurrence import recurrence, recurrence_macs, recurrence_shape
 from .replay import replay
@@ -87,12 +87,11 @@ _POINTWISE_METHODS = (
     "requires_grad_", "nan_to_num", "maximum", "minimum", "where",
     "sigmoid", "__add__", "__mul__",
 )
-# pointwise, but the output's dtype or device is not the input's: run them for their output
-_CONVERSIONS = (
-    operator.lt, operator.gt, operator.le, operator.ge, operator.eq, operator.ne,
-    *(f".{m}" for m in ("to", "type", "type_as", "float", "half", "double", "bfloat16", "bool", "int", "long",
-                        "cpu", "cuda")),
-)
+# pointwise, but the output's dtype is not the input's: run them for their output
+_COMPARISONS = (operator.lt, operator.gt, operator.le, operator.ge, operator.eq, operator.ne)
+# the tensor itself in another dtype or place; another tensor argument (``type_as(q)``) only names them
+_CONVERSIONS = tuple(f".{m}" for m in ("to", "type", "type_as", "float", "half", "double", "bfloat16", "bool", "int",
+                                        "long", "cpu", "cuda"))
 _RESHAPES = (".view", ".reshape", ".flatten", ".unflatten", ".squeeze", ".unsqueeze", ".view_as", ".reshape_as",
              torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze, torch.unflatten, nn.Flatten, nn.Unflatten)
 _REDUCTIONS = (".mean", ".sum", ".amax", ".amin", ".max", ".min", ".std", ".var", ".logsumexp", ".norm", ".prod",
@@ -105,7 +104,8 @@ TABLE: list[tuple[tuple, Rule]] = [
       *(f".{m}" for m in _POINTWISE_METHODS),
       f"{TIMM}norm_act.BatchNormAct2d", f"{TIMM}norm_act.SyncBatchNormAct", f"{TIMM}norm_act.FrozenBatchNormAct2d",
       f"{TIMM}inplace_abn.InplaceAbn"), Rule(pointwise, shape="broadcast", name="pointwise", factors=True)),
-    (_CONVERSIONS, Rule(pointwise, name="pointwise", factors=True)),
+    (_COMPARISONS, Rule(pointwise, name="pointwise", factors=True)),
+    (_CONVERSIONS, Rule(converted, name="pointwise", factors=True)),
     ((nn.Conv1d, nn.Conv2d, nn.Conv3d, F.conv1d, F.conv2d, F.conv3d), Rule(conv, name="conv", factors=True)),
     ((f"{TIMM}conv2d_same.Conv2dSame", f"{TIMM}std_conv.StdConv2dSame", f"{TIMM}std_conv.ScaledStdConv2dSame"),
      Rule(same_dynamic, name="conv", factors=True)),
@@ -156,7 +156,7 @@ TABLE: list[tuple[tuple, Rule]] = [
     ((nn.TransformerDecoderLayer, nn.Transformer, "timm.models.mobilevit.MobileVitBlock", "timm.models.mobilevit.MobileVitV2Block",
       "timm.models.efficientvit_mit.LiteMLA", "timm.models.convit.GPSA",
       f"{TIMM}non_local_attn.BilinearAttnTransform", "timm.models.cpubone.ConvAttention"),
-     Rule(attention, name="attention")),
+     Rule(attention, name="attention", factors=True)),
     (("timm.models.xcit.PositionalEncodingFourier", "timm.models.edgenext.PositionalEncodingFourier",
       torch.zeros_like, torch.ones_like, torch.full_like, torch.empty_like, torch.rand_like, torch.randn_like,
       ".new_zeros", ".new_ones", ".new_full", ".new_empty"), Rule(constant, name="constant", factors=True)),
@@ -198,6 +198,9 @@ TABLE: list[tuple[tuple, Rule]] = [
         "swin_transformer_v2_cr.window_reverse", "twins.LocallyGroupedAttn")),
      Rule(replay(lambda op, target: lookup(op, target, None)), name="reshape", factors=True)),
     ((f"{TIMM}attention.maybe_add_mask",), Rule(pointwise, name="pointwise", factors=True)),
+    (("torchvision.models.video.mvit._add_rel_pos",), Rule(relative_position_bias, name="attention", factors=True)),
+    # x + shortcut, in place, the class token left out or not: the union of the two
+    (("torchvision.models.video.mvit._add_shortcut",), Rule(pointwise, name="pointwise", factors=True)),
 ]
 
 

@@ -20,7 +20,7 @@ from ..call import Call, RuleError
 from ..tensor import Geo, TensorGeom
 from .contraction import contract
 
-__all__ = ["attention", "multihead_attention", "scaled_dot_product", "transformer_layer"]
+__all__ = ["attention", "multihead_attention", "relative_position_bias", "scaled_dot_product", "transformer_layer"]
 
 _BATCH = "abcdefghijklmnop"
 
@@ -81,3 +81,13 @@ def transformer_layer(call: Call) -> Geo:
     query = _sequence_letters(src.dim() == 3, first, "x", "e")
     key = _sequence_letters(src.dim() == 3, first, "y", "f")
     return contract(call, [(g, src, query), (g, src, key)], query)
+
+
+def relative_position_bias(call: Call) -> Geo:
+    """torchvision MViT's ``_add_rel_pos(attn, q, …)``: the scores plus a bias each query computes from itself.
+
+    The bias depends on the query token (dim 2 of the scores) and on the relative
+    position of the key, a constant: the union of the scores and the query's tokens.
+    """
+    attn, q = call.arg(0, "attn"), call.arg(1, "q")
+    return contract(call, [(call.geo(0, "attn"), attn, "bhxz"), (call.geo(1, "q"), q, "bhxc")], "bhxz")

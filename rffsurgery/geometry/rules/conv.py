@@ -7,8 +7,9 @@ from typing import Any
 
 from ..algebra import AxisMap
 from ..call import Call, RuleError
-from ..tensor import Geo
-from .base import ntuple, spatial, tensor_geo
+from ..factors import Spread, has_factors
+from ..tensor import Geo, TensorGeom
+from .base import bound, ntuple, spatial, tensor_geo
 
 __all__ = [
     "cond_conv", "conv", "conv_transpose", "pad", "same_dynamic", "same_padding", "sequential_conv_mlp",
@@ -118,7 +119,29 @@ def pad(call: Call) -> Geo:
     mode = m.__class__.__name__ if m is not None else call.arg(2, "mode", "constant")
     if "onstant" not in str(mode) and "Zero" not in str(mode):
         call.notes.append(f"{mode} padding: edges reported as if zero-padded")
+    if has_factors(g):
+        return _pad_factors(call, g, [(amounts[2 * (n - 1 - a)], amounts[2 * (n - 1 - a) + 1]) for a in range(n)])
     return spatial(call, n, [AxisMap.window(1, 1, left) for left in lefts])
+
+
+def _pad_factors(call: Call, g: TensorGeom, amounts: list[tuple[int, int]]) -> TensorGeom:
+    """Padding dims that carry factors: a dim of one digit shifts; a dim of several (tokens) gets extra elements.
+
+    CoaT pads its token dim by the class token's place: the new elements hold no
+    unit, like a class token concatenated in front.
+    """
+    spread = Spread.of(g, call.in_shape)
+    for k, (left, right) in zip(range(g.rank - len(amounts), g.rank), amounts):
+        if not spread.axes_in(k) or (left, right) == (0, 0):
+            continue
+        if spread.slide(k, AxisMap.window(1, 1, left), call.out_shape[k]):
+            continue
+        if left >= 0 and right >= 0:
+            spread.lead[k] += left
+            spread.trail[k] += right
+        else:
+            bound(call, "cropping a dim that merges factors", spread, spread.axes_in(k))
+    return spread.geom(g, call.out_shape)
 
 
 def sequential_conv_mlp(call: Call) -> Geo:

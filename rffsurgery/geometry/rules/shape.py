@@ -256,11 +256,18 @@ def _index_packed(t: Packed, i: Any, size: int, gone: set[int], lost: set[int]) 
 
 
 def split(call: Call) -> Geo:
-    """chunk/split/unbind along a non-spatial dim: every piece keeps the geometry."""
+    """chunk/split/unbind along a non-spatial dim: every piece keeps the geometry.
+
+    Along a dim with factors a piece that holds every unit only drops extra elements,
+    and a piece of extra elements only (MViT splits its class token off) holds none of
+    the dim's units; pieces cutting through the units are not followed (an outer bound).
+    """
     g = tensor_geo(call)
     unbind = call.node.target in ("unbind", torch.unbind)
     dim = (call.arg(1, "dim", 0) if unbind else call.arg(2, "dim", 0)) % g.rank
     t = g.dims[dim]
+    if isinstance(t, Packed) and not unbind:
+        return tuple(_piece(call, g, t, dim, start, piece) for start, piece in _starts(call.out, dim))
     if isinstance(t, Packed):
         spread = Spread.of(g, call.in_shape)
         bound(call, "splitting a dim with factors", spread, t.axes)
@@ -270,6 +277,32 @@ def split(call: Call) -> Geo:
     if unbind:  # the pieces lose the dim
         g = g.with_dims(g.dims[:dim] + g.dims[dim + 1:])
     return tuple(g for _ in call.out)
+
+
+def _starts(pieces: Any, dim: int) -> list[tuple[int, Any]]:
+    """Each piece of a split with the index of its first element along ``dim``."""
+    out, start = [], 0
+    for piece in pieces:
+        out.append((start, piece))
+        start += piece.shape[dim]
+    return out
+
+
+def _piece(call: Call, g: TensorGeom, t: Packed, dim: int, start: int, piece: torch.Tensor) -> TensorGeom:
+    """The geometry of one piece ``[start, start + n)`` of a dim with factors (see :func:`split`)."""
+    size, n = t.size, piece.shape[dim]
+    units = size - t.lead - t.trail
+    shape = tuple(piece.shape)
+    if start <= t.lead and start + n >= t.lead + units:
+        return g.with_dims(g.dims[:dim] + (Packed(t.digits, t.lead - start, start + n - t.lead - units),)
+                           + g.dims[dim + 1:])
+    spread = Spread.of(g.with_dims(g.dims[:dim] + (None,) + g.dims[dim + 1:]), shape)
+    if n == 0 or start + n <= t.lead or start >= t.lead + units:
+        for a in t.axes:
+            spread.lose(a)
+    else:
+        bound(call, "splitting a dim with factors", spread, t.axes)
+    return spread.geom(g, shape)
 
 
 def expand(call: Call) -> Geo:
