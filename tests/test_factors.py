@@ -366,3 +366,38 @@ class Video3d(nn.Module):
 def test_video_windows_every_unit(mix: str) -> None:
     plan = check(Video3d(mix), (3, 4, 8, 8), ["output"])
     assert plan.output().windowed == (2, 4, 4) and plan.output().rf == (4, 6, 6)
+
+
+def window_attention() -> nn.Module:
+    """A factory for the CLI: ``rffsurgery analyze tests/test_factors.py:window_attention``."""
+    return WindowBlock(4, "attention")
+
+
+def test_unit_erf_and_json_on_a_window_token_node() -> None:
+    """``--unit``, the ERF and the JSON work where the axes live in windows folded into the batch and tokens."""
+    import json
+
+    from click.testing import CliRunner
+
+    from rffsurgery.analysis.erf import erf
+    from rffsurgery.cli import main
+
+    plan = analyze(window_attention(), (3, 12, 16))
+    (r0, r1), (c0, c1) = plan["attn.proj"].interval((5, 6))
+    assert (r0, r1, c0, c1) == (3, 8, 3, 8)  # window (1, 1) of 4 tokens, plus the 3×3 stem
+    spec = f"{__file__}:window_attention"
+    done = CliRunner().invoke(main, ["analyze", spec, "--input-size", "3,12,16", "--node", "attn.proj",
+                                     "--unit", "5,6"])
+    assert done.exit_code == 0 and f"rows {r0}…{r1}" in done.output and f"cols {c0}…{c1}" in done.output
+    bad = CliRunner().invoke(main, ["analyze", spec, "--input-size", "3,12,16", "--node", "attn.proj",
+                                    "--unit", "12,0"])
+    assert bad.exit_code == 1 and "12x16 positions" in bad.output
+    data = json.loads(CliRunner().invoke(main, ["analyze", spec, "--input-size", "3,12,16", "--json"]).output)
+    node = next(n for n in data["nodes"] if n["name"] == "attn.proj")
+    assert node["windowed"] == [4, 4] and node["grid"] == [12, 16]
+    assert node["layout"][0]["digits"] == [[0, 4, 3], [1, 4, 4]]  # windows (row, column) folded into the batch
+    torch.manual_seed(0)
+    result = erf(window_attention(), ["attn.proj"], unit=(5, 6), input_size=(3, 12, 16), images=2)
+    assert result.nodes[0].interval == ((r0, r1), (c0, c1))
+    support = (result.nodes[0].heatmap > 0).nonzero()
+    assert (support[:, 0].min(), support[:, 0].max(), support[:, 1].min(), support[:, 1].max()) == (r0, r1, c0, c1)

@@ -67,6 +67,14 @@ def _layer(node: fx.Node, name: str, state: NodeState, module: nn.Module | None,
 def _geometry(geo: TensorGeom, value: Any, n_axes: int) -> dict[str, Any]:
     """Per axis its summary, grid and dim, and per dim of the output where each axis's units lie."""
     shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+    if not geo.packed:  # every axis whole in one dim, or global (most nodes): LayerRF.layout derives from dims
+        dims = tuple(next((d for d, t in enumerate(geo.dims) if t is not None and t.axis == a and t.map is not None),
+                          None) for a in range(n_axes))
+        axes = tuple(geo.dims[d].map.summary() if d is not None else None for d in dims)
+        status = "global" if all(a is None for a in axes) else "ok"
+        grid = tuple(shape[d] if d is not None and d < len(shape) else None for d in dims)
+        return dict(axes=axes, status=status, global_context=geo.global_ctx and status == "ok", grid=grid,
+                    dims=dims)
     maps: dict[int, Any] = dict(geo.packed)
     layout: list[Any] = []
     dims: list[int | None] = [None] * n_axes
@@ -87,7 +95,7 @@ def _geometry(geo: TensorGeom, value: Any, n_axes: int) -> dict[str, Any]:
     status = "global" if all(a is None for a in axes) else "ok"
     grid = tuple(sizes.get(a) if axes[a] is not None and shape else None for a in range(n_axes))
     return dict(axes=axes, status=status, global_context=geo.global_ctx and status == "ok", grid=grid,
-                dims=tuple(dims), layout=tuple(layout) if status == "ok" else ())
+                dims=tuple(dims), packing=tuple(layout) if status == "ok" else ())
 
 
 def analyze(

@@ -10,6 +10,7 @@ terms (a bad name or position is a one-line error).
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterator, Sequence
@@ -77,7 +78,7 @@ class LayerRF:
     aliases: tuple[str, ...] = ()  # modules whose output this node is (``layer4`` for ``layer4.2.relu_2``)
     grid: tuple[int | None, ...] = ()  # per spatial axis: how many output positions (units) the node has along it
     dims: tuple[int | None, ...] = ()  # per spatial axis: the output tensor dim (batch = 0) that carries it whole
-    layout: tuple[DimLayout | None, ...] = ()  # per output tensor dim (batch = 0): the units it holds, see select_unit
+    packing: tuple[DimLayout | None, ...] = ()  # ``layout`` of a node whose axes are not each whole in one dim
 
     @property
     def rf(self) -> tuple[int | str, ...]:
@@ -105,6 +106,21 @@ class LayerRF:
     @property
     def is_local(self) -> bool:
         return self.status == "ok" and any(a is not None for a in self.axes)
+
+    @property
+    def layout(self) -> tuple[DimLayout | None, ...]:
+        """Per dim of the output tensor (batch = 0): the units of which axes it holds (see :func:`select_unit`).
+
+        Stored for nodes with windows, tokens or sub-pixel channels (``packing``);
+        for every other node it follows from ``dims`` and ``grid``.
+        """
+        if self.packing or self.status != "ok" or self.shape is None:
+            return self.packing
+        layout: list[DimLayout | None] = [None] * (len(self.shape) + 1)
+        for a, (d, n) in enumerate(zip(self.dims, self.grid)):
+            if d is not None:
+                layout[d] = DimLayout(0, 0, ((a, 1, n),))
+        return tuple(layout)
 
     @property
     def is_map(self) -> bool:
@@ -160,7 +176,7 @@ class LayerRF:
             "grid": list(self.grid) if self.status == "ok" else None,
             "maps": [_map(a) for a in self.axes] if self.status == "ok" else None,
             "windowed": list(self.windowed) if self.status == "ok" else None,
-            "layout": [d.to_dict() if d is not None else None for d in self.layout[1:]] if self.status == "ok" else None,
+            "layout": [d.to_dict() if d is not None else None for d in self.layout] if self.status == "ok" else None,
         }
 
 
@@ -280,7 +296,8 @@ def select_unit(value: torch.Tensor, layer: LayerRF, unit: Sequence[int]) -> tor
 
     Wherever the node keeps its axes — NCHW, NHWC, windows folded into the batch,
     tokens, sub-pixel channels — ``layout`` says which digits of which dims spell
-    each axis's unit; plain digits (channels, heads, batch) are kept whole.
+    each axis's unit; plain digits (channels, heads, batch) are kept whole, and so is
+    a batch of several inputs folded in front of the windows.
     """
     for k, spec in enumerate(layer.layout):
         if spec is not None and (spec.lead or spec.trail):
@@ -293,6 +310,10 @@ def select_unit(value: torch.Tensor, layer: LayerRF, unit: Sequence[int]) -> tor
             shape.append(n)
             index.append(slice(None))
             continue
+        held = math.prod(size for _, _, size in spec.digits)
+        if n != held:  # a batch of several, folded in front of the windows (the analysis ran one)
+            shape.append(n // held)
+            index.append(slice(None))
         for axis, place, size in spec.digits:
             shape.append(size)
             index.append(slice(None) if axis is None else unit[axis] // place % size)

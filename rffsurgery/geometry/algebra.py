@@ -145,6 +145,8 @@ class AxisMap:
 
     @functools.cached_property
     def _monotone(self) -> bool:
+        if self.period == 1:  # every convolution and pooling
+            return self.step >= 0
         ends = [self.interval(u) for u in range(self.period + 1)]
         return all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(ends, ends[1:]))
 

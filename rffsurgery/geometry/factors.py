@@ -3,24 +3,27 @@
 A window partition ``(B, C, H, W) → (B·H/w·W/w, w·w, C)`` does not lose the image:
 the window index and the offset inside the window are two *digits* of each
 axis, ``u = q·w + r``, sitting in different dims.  :class:`Spread` is a tensor's
-layout written out as digit lists, the working form in which reshapes regroup
-digits and ops that mix along a dim mix exactly the digits it carries:
+layout written out as digit lists, the working form in which reshapes deal digits
+out to new dims (:func:`regroup`) and ops act on exactly the digits a dim carries:
 
 * :meth:`Spread.remove` — the digits are summed away (a Linear over a flattened
-  patch, a mean over a window's tokens, a conv over sub-pixel channels): the axis
-  keeps its other digits, and a unit of the smaller radix reads every unit that
-  agrees with it on them;
-* :func:`uniform` — after attention over the tokens of a window every unit reads its
-  window; when every unit ends up reading the same span, it reads the whole axis;
+  patch, a mean over a window's tokens, a conv over sub-pixel channels, the keys of
+  attention): the axis keeps its other digits, and a unit of the smaller radix
+  reads every unit that agrees with it on them — its window;
+* :meth:`Spread.slide` — a conv, pool, pad or resize along a dim of one digit (the
+  position of a block after space-to-depth, a window's offsets);
+* :meth:`Spread.promote` — plain factors under an axis's top digit refine it
+  (depth-to-space);
 * :meth:`Spread.lose` — the engine cannot follow the factors (a conv sliding along
   a dim that merges two axes): the axis is reported global, an outer bound, and a
-  note says so (:func:`bound`).
+  note says so (:func:`bound_note`).
 
-Mixing every digit of an axis is what attention over all tokens does: each unit
-reads the whole axis, which is global.  :meth:`Spread.geom` brings a layout back
-to the canonical :class:`~.tensor.TensorGeom`: an axis that is whole again in one
-dim is a plain :class:`~.tensor.Track`, everything else a
-:class:`~.tensor.Packed` dim with the axis's map in ``TensorGeom.packed``.
+Summing every digit of an axis (attention over all tokens) leaves no local
+geometry: the axis is global; so is one where every unit ends up reading the same
+span (:func:`uniform`).  :meth:`Spread.geom` brings a layout back to the canonical
+:class:`~.tensor.TensorGeom`: an axis that is whole again in one dim is a plain
+:class:`~.tensor.Track`, everything else a :class:`~.tensor.Packed` dim with the
+axis's map in ``TensorGeom.packed``.
 """
 
 from __future__ import annotations
@@ -47,18 +50,19 @@ def bound_note(what: str, axes: Iterable[int]) -> str:
 
 
 def has_factors(g: object) -> bool:
-    """Whether a geometry has dims carrying factors of spatial axes."""
-    return isinstance(g, TensorGeom) and any(isinstance(t, Packed) for t in g.dims)
-
-
-DimDigits = list  # list[Digit], or a Track without a local map (collapsed or whole) kept as it is
+    """Whether a geometry has dims carrying factors of spatial axes (their axes' maps are in ``packed``)."""
+    return isinstance(g, TensorGeom) and bool(g.packed)
 
 
 @dataclass
 class Spread:
-    """A tensor's layout as editable digit lists, with one map per spatial axis."""
+    """A tensor's layout as editable digit lists, with one map per spatial axis.
 
-    dims: list[DimDigits | Track]
+    A dim is a list of digits, most significant first, or a :class:`~.tensor.Track`
+    without a local map (collapsed or whole), kept as it is.
+    """
+
+    dims: list[list[Digit] | Track]
     lead: list[int]
     trail: list[int]
     maps: dict[int, AxisMap | None]
@@ -87,6 +91,14 @@ class Spread:
         """The axis's digits, least significant first."""
         found = [d for dim in self.dims if isinstance(dim, list) for d in dim if d.axis == axis]
         return sorted(found, key=lambda d: d.place)
+
+    def digits_at(self, k: int, size: int) -> list[Digit] | None:
+        """Dim ``k`` (of ``size`` elements) as digits to regroup: an axis that is already global there (a
+        collapsed or whole track) is one plain factor; ``None`` when the dim has extra elements."""
+        dim = self.dims[k]
+        if isinstance(dim, Track):
+            return [Digit(None, 1, size)]
+        return None if self.lead[k] or self.trail[k] else list(dim)
 
     def axes_in(self, k: int) -> set[int]:
         dim = self.dims[k]
@@ -170,7 +182,7 @@ class Spread:
         if m.period == 1 and m.step == 1 and m.lo == m.hi == (0,) and size == n_dim:
             return True  # a 1×1 window moves nothing, whatever the dim holds
         x = dim[-1]
-        if x.axis is None or len(dim) > 1 and not _tiles(m, x.size, size * x.size, n_dim):
+        if x.axis is None or len(dim) > 1 and not _tiles(m, x.size, size, n_dim):
             return False
         if len(dim) > 1:  # windows that tile the lowest digit (pooling tokens within a row)
             size = x.size // m.step
@@ -242,8 +254,12 @@ class Spread:
             else:
                 out.append(Packed(tuple(dim), self.lead[k], self.trail[k]))
                 packed |= axes
-        return TensorGeom(tuple(out), base.global_ctx or global_ctx, base.const,
-                          tuple((a, self.maps[a]) for a in sorted(packed)))
+        packed_maps = tuple((a, self.maps[a]) for a in sorted(packed))
+        local = any(m is not None for _, m in packed_maps) or any(isinstance(t, Track) and t.map is not None
+                                                                   for t in out)
+        if not local and (packed_maps or any(isinstance(t, Track) and t.whole for t in out)):
+            return TensorGeom.everywhere(len(out))  # every axis read whole by every unit: no layout to keep
+        return TensorGeom(tuple(out), base.global_ctx or global_ctx, base.const, packed_maps, base.whole)
 
     def promote(self, k: int) -> None:
         """Plain factors right below an axis's most significant digit in dim ``k`` refine that axis (depth-to-space).
@@ -272,11 +288,11 @@ class Spread:
         self.dims[k] = _merge(dim)
 
 
-def _tiles(m: AxisMap, low: int, size_times_low: int, n_dim: int) -> bool:
-    """Whether ``m`` cuts a dim of ``n_dim`` (lowest digit ``low`` values) into windows inside that digit."""
+def _tiles(m: AxisMap, low: int, size: int, n_dim: int) -> bool:
+    """Whether ``m`` cuts a dim of ``n_dim`` elements into ``size`` windows that stay inside its lowest digit
+    (``low`` values): kernel = stride, no padding."""
     k = m.step
-    return (m.period == 1 and m.lo == (0,) and m.hi == (k - 1,) and low % k == 0
-            and size_times_low * k == n_dim * low)
+    return m.period == 1 and m.lo == (0,) and m.hi == (k - 1,) and low % k == 0 and size * k == n_dim
 
 
 def uniform(m: AxisMap, units: int) -> bool:

@@ -27,7 +27,7 @@ from ..trace.tracer import Traced
 from .call import Call, RuleError
 from .factors import bound_note, has_factors
 from .rules import lookup
-from .tensor import Geo, Misaligned, Packed, TensorGeom, Unknown
+from .tensor import Geo, Misaligned, Packed, TensorGeom, Track, Unknown
 
 __all__ = ["NodeState", "ShapeError", "propagate"]
 
@@ -72,10 +72,18 @@ def _is_tensors(value: Any) -> bool:
 def _geo_of_value(value: Any, geo: TensorGeom) -> Geo:
     """Broadcast one geometry over a (possibly nested) tensor output."""
     if isinstance(value, torch.Tensor):
+        if geo.whole:  # a reshape or reduction of what reads the whole input everywhere still does
+            return geo if geo.rank == value.dim() else TensorGeom.everywhere(value.dim())
         return geo if geo.rank == value.dim() and not has_factors(geo) else geo.globalised(value.dim())
     if isinstance(value, (tuple, list)):
         return tuple(_geo_of_value(v, geo) for v in value)
     return None
+
+
+def _tracked(tensors: list[TensorGeom]) -> bool:
+    """Whether global inputs still place axes in dims (factors, or axes every unit reads whole after attention):
+    then the op's rule must say where they go, rather than the dims being copied."""
+    return any(has_factors(g) or any(isinstance(t, Track) and t.whole for t in g.dims) for g in tensors)
 
 
 def _unpacked(geo: Any, lost: set[int]) -> Any:
@@ -132,8 +140,7 @@ class _Pass:
         if tensors and all(g.const for g in tensors):
             return NodeState(out, _geo_of_value(out, tensors[0]), rule and rule.name)
         factors = any(has_factors(g) for g in tensors)
-        tracked = factors or any(t is not None for g in tensors for t in g.dims)  # whole or collapsed axes to move
-        if tensors and all(g.const or g.is_global for g in tensors) and not (tracked and rule is not None):
+        if tensors and all(g.const or g.is_global for g in tensors) and not (rule is not None and _tracked(tensors)):
             # whatever the op, an output computed from inputs that each depend on the
             # whole image depends on the whole image
             glob = next(g for g in tensors if not g.const)

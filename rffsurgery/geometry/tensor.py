@@ -90,12 +90,16 @@ class TensorGeom:
     buffers, ``torch.arange``): they never widen a receptive field.
     ``packed`` holds the map of every axis carried by :class:`Packed` dims
     (``None``: each unit reads the whole axis, like a ``whole`` track).
+    ``whole`` marks a tensor each of whose units reads the whole input itself
+    (after attention over all tokens), not a pooled summary: like a ``whole``
+    track, it makes any union global.
     """
 
     dims: tuple[Dim, ...]
     global_ctx: bool = False
     const: bool = False
     packed: tuple[tuple[int, AxisMap | None], ...] = ()
+    whole: bool = False
 
     @classmethod
     def image(cls, rank: int, spatial: int) -> "TensorGeom":
@@ -120,17 +124,22 @@ class TensorGeom:
     @property
     def is_global(self) -> bool:
         """Depends on the input but no dim keeps a local map."""
-        return (not self.const and all(not isinstance(t, Track) or t.map is None for t in self.dims)
-                and all(m is None for _, m in self.packed))
+        return (not self.const and all(t is None or t.map is None for t in self.dims if not isinstance(t, Packed))
+                and (not self.packed or all(m is None for _, m in self.packed)))
 
     def with_dims(self, dims: Iterable[Dim], global_ctx: bool = False) -> "TensorGeom":
         return replace(self, dims=tuple(dims), global_ctx=self.global_ctx or global_ctx)
 
     def globalised(self, rank: int) -> "TensorGeom":
-        """Every spatial axis reduced away: the output depends on the whole input."""
+        """Every spatial axis reduced away: the output depends on the whole input (a summary)."""
         if self.const:
             return TensorGeom.constant(rank)
         return TensorGeom((None,) * rank, global_ctx=True)
+
+    @classmethod
+    def everywhere(cls, rank: int) -> "TensorGeom":
+        """Every unit reads the whole input itself (see ``whole``)."""
+        return cls((None,) * rank, global_ctx=True, whole=True)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ def unite(inputs: list[tuple[TensorGeom, tuple[int, ...]]], out_shape: tuple[int
     live = [(g, s) for g, s in inputs if not g.const]
     if not live:
         return UnionResult(TensorGeom.constant(rank))
+    if any(g.whole for g, _ in live):
+        return UnionResult(TensorGeom.everywhere(rank))
     if any(has_factors(g) for g, _ in live):
         return _unite_factors(live, out_shape)
     notes: list[str] = []

@@ -45,6 +45,8 @@ def contract(call: Call, operands: list[tuple[Any, Any, str]], out_letters: str,
     for geo, _, letters in live:
         if len(letters) != geo.rank or len(set(letters)) != len(letters):
             raise RuleError(f"cannot match subscripts {letters!r} to a rank-{geo.rank} operand")
+    if any(geo.whole for geo, _, _ in live):
+        return TensorGeom.everywhere(len(shape))
     if any(has_factors(geo) for geo, _, _ in live) or _twice(live, out_letters):
         return _contract_factors(call, [op for op in live if not op[0].const], out_letters, shape)
     laid = []
@@ -147,7 +149,7 @@ def _align(sp: Spread, where: dict[str, int], ref: tuple[Spread, dict[str, int]]
     rsp, rwhere = ref
     shared: list[tuple[Digit, Digit]] = []  # (this operand's digit, the reference's)
     for c in sorted(outs & set(where) & set(rwhere)):
-        mine, theirs = (_digits_at(s, w[c], axis) for s, w in ((sp, where), (rsp, rwhere)))
+        mine, theirs = (_axis_digits(s, w[c], axis) for s, w in ((sp, where), (rsp, rwhere)))
         if mine and [d.size for d in mine] == [d.size for d in theirs]:
             shared.extend(zip(mine, theirs))
     others = {d.place for d in sp.digits_of(axis)} - {d.place for d, _ in shared}
@@ -160,7 +162,7 @@ def _align(sp: Spread, where: dict[str, int], ref: tuple[Spread, dict[str, int]]
         return False
     sp.remove(axis, others)
     m = sp.maps.get(axis)
-    ref_out = sorted((d for c, k in rwhere.items() if c in outs for d in _digits_at(rsp, k, axis)),
+    ref_out = sorted((d for c, k in rwhere.items() if c in outs for d in _axis_digits(rsp, k, axis)),
                      key=lambda d: d.place)
     pairs = [(theirs, d.place) for (_, theirs), d in zip(shared, sp.digits_of(axis))]
     if m is None or [t for t, _ in pairs] == ref_out and all(t.place == p for t, p in pairs):
@@ -174,7 +176,7 @@ def _align(sp: Spread, where: dict[str, int], ref: tuple[Spread, dict[str, int]]
     return True
 
 
-def _digits_at(sp: Spread, k: int, axis: int) -> list[Digit]:
+def _axis_digits(sp: Spread, k: int, axis: int) -> list[Digit]:
     dim = sp.dims[k]
     return [d for d in dim if d.axis == axis] if isinstance(dim, list) else []
 

@@ -136,9 +136,9 @@ def pixel_shuffle(call: Call) -> Geo:
         return spatial(call, 2, [shuffle, shuffle])
     spread = Spread.of(g, call.in_shape)
     k = g.rank - 3
-    channels = _plain_or_digits(spread, k, call.in_shape[k])
+    channels = spread.digits_at(k, call.in_shape[k])
     parts = regroup(channels, [call.out_shape[k], r, r]) if channels is not None else None
-    rows, cols = (_plain_or_digits(spread, d, call.in_shape[d]) for d in (k + 1, k + 2))
+    rows, cols = (spread.digits_at(d, call.in_shape[d]) for d in (k + 1, k + 2))
     if parts is None or rows is None or cols is None:
         return _lost_shuffle(call, spread, g)
     spread.dims[k], spread.dims[k + 1], spread.dims[k + 2] = parts[0], rows + parts[1], cols + parts[2]
@@ -159,7 +159,7 @@ def pixel_unshuffle(call: Call) -> Geo:
     g = tensor_geo(call)
     spread = Spread.of(g, call.in_shape)
     k = g.rank - 3
-    dims = [_plain_or_digits(spread, d, call.in_shape[d]) for d in (k, k + 1, k + 2)]
+    dims = [spread.digits_at(d, call.in_shape[d]) for d in (k, k + 1, k + 2)]
     rows = regroup(dims[1], [call.out_shape[k + 1], r]) if dims[1] is not None else None
     cols = regroup(dims[2], [call.out_shape[k + 2], r]) if dims[2] is not None else None
     if dims[0] is None or rows is None or cols is None:
@@ -169,14 +169,6 @@ def pixel_unshuffle(call: Call) -> Geo:
                         else high for high, low in (rows, cols))
     spread.dims[k], spread.dims[k + 1], spread.dims[k + 2] = dims[0] + rows[1] + cols[1], rows[0], cols[0]
     return spread.geom(g, call.out_shape)
-
-
-def _plain_or_digits(spread: Spread, d: int, size: int) -> list[Digit] | None:
-    """The digits of dim ``d`` (a global track as a plain factor), or ``None`` with extra elements."""
-    dim = spread.dims[d]
-    if isinstance(dim, Track):
-        return [Digit(None, 1, size)]
-    return None if spread.lead[d] or spread.trail[d] else list(dim)
 
 
 def _lost_shuffle(call: Call, spread: Spread, g: TensorGeom) -> TensorGeom:

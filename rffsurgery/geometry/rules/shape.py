@@ -60,13 +60,10 @@ def _regroup(spread: Spread, src: tuple[int, ...], dst: tuple[int, ...], gi: lis
         return [(spread.dims[gi[0]], spread.lead[gi[0]], spread.trail[gi[0]])]
     digits: list[Digit] = []
     for i in gi:
-        dim = spread.dims[i]
-        if isinstance(dim, Track):
-            digits.append(Digit(None, 1, src[i]))  # an axis that is already global stays global
-        elif spread.lead[i] or spread.trail[i]:
+        dim = spread.digits_at(i, src[i])
+        if dim is None:
             return None
-        else:
-            digits.extend(dim)
+        digits.extend(dim)
     parts = regroup(digits, [dst[j] for j in gj])
     if parts is None and not any(d.axis is not None for d in digits):
         parts = [[Digit(None, 1, dst[j])] for j in gj]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from ..algebra import AxisMap
 from ..call import Call, RuleError
 from ..factors import Spread, regroup
-from ..tensor import Digit, Geo, Track
+from ..tensor import Digit, Geo
 from .base import bound, ntuple, tensor_geo
 from .conv import transposed_map
 
@@ -66,8 +66,8 @@ def unfold(call: Call) -> Geo:
     for d, (k, s, p, dil), n in zip((2, 3), params, blocks):
         if spread.axes_in(d) and not spread.slide(d, AxisMap.window(k, s, p, dil), n):
             bound(call, "unfold along a dim that merges factors", spread, spread.axes_in(d))
-    columns = [_digits(spread, d, size) for d, size in ((2, blocks[0]), (3, blocks[1]))]
-    channels = _digits(spread, 1, call.in_shape[1])
+    columns = [_plain(spread, d, size) for d, size in ((2, blocks[0]), (3, blocks[1]))]
+    channels = _plain(spread, 1, call.in_shape[1])
     spread.dims = [spread.dims[0], channels + [Digit(None, 1, params[0][0] * params[1][0])], columns[0] + columns[1]]
     spread.lead, spread.trail = [spread.lead[0], 0, 0], [spread.trail[0], 0, 0]
     return spread.geom(g, call.out_shape)
@@ -80,21 +80,18 @@ def _tiles(spread: Spread, kernel: list[int], blocks: list[int], shape: tuple[in
     row and column, so each pixel stays a unit of its own (TNT's inner tokens).
     ``False`` when the dims cannot be dealt out that way.
     """
-    rows, cols = (regroup(_digits(spread, d, shape[d]), [b, k]) for d, b, k in zip((2, 3), blocks, kernel))
+    rows, cols = (regroup(_plain(spread, d, shape[d]), [b, k]) for d, b, k in zip((2, 3), blocks, kernel))
     if rows is None or cols is None:
         return False
-    channels = _digits(spread, 1, shape[1])
+    channels = _plain(spread, 1, shape[1])
     spread.dims = [spread.dims[0], channels + rows[1] + cols[1], rows[0] + cols[0]]
     spread.lead, spread.trail = [spread.lead[0], 0, 0], [spread.trail[0], 0, 0]
     return True
 
 
-def _digits(spread: Spread, d: int, size: int) -> list[Digit]:
-    """Dim ``d`` as digits (a global track, or a dim with extra elements, as one plain factor)."""
-    dim = spread.dims[d]
-    if isinstance(dim, Track) or spread.lead[d] or spread.trail[d]:
-        return [Digit(None, 1, size)]
-    return list(dim)
+def _plain(spread: Spread, d: int, size: int) -> list[Digit]:
+    """Dim ``d`` as digits, or one plain factor where it has extra elements."""
+    return spread.digits_at(d, size) or [Digit(None, 1, size)]
 
 
 def fold(call: Call) -> Geo:
@@ -112,7 +109,7 @@ def fold(call: Call) -> Geo:
     blocks = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, (k, s, p, d) in zip(ntuple(size, 2), params)]
     spread = Spread.of(g, call.in_shape)
     bound(call, "fold of channels with factors", spread, spread.axes_in(1))
-    parts = regroup(_digits(spread, 2, call.in_shape[2]), blocks)
+    parts = regroup(_plain(spread, 2, call.in_shape[2]), blocks)
     whole = parts is not None and all(len(part) <= 1 and all(x.axis is not None and spread.digits_of(x.axis) == [x]
                                                              for x in part) for part in parts)
     if not whole:
