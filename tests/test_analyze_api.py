@@ -57,9 +57,9 @@ def test_unknown_op_is_reported_by_name_and_taints_downstream():
 
 
 def test_untraceable_model_names_the_module_and_leaf_fixes_it():
-    with pytest.raises(TraceError, match=r"(?s)module 'inner' \(Gate\).*leaf_modules=\[Gate\]"):
-        analyze(Branchy(), 16)
-    plan = analyze(Branchy(), 16, leaf_modules=[Gate])  # traced, but Gate has no geometry rule
+    with pytest.raises(TraceError, match=r"(?s)module 'inner' \(Gate\).*leaf_modules=\[Gate\].*--capture export"):
+        analyze(Branchy(), 16, capture="fx")
+    plan = analyze(Branchy(), 16, leaf_modules=[Gate], capture="fx")  # traced, but Gate has no geometry rule
     assert plan["inner"].status == "unknown" and "Gate" in plan["inner"].reason
 
 

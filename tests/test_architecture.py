@@ -80,7 +80,7 @@ def _room(module: str) -> str:
 
 def test_the_walk_sees_relative_imports() -> None:
     """The checks below mean something only if relative imports are resolved."""
-    assert ("rffsurgery.analysis.analyzer", "rffsurgery.trace.tracer") in GRAPH.edges
+    assert ("rffsurgery.analysis.analyzer", "rffsurgery.trace.capture") in GRAPH.edges
     assert ("rffsurgery.cli", "rffsurgery.cli.analyze") in GRAPH.edges
     assert len(GRAPH) > 60
 

@@ -142,6 +142,41 @@ class DictOut(nn.Module):
 '''
 
 
+def _onnx_files(w: Path) -> None:
+    """Small ONNX files, good and bad, built with onnx.helper (no export needed)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def save(name: str, nodes: list, inputs: list, consts: dict, opsets: tuple = (("", 17),)) -> Path:
+        graph = helper.make_graph(nodes, name, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()])
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets])
+        onnx.save(proto, str(w / name))
+        return w / name
+
+    image = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    conv = {"w": np.ones((4, 3, 3, 3), np.float32)}
+    small = save("small.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c")], [image], conv)
+    (w / "empty.onnx").write_bytes(b"")
+    (w / "truncated.onnx").write_bytes(small.read_bytes()[:150])
+    save("custom.onnx", [helper.make_node("Conv", ["x", "w"], ["c"], name="c"),
+                         helper.make_node("Frobnicate", ["c"], ["y"], name="f", domain="com.example")],
+         [image], conv, (("", 17), ("com.example", 1)))
+    save("two.onnx", [helper.make_node("Add", ["x", "z"], ["y"])], [image, helper.make_tensor_value_info(
+        "z", TensorProto.FLOAT, [1, 3, 8, 8])], {})
+    save("tokens.onnx", [helper.make_node("Cast", ["x"], ["y"], to=1)],
+         [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 3, 8, 8])], {})
+    save("dynamic.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
+         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])], conv)
+    needs = save("needs_data.onnx", [helper.make_node("Conv", ["x", "w"], ["c"], name="c"),
+                                     helper.make_node("Reshape", ["c", "shape"], ["y"], name="r")],
+                 [image], {**conv, "shape": np.array([1, -1], np.int64)})
+    onnx.save_model(onnx.load(str(needs)), str(needs), save_as_external_data=True, location="needs_data.bin",
+                    size_threshold=0)
+    (w / "needs_data.bin").unlink()
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     """One folder with every input the cases need; its files must never change."""
@@ -155,6 +190,7 @@ def work(tmp_path_factory) -> Path:
     (w / "existing.json").write_text('{"mine": true}\n')
     (w / "existing.png").write_bytes(b"not really a png")
     (w / "existing.onnx").write_bytes(b"not really onnx")
+    _onnx_files(w)
     runner = CliRunner()
     made = runner.invoke(main, ["analyze", "rff-base-cnn", "--export-plan", str(w / "plan.json")])
     assert made.exit_code == 0, made.output
@@ -247,12 +283,30 @@ CASES = [
     Case("analyze {w}/nofile.py:f", 1, "no such file"),
     Case("analyze no_such_pkg_xyz:f", 1, "cannot import 'no_such_pkg_xyz'"),
     Case("analyze :f", 1, "expected 'package.module:name'"),
-    Case("analyze {w}/models.py:Untraceable", 1, "cannot trace Untraceable"),
+    Case("analyze {w}/models.py:Untraceable --capture fx", 1, "cannot trace Untraceable"),
     Case("analyze {w}/models.py:Mlp", 1, "cannot run on an input of 3x224x224"),
     Case("analyze {w}/models.py:DictIn", 1, "the model's first input must be one image tensor"),
     Case("analyze {w}/models.py:TwoInputs", 1, "more than one required input"),
     Case("analyze {w}/models.py:Fft --strict", 1, "without an exact geometry: fft_fft2"),
     Case("analyze {w}/models.py:NeedsReal --input-size 3,40000,40000", 1, "limit 4 GiB"),
+    # -- analyze: ONNX files -------------------------------------------------------------------
+    Case("analyze {w}/nosuch.onnx", 1, "no such ONNX file"),
+    Case("analyze {w}/empty.onnx", 1, "is empty (0 bytes)"),
+    Case("analyze {w}/existing.onnx", 1, "is not a valid ONNX file"),
+    Case("analyze {w}/truncated.onnx", 1, "corrupt or truncated"),
+    Case("analyze {w}/custom.onnx --strict", 1, "f (Frobnicate): no geometry rule for ONNX com.example.Frobnicate"),
+    Case("analyze {w}/needs_data.onnx", 1, "stored in the external-data file needs_data.bin, which is missing"),
+    Case("analyze {w}/two.onnx", 1, "takes 2 inputs (x, z)"),
+    Case("analyze {w}/tokens.onnx", 1, "holds int64 values"),
+    Case("analyze {w}/dynamic.onnx", 1, "has dynamic dims (N, 3, ?, ?): give --input-size"),
+    Case("analyze {w}/small.onnx --input-size 16", 1, "fixes its input at 3x8x8"),
+    Case("analyze {w}/dynamic.onnx --input-size 2", 1, "input 3x2x2 is too small for"),
+    Case("analyze {w}/small.onnx --num-classes 5", 1, "--num-classes applies to PyTorch models"),
+    Case("analyze {w}/small.onnx --capture export", 2, "--capture only applies with PyTorch models"),
+    Case("analyze {w}/small.onnx --leaf torch.nn:ReLU", 2, "--leaf only applies with PyTorch models"),
+    Case("analyze {w}/small.onnx --export-plan {w}/small.onnx --force", 1, "also an input of this command"),
+    Case("rewrite {w}/small.onnx --meta-groups 2", 1, "does not run, rewrite or train them"),
+    Case("plan check {w}/plan.json {w}/small.onnx", 1, "made from a PyTorch model's graph and this is an ONNX file"),
     # -- analyze: input sizes ------------------------------------------------------------------
     Case("analyze rff-base-cnn --input-size 0", 1, "must be positive in every dimension"),
     Case("analyze rff-base-cnn --input-size -5", 1, "must be positive"),

@@ -182,8 +182,14 @@ class Plan:
 
     @property
     def shape_specialised(self) -> bool:
-        """Whether the model's code branched on shapes, so the graph (and this analysis) holds for this size only."""
+        """Whether the graph (and this analysis) holds for this input size only: the model's code branched on
+        shapes, torch.export captured it, or an ONNX file's dynamic dims were set to this size."""
         return self.traced.sized_for is not None
+
+    @property
+    def capture(self) -> str:
+        """How the graph was captured: ``"fx"``, ``"export"`` (for the branches its example input took) or ``"onnx"``."""
+        return self.traced.capture
 
     def to_dict(self, every_node: bool = True) -> dict[str, Any]:
         layers = self.layers.values() if every_node else self.main_layers()
@@ -193,6 +199,7 @@ class Plan:
             "input_size": list(self.input_size),
             "complete": self.complete,
             "shape_specialised": self.shape_specialised,
+            "capture": self.capture,
             "nodes": [l.to_dict() for l in layers],
         }
 

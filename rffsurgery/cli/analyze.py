@@ -11,7 +11,9 @@ from ..analysis import analyze, check_unit, describe_unit, find_layer
 from ..analysis.erf import erf
 from ..data.images import normalise, read_image
 from ..files import prepare_output
+from ..models.onnx_file import is_onnx_file
 from ..models.zoo import import_module_class, source_files
+from ..trace.capture import CAPTURES
 from ..plan import build_freeze_plan
 from ..reports.graph import FORMATS as GRAPH_FORMATS, write_graph
 from ..reports.overlay import draw_overlay
@@ -35,6 +37,10 @@ __all__ = ["analyze_command"]
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (every node unless --main).")
 @click.option("--main", "main_only", is_flag=True, help="With --json/--csv: only the main layers.")
 @click.option("--strict", is_flag=True, help="Fail if an op has no geometry rule instead of reporting it.")
+@click.option("--capture", "how", type=click.Choice(CAPTURES), default="auto", show_default=True,
+              help="How to capture a PyTorch model's graph: torch.fx, torch.export (for models whose Python "
+                   "branches on tensor values: the graph holds for the branches a seeded random input takes), or "
+                   "auto (fx, then export when fx cannot trace it).")
 @click.option("--leaf", "leaves", multiple=True, metavar="PKG.MODULE:CLASS",
               help="Keep modules of this class as single nodes when tracing (repeatable).")
 @click.option("--tags", "show_tags", is_flag=True, help="Mark the RF-expanding layers (policy below) in the table.")
@@ -73,7 +79,7 @@ __all__ = ["analyze_command"]
               help="--with-erf: weights (state_dict, .safetensors, checkpoint, rewrite folder); default random init.")
 @click.option("--force", is_flag=True, help="Replace existing output files (--export-plan, --plot, --graph, --out-image).")
 def analyze_command(model: str, input_size: str | None, num_classes: int | None, every_node: bool, as_json: bool,
-                    as_csv: bool, main_only: bool, strict: bool, leaves: tuple[str, ...], show_tags: bool,
+                    as_csv: bool, main_only: bool, strict: bool, how: str, leaves: tuple[str, ...], show_tags: bool,
                     policy: str | None, include_stem: bool, include_shortcuts: bool, metric: str, top_k: int | None,
                     threshold: float | None, patterns: tuple[str, ...], export_path: str | None, epochs: str | None,
                     every: int | None, start: int, stop: int | None, bn: str, plot_path: str | None,
@@ -82,8 +88,8 @@ def analyze_command(model: str, input_size: str | None, num_classes: int | None,
     """Receptive field (RF), effective stride and padding of every layer of MODEL.
 
     MODEL is a torchvision or timm name (resnet50, timm:convnext_tiny), a built-in
-    (rff-base-cnn) or user code (package.module:factory, file.py:factory).
-    No weights are downloaded.
+    (rff-base-cnn), user code (package.module:factory, file.py:factory) or an ONNX
+    file (model.onnx, from any framework). No weights are downloaded or read.
     """
     policy_name = policy or "paper"
     only_with(as_json or as_csv, given_flags("main_only"), "--json or --csv")
@@ -93,6 +99,8 @@ def analyze_command(model: str, input_size: str | None, num_classes: int | None,
     only_with(policy_name == "growth", given_flags("metric", "top_k", "threshold"), "--policy growth")
     only_with(policy_name == "names", given_flags("patterns"), "--policy names")
     only_with(bool(export_path), given_flags("epochs", "every", "start", "stop", "bn"), "--export-plan")
+    if is_onnx_file(model):
+        only_with(False, given_flags("leaves", "how", "with_erf", "weights"), "PyTorch models, not an ONNX file")
     outputs = {"--export-plan": export_path, "--plot": plot_path, "--graph": graph_path}
     given = [(o, os.path.abspath(p)) for o, p in outputs.items() if p]
     clash = [o for o, p in given if [q for _, q in given].count(p) > 1]
@@ -124,7 +132,7 @@ def analyze_command(model: str, input_size: str | None, num_classes: int | None,
         raise click.UsageError("--with-erf and --weights draw on an --overlay image")
     schedule = schedule_option_value(epochs, every, start, stop)
     plan = analyze(model, input_size, strict=strict, leaf_modules=[import_module_class(spec) for spec in leaves],
-                   num_classes=num_classes)
+                   num_classes=num_classes, capture=how)
     tags = tag(plan, policy_name, **options) if wants_tags else []
     if export_path:
         freeze_plan = build_freeze_plan(plan, policy_name, schedule, bn, **options)

@@ -31,6 +31,9 @@ def plan_show(path: str, as_json: bool) -> None:
 def plan_check(path: str, model: str, num_classes: int | None) -> None:
     """Check that the plan at PATH fits MODEL (parameter names, fingerprint of the graph up to the frozen layers)."""
     loaded = FreezePlan.load(path)
-    found = loaded.check(resolve(model).build_cheapest(num_classes))
+    spec = resolve(model)
+    # torch.export runs the model to take its branches: that needs real weights
+    network = spec.build("cpu", num_classes) if loaded.capture == "export" else spec.build_cheapest(num_classes)
+    found = loaded.check(network)
     where = f" (the network at '{found}')" if found else ""
     click.echo(f"ok: {path} matches {model}{where} ({len(loaded.parameter_names)} parameters to freeze)")

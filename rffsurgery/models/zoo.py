@@ -3,7 +3,8 @@
 Resolution order for a bare name: rffsurgery's built-in models, torchvision,
 then timm.  Prefixes force a source: ``torchvision:resnet50``, ``timm:resnet50``,
 ``rffsurgery:rff-base-cnn``; ``package.module:factory`` or ``path/to/file.py:factory``
-call user code (a function or class, called with no arguments).
+call user code (a function or class, called with no arguments); a name ending in
+``.onnx`` is an ONNX file (:mod:`.onnx_file`: analysed from its graph, never run).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 
 from ..errors import InvalidArgument, RffError, brief
 from .builtin import BUILTIN
+from .onnx_file import data_files, is_onnx_file, load_onnx, onnx_input
 
 __all__ = ["ModelNotFound", "ModelSpec", "build", "parse_size", "resolve"]
 
@@ -52,6 +54,8 @@ class ModelSpec:
         A user factory that fails, or returns something other than an ``nn.Module``,
         raises :class:`ModelNotFound` naming the factory.
         """
+        if self.source == "onnx":
+            return self._onnx(device, num_classes)
         kwargs = {} if num_classes is None else {"num_classes": self._checked_num_classes(num_classes)}
         if self.source != "user":
             try:
@@ -71,6 +75,16 @@ class ModelSpec:
             raise ModelNotFound(f"model factory '{self.name}' returned {type(model).__name__} "
                                 f"{brief(model)}, not an nn.Module; name a function or class that returns the model")
         return model.eval()
+
+    def _onnx(self, device: str, num_classes: int | None) -> nn.Module:
+        """An ONNX file's graph and meta initializers; it cannot be resized, run, rewritten or trained."""
+        if num_classes is not None:
+            raise InvalidArgument(f"{self.name} is an ONNX file with its own classifier: --num-classes applies to "
+                                  "PyTorch models")
+        if device != "meta":
+            raise InvalidArgument(f"{self.name} is an ONNX file: rffsurgery analyses ONNX graphs (analyze, plan "
+                                  "check) but does not run, rewrite or train them; use the PyTorch model")
+        return self.builder()
 
     def _construct(self, device: str, kwargs: dict[str, Any]) -> Any:
         """Call the builder with new tensors on ``device``.
@@ -102,7 +116,7 @@ class ModelSpec:
         """On the meta device when its constructor allows it (no memory for weights), else on CPU."""
         try:
             return self.build("meta", num_classes)
-        except InvalidArgument:
+        except RffError:  # a bad argument, file or factory: building on CPU would fail the same way
             raise
         except Exception:  # e.g. ``.tolist()`` on a meta tensor; a failing user factory fails again on CPU
             return self.build("cpu", num_classes)
@@ -349,7 +363,9 @@ def import_module_class(spec: str) -> type[nn.Module]:
 
 
 def source_files(spec: str) -> list[Path]:
-    """The files a user model name reads (its module's source), so outputs never replace them."""
+    """The files a user model name reads (its module's source, an ONNX file and its data), so outputs never replace them."""
+    if is_onnx_file(spec):
+        return [Path(spec), *data_files(spec)]
     where, sep, _ = spec.rpartition(":")
     if not sep or where in _SOURCES:
         return []
@@ -373,6 +389,8 @@ _SOURCES = {"rffsurgery": _builtin, "torchvision": _torchvision, "timm": _timm}
 
 def resolve(spec: str) -> ModelSpec:
     """Turn a model name into a :class:`ModelSpec` (see the module docstring for the forms)."""
+    if is_onnx_file(spec):
+        return ModelSpec(spec, "onnx", functools.partial(load_onnx, spec), onnx_input(spec).size)
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in _SOURCES:
         found = _SOURCES[prefix](rest)

@@ -24,8 +24,10 @@ from ..analysis.result import Plan
 from ..errors import RffError
 from ..files import prepare_output, write_text
 from ..formats import read_stamp, stamp
+from ..models.onnx_file import OnnxModel
 from ..tags import tag
-from ..trace.tracer import TraceError, trace
+from ..trace.capture import capture
+from ..trace.tracer import TraceError
 from .fingerprint import digest, first_difference, graph_lines
 from .wrappers import candidates, describe
 
@@ -34,6 +36,7 @@ __all__ = ["BN_MODES", "DEFAULT_SCHEDULE", "FreezePlan", "PlanError", "Schedule"
 log = logging.getLogger(__name__)
 
 KIND = "freeze-plan"
+CAPTURES = ("fx", "export", "onnx")
 SCHEMA_VERSION = 2  # 2: the fingerprint covers the graph up to the frozen layers, listed in model.graph
 MAX_PLAN_BYTES = 16 * 1024 * 1024
 BN_MODES = {
@@ -125,6 +128,7 @@ class FreezePlan:
     schedule: Schedule = DEFAULT_SCHEDULE
     bn_mode: str = "train"
     bn_modules: tuple[str, ...] = ()
+    capture: str = "fx"  # how the graph was captured (fx, export, onnx): a check captures the model the same way
     tool_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -137,6 +141,8 @@ class FreezePlan:
             raise PlanError("duplicate parameter names in the freeze set")
         if self.bn_mode not in BN_MODES:
             raise PlanError(f"unknown BatchNorm mode {self.bn_mode!r}; choose one of {', '.join(BN_MODES)}")
+        if self.capture not in CAPTURES:
+            raise PlanError(f"unknown capture {self.capture!r}; a plan's graph is captured by {', '.join(CAPTURES)}")
         if digest(self.graph) != self.fingerprint:
             raise PlanError("the model graph listed in the plan does not match its fingerprint (edited by hand?); "
                             "re-create the plan with rffsurgery analyze MODEL --export-plan")
@@ -155,8 +161,8 @@ class FreezePlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             **stamp(KIND, SCHEMA_VERSION, self.tool_version),
-            "model": {"name": self.model_name, "class": self.model_class, "fingerprint": self.fingerprint,
-                      "graph": list(self.graph)},
+            "model": {"name": self.model_name, "class": self.model_class, "capture": self.capture,
+                      "fingerprint": self.fingerprint, "graph": list(self.graph)},
             "input_size": list(self.input_size),
             "policy": {"name": self.policy, "options": self.policy_options},
             "tagged": list(self.tagged),
@@ -232,6 +238,7 @@ class FreezePlan:
             schedule=Schedule.from_dict(data.get("schedule")),
             bn_mode=_get(bn, "mode", str),
             bn_modules=tuple(_str_list(bn, "modules")),
+            capture=model.get("capture", "fx") if isinstance(model.get("capture", "fx"), str) else "",
             tool_version=str(_get(data, "tool", dict).get("version", "")),
         )
 
@@ -251,6 +258,11 @@ class FreezePlan:
         ``check``, have the plan's fingerprint; without ``check`` the first candidate
         holding the parameters is taken.
         """
+        if (self.capture == "onnx") != isinstance(model, OnnxModel):
+            made, given = ("an ONNX file", "a PyTorch model") if self.capture == "onnx" else ("a PyTorch model",
+                                                                                               "an ONNX file")
+            raise PlanError(f"the plan for {self.model_name} was made from {made}'s graph and this is {given}; "
+                            "check it against the model it was made from")
         found = candidates(model, self.parameter_names)
         if not found:
             params = {n for n, _ in model.named_parameters()}
@@ -281,7 +293,8 @@ class FreezePlan:
         if bad_bn:
             return f"the plan's BatchNorm module(s) {some_names(bad_bn)} are not BatchNorm layers of this model"
         try:
-            lines, missing = graph_lines(trace(network, input_shape=(1, *self.input_size)), self.frozen_nodes)
+            how = "export" if self.capture == "export" else "fx"
+            lines, missing = graph_lines(capture(network, input_shape=(1, *self.input_size), how=how), self.frozen_nodes)
         except TraceError as exc:
             return f"it cannot be traced ({str(exc).splitlines()[0]})"
         if missing:
@@ -296,6 +309,7 @@ class FreezePlan:
             f"freeze plan v{SCHEMA_VERSION} for {self.model_name} ({self.model_class}), made by rffsurgery {self.tool_version}",
             f"  fingerprint  {self.fingerprint} (graph up to the frozen layers: {len(self.graph)} nodes)",
             f"  input size   {'x'.join(map(str, self.input_size))}",
+            f"  capture      {self.capture}",
             f"  policy       {self.policy} {json.dumps(self.policy_options) if self.policy_options else ''}".rstrip(),
             f"  schedule     frozen in {self.schedule.describe()}",
             f"  batchnorm    {self.bn_mode}: {BN_MODES[self.bn_mode]}",
@@ -372,6 +386,7 @@ def build_freeze_plan(analysis: Plan, policy: str = "paper", schedule: Schedule 
         schedule=schedule or DEFAULT_SCHEDULE,
         bn_mode=bn,
         bn_modules=tuple(bn_modules),
+        capture=analysis.capture,
     )
 
 

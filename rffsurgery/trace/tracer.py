@@ -64,6 +64,9 @@ class Traced:
     module_outputs: dict[str, str]  # non-leaf module path → name of the node holding its output
     sized_for: tuple[int, ...] | None = None
     """The input shape the graph was specialised to (its Python branched on shapes), else ``None``."""
+    capture: str = "fx"
+    """How the graph was captured: ``"fx"`` (symbolic tracing, here), ``"export"`` (torch.export, for the branch
+    its example input took: :mod:`.torch_export`) or ``"onnx"`` (an ONNX file's graph: :mod:`.onnx`)."""
 
     @functools.cached_property
     def graph_module(self) -> fx.GraphModule:

@@ -14,8 +14,8 @@ from .base import norm_dims, tensor_geo
 from .elementwise import pointwise
 
 __all__ = [
-    "cat", "expand", "getitem", "movedim", "permute", "repeat", "reshape", "reshape_with_size", "split",
-    "stack", "transpose"
+    "aten_select", "aten_slice", "cat", "expand", "getitem", "movedim", "permute", "repeat", "reshape",
+    "reshape_with_size", "split", "stack", "transpose"
 ]
 
 
@@ -137,7 +137,25 @@ def getitem(call: Call) -> Geo:
         return g[index]
     if not isinstance(g, TensorGeom):
         return g
-    index = index if isinstance(index, tuple) else (index,)
+    return _indexed(call, g, index if isinstance(index, tuple) else (index,))
+
+
+def aten_slice(call: Call) -> Geo:
+    """aten's ``slice.Tensor(self, dim, start, end, step)`` (torch.export graphs): ``x[..., start:end:step]``."""
+    g = tensor_geo(call)
+    dim = call.arg(1, "dim", 0) % g.rank
+    return _indexed(call, g, (slice(None),) * dim + (slice(call.arg(2, "start", None), call.arg(3, "end", None),
+                                                               call.arg(4, "step", 1)),))
+
+
+def aten_select(call: Call) -> Geo:
+    """aten's ``select.int(self, dim, index)`` (torch.export graphs): ``x[..., index]``."""
+    g = tensor_geo(call)
+    dim = call.arg(1, "dim") % g.rank
+    return _indexed(call, g, (slice(None),) * dim + (call.arg(2, "index"),))
+
+
+def _indexed(call: Call, g: TensorGeom, index: tuple) -> Geo:
     if any(i is Ellipsis for i in index):
         at = index.index(Ellipsis)
         fill = g.rank - (len(index) - 1 - sum(i is None for i in index))
@@ -167,7 +185,8 @@ def getitem(call: Call) -> Geo:
 def split(call: Call) -> Geo:
     """chunk/split/unbind along a non-spatial dim: every piece keeps the geometry."""
     g = tensor_geo(call)
-    dim = call.arg(2, "dim", 0) if call.node.target not in ("unbind", torch.unbind) else call.arg(1, "dim", 0)
+    unbind = call.node.target in ("unbind", torch.unbind) or getattr(call.node.target, "__name__", "").startswith("unbind")
+    dim = call.arg(1, "dim", 0) if unbind else call.arg(2, "dim", 0)
     if g.dims[dim % g.rank] is not None:
         raise RuleError("splitting along a spatial dim")
     return tuple(g for _ in call.out)
