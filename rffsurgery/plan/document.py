@@ -361,7 +361,7 @@ def build_freeze_plan(analysis: Plan, policy: str = "paper", schedule: Schedule 
     params: list[str] = []
     bn_modules: list[str] = []
     tagged = []
-    modules = dict(analysis.traced.root.named_modules())
+    modules = dict(analysis.model.named_modules())
     for t in tags:
         layer = analysis.layers[t.name]
         params += layer.params
@@ -401,9 +401,12 @@ def _jsonable(values: Sequence[Any]) -> list[Any]:
 
 
 def _following_batchnorm(analysis: Plan, name: str, modules: dict[str, nn.Module]) -> str | None:
-    """The BatchNorm node that consumes the tagged layer's output directly, if any."""
+    """The BatchNorm node that consumes the tagged layer's output directly, if any.
+
+    A traced BatchNorm calls its module; a torch.export capture names its batch_norm node by the module's path.
+    """
     for layer in analysis:
-        if layer.inputs[:1] == (name,) and layer.kind == "call_module" and isinstance(
-                modules.get(layer.target), nn.modules.batchnorm._BatchNorm):
+        path = layer.target if layer.kind == "call_module" else layer.name
+        if layer.inputs[:1] == (name,) and isinstance(modules.get(path), nn.modules.batchnorm._BatchNorm):
             return layer.name
     return None
