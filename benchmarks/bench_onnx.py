@@ -41,7 +41,6 @@ TIMM_SAMPLE = (
     "inception_v3", "xception41", "convnext_atto", "convnextv2_atto", "efficientvit_b0", "poolformer_s12",
     "mobilevit_xxs", "vit_tiny_patch16_224", "deit_tiny_patch16_224", "levit_128s",
 )
-GEOMETRY = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate"}
 MAX_SIDE = 224
 TIMEOUT_S = 600
 QUICK = ("torchvision:resnet18", "torchvision:mobilenet_v3_small", "torchvision:efficientnet_b0",
@@ -60,17 +59,12 @@ def models(only: str | None = None) -> list[str]:
     return found
 
 
-def _geometry(layer: Any) -> tuple:
-    local = layer.status in ("ok", "global")
-    return (layer.status, layer.rf if local else None, layer.stride if local else None,
-            layer.padding if local else None, layer.global_context)
-
-
 def run_one(name: str) -> dict[str, Any]:
     """Export one model and compare the two analyses (runs in a worker)."""
     import torch
 
     from rffsurgery import analyze
+    from rffsurgery.analysis.result import geometry_differences
     from rffsurgery.models.zoo import resolve
 
     warnings.simplefilter("ignore")
@@ -101,14 +95,7 @@ def run_one(name: str) -> dict[str, Any]:
             result["onnx_s"] = time.perf_counter() - start
         except Exception as exc:  # noqa: BLE001
             return {**result, "status": "failed", "reason": f"ONNX analysis: {type(exc).__name__}: {exc}"[:300]}
-    compared, differ = 0, []
-    for layer in reference:
-        if layer.rule not in GEOMETRY:
-            continue
-        compared += 1
-        other = plan.layers.get(layer.name)
-        if other is None or _geometry(other) != _geometry(layer):
-            differ.append(f"{layer.name}: {_geometry(layer)} vs {None if other is None else _geometry(other)}")
+    compared, differ = geometry_differences(reference, plan)
     unknown = [f"{l.name}: {l.reason}" for l in plan.unknown]
     return {**result, "status": "differs" if differ else "exact", "layers": compared, "differ": differ[:5],
             "n_differ": len(differ), "onnx_unknown": unknown[:5], "torch_complete": reference.complete}
@@ -160,6 +147,10 @@ def main() -> None:
     p.add_argument("names", nargs="*")
     args = p.parse_args()
     names = args.names or (list(QUICK) if args.quick else models(args.only))
+    import timm  # noqa: F401 - imported once here, so that every forked worker starts at once
+    import torch  # noqa: F401
+
+    import rffsurgery  # noqa: F401
     start = time.perf_counter()
     results = sweep(names, args.workers)
     wall = time.perf_counter() - start

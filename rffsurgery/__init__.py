@@ -3,7 +3,7 @@
 Public API::
 
     from rffsurgery import analyze, build_freeze_plan, tag
-    analysis = analyze("resnet50")      # or analyze(model, input_size=(3, 224, 224))
+    analysis = analyze("resnet50")      # or analyze(model, input_size=(3, 224, 224)), analyze("model.onnx")
     analysis["layer4"].rf               # (427, 427): a module path names its output node
     tag(analysis)                       # the RF-expanding layers (rffsurgery.tags)
     build_freeze_plan(analysis).export("plan.json")  # freeze plan for them (rffsurgery.plan)

@@ -24,11 +24,9 @@ from torch import nn
 
 from onnx_rf import model as onnx_model, positive
 from rffsurgery import FreezePlan, UnknownOpError, analyze, build_freeze_plan
+from rffsurgery.analysis.result import geometry_differences
 from rffsurgery.cli import main
 from rffsurgery.models.zoo import resolve
-
-GEOMETRY = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate"}
-
 
 def export(name: str, path: Path, size: tuple[int, ...], dynamo: bool = False, **kwargs) -> Path:
     """The zoo model (random weights) exported to ``path`` at batch 1."""
@@ -40,22 +38,9 @@ def export(name: str, path: Path, size: tuple[int, ...], dynamo: bool = False, *
     return path
 
 
-def geometry(layer) -> tuple:
-    local = layer.status in ("ok", "global")
-    return (layer.status, layer.rf if local else None, layer.stride if local else None,
-            layer.padding if local else None, layer.global_context)
-
-
 def assert_same_geometry(reference, plan) -> int:
     """Every conv/pool/resampling node of ``reference`` is in ``plan`` under its name, with the same geometry."""
-    compared, differ = 0, []
-    for layer in reference:
-        if layer.rule not in GEOMETRY:
-            continue
-        compared += 1
-        other = plan.layers.get(layer.name)
-        if other is None or geometry(other) != geometry(layer):
-            differ.append(f"{layer.name}: {geometry(layer)} vs {None if other is None else geometry(other)}")
+    compared, differ = geometry_differences(reference, plan)
     assert not differ, f"{len(differ)}/{compared} layers differ:\n" + "\n".join(differ[:10])
     return compared
 
@@ -145,7 +130,7 @@ def test_weights_are_never_read(cnn: Path, tmp_path: Path) -> None:
     """Without its external-data file the analysis is the same: only initializer shapes are used."""
     alone = tmp_path / "cnn.onnx"
     alone.write_bytes(cnn.read_bytes())
-    assert [geometry(l) for l in analyze(str(alone))] == [geometry(l) for l in analyze(str(cnn))]
+    assert assert_same_geometry(analyze(str(cnn)), analyze(str(alone))) == 8
 
 
 def test_a_needed_value_in_a_missing_data_file_is_one_clear_error(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from ..formats import stamp
 from ..geometry.algebra import AxisRF
 from ..trace.tracer import Traced
 
-__all__ = ["GLOBAL", "LayerRF", "Plan", "check_unit", "describe_unit", "find_layer"]
+__all__ = ["GLOBAL", "LayerRF", "Plan", "WINDOW_RULES", "check_unit", "describe_unit", "find_layer",
+           "geometry_differences"]
 
 GLOBAL = "global"
 _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
@@ -209,6 +210,33 @@ def _is_main(layer: LayerRF) -> bool:
         return False
     stage_end = any("." not in a for a in layer.aliases)  # output of a top-level child (layer1, features)
     return stage_end or layer.rule in _GEOMETRY_RULES or layer.status in ("unknown", "misaligned") and not layer.reason.startswith("after ")
+
+
+WINDOW_RULES = frozenset({"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate"})
+
+
+def _geometry(layer: LayerRF) -> tuple:
+    local = layer.status in ("ok", "global")
+    return (layer.status, layer.rf if local else None, layer.stride if local else None,
+            layer.padding if local else None, layer.global_context)
+
+
+def geometry_differences(reference: Plan, other: Plan, rules: frozenset[str] = WINDOW_RULES) -> tuple[int, list[str]]:
+    """Compare two analyses of one network (a PyTorch model and its ONNX export, two captures).
+
+    Every node of ``reference`` whose rule is in ``rules`` (convolutions, pooling, resampling)
+    must be in ``other`` under its name with the same RF, stride, padding, status and global
+    context.  Returns how many nodes were compared and a line per node that is missing or differs.
+    """
+    compared, differ = 0, []
+    for layer in reference:
+        if layer.rule not in rules:
+            continue
+        compared += 1
+        found = other.layers.get(layer.name)
+        if found is None or _geometry(found) != _geometry(layer):
+            differ.append(f"{layer.name}: {_geometry(layer)} vs {None if found is None else _geometry(found)}")
+    return compared, differ
 
 
 def find_layer(plan: Plan, node: str) -> LayerRF:
