@@ -193,3 +193,17 @@ def test_an_unsupported_op_is_reported_by_name_with_the_partial_result(tmp_path:
     assert plan["b"].reason.startswith("after f")
     with pytest.raises(UnknownOpError, match="Frobnicate"):
         analyze(str(tmp_path / "custom.onnx"), strict=True)
+
+
+def test_group_norm_written_as_instance_norm_keeps_the_local_geometry(tmp_path: Path) -> None:
+    """Exporters before opset 18 write GroupNorm as Reshape(N, G, -1) → InstanceNormalization → Reshape:
+    converted back to one group norm, the layers after it keep their local RF (plus global context)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3))
+    path = tmp_path / "gn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.randn(1, 3, 20, 20),), str(path), dynamo=False, opset_version=17)
+    assert "InstanceNormalization" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    plan = analyze(str(path))
+    assert assert_same_geometry(analyze(model, (3, 20, 20)), plan) == 3
+    assert plan["2"].global_context and plan["2"].rf == (4, 4)

@@ -225,15 +225,17 @@ def geometry_differences(reference: Plan, other: Plan, rules: frozenset[str] = W
     """Compare two analyses of one network (a PyTorch model and its ONNX export, two captures).
 
     Every node of ``reference`` whose rule is in ``rules`` (convolutions, pooling, resampling)
-    must be in ``other`` under its name with the same RF, stride, padding, status and global
-    context.  Returns how many nodes were compared and a line per node that is missing or differs.
+    must be in ``other`` under its name — a node, or a module path where ``other`` has that
+    module's insides (a block ``reference`` keeps whole) — with the same RF, stride, padding,
+    status and global context.  Returns how many nodes were compared and a line per node that
+    is missing or differs.
     """
     compared, differ = 0, []
     for layer in reference:
         if layer.rule not in rules:
             continue
         compared += 1
-        found = other.layers.get(layer.name)
+        found = other[layer.name] if layer.name in other else None
         if found is None or _geometry(found) != _geometry(layer):
             differ.append(f"{layer.name}: {_geometry(layer)} vs {None if found is None else _geometry(found)}")
     return compared, differ

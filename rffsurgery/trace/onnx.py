@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+import torch.nn.functional as F
 from onnx import helper, numpy_helper, shape_inference
 from torch import fx, nn
 
@@ -101,6 +102,11 @@ class _Converter:
         self.inferred = self._infer()
         graph = self.proto.graph
         self.used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        self.readers: dict[str, list[Any]] = defaultdict(list)
+        for n in graph.node:
+            for i in n.input:
+                self.readers[i].append(n)
+        self.fused: set[int] = set()  # nodes already converted as part of a pattern (_group_norm)
 
     # -- the input ------------------------------------------------------------
     def _file_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -158,6 +164,9 @@ class _Converter:
             x = self._emit("call_function", torch.permute, (x, (0, *range(2, rank), 1)), {}, None)
             x.meta["rff_op"] = "channels last"
         self.values[source.name] = _Live(x)
+        for node in self.proto.graph.node:  # constants first: a pattern (_group_norm) may read one placed later
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                self.values[node.output[0]] = _constant(node)
         for node in self.proto.graph.node:
             self._convert(node)
         outs = [self._canon(o.name) for o in self.proto.graph.output]
@@ -178,8 +187,9 @@ class _Converter:
         op, domain = node.op_type, node.domain or ""
         ins = [self._canon(i) if i else "" for i in node.input]
         default = domain in ("", "ai.onnx")
-        if default and op == "Constant":
-            self.values[node.output[0]] = _constant(node)
+        if id(node) in self.fused or default and op == "Reshape" and self._group_norm(node, ins):
+            return
+        if default and op == "Constant":  # read before the walk
             return
         if default and op in ("Identity", "Dropout") or default and op == "Cast" and self._float_cast(node, ins[0]):
             self.alias[node.output[0]] = ins[0]
@@ -228,6 +238,38 @@ class _Converter:
                     value.meta["rff_op"] = op
             elif name and value is not None:
                 self.values[name] = np.asarray(value)
+
+    def _group_norm(self, node: Any, ins: list[str]) -> bool:
+        """GroupNorm as exporters before opset 18 write it: Reshape (N, G, -1) → InstanceNormalization → Reshape back.
+
+        Converted as ``F.group_norm`` on the original tensor: the reshapes merge the spatial
+        dims, which would make every axis global, while GroupNorm only adds global context.
+        Only when the instance norm's own scale and bias are ones and zeros (the per-channel
+        affine follows as Mul/Add, converted as usual).
+        """
+        x = self.values.get(ins[0])
+        norms = self.readers[node.output[0]]
+        if not isinstance(x, _Live) or len(norms) != 1 or norms[0].op_type != "InstanceNormalization":
+            return False
+        norm = norms[0]
+        backs = self.readers[norm.output[0]]
+        shape = tuple(self.meta[x.node].shape)
+        out = self.inferred.get(node.output[0])
+        if len(backs) != 1 or backs[0].op_type != "Reshape" or len(shape) < 3 or not out or len(out) != 3 \
+                or self.inferred.get(backs[0].output[0]) != shape or not out[1] or shape[1] % out[1]:
+            return False
+        try:
+            scale, bias = self.static(self._canon(norm.input[1])), self.static(self._canon(norm.input[2]))
+        except (KeyError, OnnxFileError):
+            return False
+        if not (np.all(scale == 1) and np.all(bias == 0)):
+            return False
+        eps = _attrs(norm).get("epsilon", 1e-5)
+        y = self._emit("call_function", F.group_norm, (x.node, int(out[1]), None, None, eps), {}, norm)
+        y.meta["rff_op"] = "InstanceNormalization"
+        self.values[backs[0].output[0]] = _Live(y)
+        self.fused.update({id(norm), id(backs[0])})
+        return True
 
     def _float_cast(self, node: Any, source: str) -> bool:
         """A Cast between floating types: the analysis runs float32 throughout, so it is the identity."""
