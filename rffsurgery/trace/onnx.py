@@ -76,7 +76,7 @@ def capture_onnx(model: OnnxModel, input_shape: tuple[int, ...]) -> Traced:
 
 @dataclass
 class _Live:
-    """A tensor of the graph: its fx node and its meta value."""
+    """A tensor of the graph (its meta value is ``_Converter.meta[node]``)."""
 
     node: fx.Node
 
@@ -101,11 +101,11 @@ class _Converter:
         self.file_shape = self._file_shape(input_shape)
         self.inferred = self._infer()
         graph = self.proto.graph
-        self.used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
         self.readers: dict[str, list[Any]] = defaultdict(list)
         for n in graph.node:
             for i in n.input:
                 self.readers[i].append(n)
+        self.used = set(self.readers) | {o.name for o in graph.output}
         self.fused: set[int] = set()  # nodes already converted as part of a pattern (_group_norm)
 
     # -- the input ------------------------------------------------------------
