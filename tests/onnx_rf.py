@@ -44,11 +44,11 @@ def value(name: str, shape: Sequence[int] | None = None) -> onnx.ValueInfoProto:
 
 
 def model(path: Path, nodes: list, input_shape: Sequence[int | str], outputs: Sequence[str],
-          initializers: dict[str, np.ndarray] = {}, opset: int = 17) -> Path:
+          initializers: dict[str, np.ndarray] | None = None, opset: int = 17) -> Path:
     """An ONNX file: input ``x`` of ``input_shape`` (batch ``"N"``), the given nodes, and ``outputs`` as graph outputs."""
     graph = helper.make_graph(
         nodes, path.stem, [value("x", ["N", *input_shape[1:]])], [value(o) for o in outputs],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()])
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in (initializers or {}).items()])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     proto.ir_version = 8
     onnx.save(proto, str(path))

@@ -480,9 +480,7 @@ class _Namer:
 
         calls = []
         for node in self.c.graph.nodes:
-            if node.op == "placeholder":
-                names[node] = unique(str(node.target))
-            elif node.op == "get_attr":
+            if node.op in ("placeholder", "get_attr"):
                 names[node] = unique(str(node.target))
             elif node.op == "output":
                 names[node] = unique("output")

@@ -134,7 +134,7 @@ def _axes(n: Node, rank: int, attr_before: int, index: int = 1) -> list[int] | N
 # windows: convolutions and pooling
 # ---------------------------------------------------------------------------
 def conv(n: Node) -> Any:
-    r, kernel, strides, dilations, lo, hi = _window(n)
+    r, _, strides, dilations, lo, hi = _window(n)
     x = n.x(0)
     if lo != hi:
         x, lo = _pre_pad(n, x, lo, hi), [0] * r
