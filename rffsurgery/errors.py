@@ -9,9 +9,7 @@ code 1 and never shows their traceback unless asked (``--debug`` or
 
 from __future__ import annotations
 
-import numbers
-
-__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "brief", "positive_int"]
+__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "brief"]
 
 
 class RffError(Exception):
@@ -28,17 +26,6 @@ class InvalidArgument(RffError, ValueError):
 
 class MissingDependency(RffError, ImportError):
     """An optional package a feature needs (matplotlib, onnx, onnxruntime) is not installed; says what to install."""
-
-
-def positive_int(name: str, value: object, *, minimum: int = 1) -> int | None:
-    """``value`` if it is ``None`` or an integer ≥ ``minimum`` (not a bool, str or float), else :class:`InvalidArgument`."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidArgument(f"{name} must be an integer ≥ {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise InvalidArgument(f"{name} must be an integer ≥ {minimum}, got {value}")
-    return int(value)
 
 
 def brief(value: object, width: int = 40) -> str:

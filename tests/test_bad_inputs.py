@@ -40,6 +40,7 @@ from rffsurgery.train import (Augment, GeneratedSource, ProtocolConfig, resolve_
                               select_device)
 from rffsurgery.cli.train import parse_seeds
 from rffsurgery.models.zoo import ModelNotFound
+from rffsurgery.usercode import UserCodeError
 
 USER_MODELS = '''
 import torch
@@ -278,7 +279,7 @@ CASES = [
     Case("analyze rff-base-cnn --every 2", 2, "--every only applies with --export-plan"),
     Case("analyze rff-base-cnn --bn freeze", 2, "--bn only applies with --export-plan"),
     Case("analyze rff-base-cnn --export-plan {w}/new.json --epochs 2 --every 2", 2, "either --epochs or --every"),
-    Case("analyze rff-base-cnn --export-plan {w}/new.json --epochs 0", 1, "integers ≥ 1"),
+    Case("analyze rff-base-cnn --export-plan {w}/new.json --epochs 0", 2, "--epochs: 0 is not an integer from 1"),
     Case("analyze rff-base-cnn --export-plan {w}/new.json --epochs a,b", 2, "comma-separated list"),
     Case("analyze rff-base-cnn --export-plan {w}/new.json --every 2 --start 5 --stop 3", 1, "'stop' must be"),
     Case("analyze rff-base-cnn --select features.*", 2, "--select only applies with --policy names"),
@@ -351,13 +352,13 @@ CASES = [
     Case(R + " --onnx {w}/adir", 2, "is a directory"),
     # -- train ----------------------------------------------------------------------------------------
     Case(T + " --threads -1", 2, "'--threads': -1 is not in the range"),
-    Case(T + " --epochs 0", 1, "epochs=0"),
-    Case(T + " --batch-size 0", 1, "batch_size=0"),
-    Case(T + " --until-overfit --patience 0", 1, "patience=0"),
-    Case(T + " --lr -1", 1, "lr > 0"),
-    Case(T + " --dropout 1.5", 1, "dropout < 1"),
-    Case(T + " --rotation 500", 1, "rotation ≤ 180"),
-    Case(T + " --cue 2", 1, "cue strength must be in [0, 1]"),
+    Case(T + " --epochs 0", 2, "'--epochs': 0 is not in the range"),
+    Case(T + " --batch-size 0", 2, "'--batch-size': 0 is not in the range"),
+    Case(T + " --until-overfit --patience 0", 2, "'--patience': 0"),
+    Case(T + " --lr -1", 2, "'--lr': -1.0 is not in the range x>0"),
+    Case(T + " --dropout 1.5", 2, "'--dropout': 1.5 is not in the range 0<=x<1"),
+    Case(T + " --rotation 500", 2, "'--rotation': 500.0 is not in the range 0<=x<=180"),
+    Case(T + " --cue 2", 2, "'--cue': 2.0 is not in the range 0<=x<=1"),
     Case(T + " --seeds x", 1, "--seeds must look like"),
     Case(T + " --seeds 1,1", 1, "distinct seeds"),
     Case(T + " --split 9.9", 1, "unknown split"),
@@ -380,10 +381,10 @@ CASES = [
     Case(D + " --data cifar100 --data-root {w}/empty --cue 0.5", 2, "--cue only applies with --data generated"),
     Case(D + " --data folder --data-root {w}/afile", 1, "is a file; --data-root takes the folder"),
     Case(T + " --seeds 5-1", 1, "range '5-1' is empty"),
-    Case(T + " --max-epochs 0 --until-overfit", 1, "max_epochs=0"),
-    Case(T + " --transfer-epochs 0", 1, "transfer_epochs=0"),
-    Case(T + " --weight-decay -1", 1, "weight_decay ≥ 0"),
-    Case(T + " --zoom 1", 1, "zoom < 1"),
+    Case(T + " --max-epochs 0 --until-overfit", 2, "'--max-epochs': 0"),
+    Case(T + " --transfer-epochs 0", 2, "'--transfer-epochs': 0"),
+    Case(T + " --weight-decay -1", 2, "'--weight-decay': -1.0"),
+    Case(T + " --zoom 1", 2, "'--zoom': 1.0 is not in the range 0<=x<1"),
     Case(T + " --optimizer bogus", 2, "'--optimizer'"),
     Case(T + " --stop-after bogus", 2, "'--stop-after'"),
     Case(D + " --data cifar100", 1, "needs --data-root"),
@@ -449,7 +450,7 @@ API = [
     ("interval(3 axes)", lambda w: _plan()["features.0"].interval((0, 0, 0)), InvalidArgument, "2 (e.g. (0, 1))"),
     ("plan[unknown]", lambda w: _plan()["nope"], KeyError, "no node or module 'nope'"),
     ("rewrite(meta_groups='2')", lambda w: rewrite(RFFBaseCNN(), meta_groups="2"), InvalidArgument,
-     "meta_groups must be an integer ≥ 1, got str '2'"),
+     "meta_groups must be an integer from 1 to 1,048,576, got str '2'"),
     ("rewrite(meta_groups=2.0)", lambda w: rewrite(RFFBaseCNN(), meta_groups=2.0), InvalidArgument,
      "got float 2.0"),
     ("rewrite(meta_groups=True)", lambda w: rewrite(RFFBaseCNN(), meta_groups=True), InvalidArgument, "got bool"),
@@ -457,7 +458,7 @@ API = [
     ("rewrite(meta_out=0)", lambda w: rewrite(RFFBaseCNN(), meta_groups=2, meta_out=0), InvalidArgument,
      "meta_out must be"),
     ("rewrite(hidden=-8)", lambda w: rewrite(RFFBaseCNN(), meta_groups=2, hidden=-8), InvalidArgument,
-     "hidden must be an integer ≥ 1, got -8"),
+     "hidden must be an integer from 1 to 1,048,576, got -8"),
     ("rewrite(hidden alone)", lambda w: rewrite(RFFBaseCNN(), conv3d_filters=64, hidden=8), InvalidArgument,
      "give meta_groups too"),
     ("rewrite(None)", lambda w: rewrite(None, meta_groups=2), InvalidArgument, "got NoneType"),
@@ -479,14 +480,15 @@ API = [
     ("onnx exists", lambda w: export_onnx(RFFBaseCNN(), (3, 32, 32), w / "existing.onnx"), OutputExists,
      "pass --force"),
     ("parse_seeds", lambda w: parse_seeds("1-x"), InvalidArgument, "--seeds must look like"),
-    ("ProtocolConfig(epochs=0)", lambda w: ProtocolConfig(epochs=0), InvalidArgument, "epochs=0"),
+    ("ProtocolConfig(epochs=0)", lambda w: ProtocolConfig(epochs=0), InvalidArgument,
+     "epochs must be an integer from 1 to 100,000, got 0"),
     ("ProtocolConfig(bn)", lambda w: ProtocolConfig(bn="sometimes"), InvalidArgument, "unknown BatchNorm mode"),
     ("GeneratedSource(per_class=1)", lambda w: GeneratedSource(per_class=1).protocol_data(
         resolve_splits("g.1", GeneratedSource().splits)[0], 0), InvalidArgument, "too few"),
     ("resolve_splits", lambda w: resolve_splits("7.7"), InvalidArgument, "unknown split '7.7'"),
     ("select_device", lambda w: select_device("tpu"), InvalidArgument, "unknown device"),
-    ("Augment", lambda w: Augment(zoom=1.5), InvalidArgument, "zoom < 1"),
-    ("zoo import", lambda w: analyze(f"{w}/syntax.py:f"), ModelNotFound, "syntax error"),
+    ("Augment", lambda w: Augment(zoom=1.5), InvalidArgument, "zoom must be a number with 0 ≤ x < 1, got 1.5"),
+    ("zoo import", lambda w: analyze(f"{w}/syntax.py:f"), UserCodeError, "has a syntax error"),
 ]
 
 

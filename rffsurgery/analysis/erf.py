@@ -28,6 +28,7 @@ from torch import fx, nn
 from ..data import sample_inputs
 from ..errors import InvalidArgument
 from ..formats import stamp
+from ..limits import NON_FINITE_WEIGHTS, check, require_finite
 from ..models.weights import load_weights
 from ..models.zoo import resolve
 from .analyzer import analyze, declared_input_size, parse_input_size
@@ -203,7 +204,10 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
     ``images`` samples of ``data`` (``"noise"`` or a name in :data:`rffsurgery.data.DATASETS`) or the
     tensor ``inputs``.  ``unit`` is the spatial position (default: each node's centre).
     """
+    check("seed", seed)
+    check("batch", batch)
     module, name, label = load_model(model, weights, seed)
+    require_finite(module.state_dict().items(), f"the weights of {name} ({label})", NON_FINITE_WEIGHTS)
     size = parse_input_size(input_size, declared_input_size(module) or _zoo_size(model))
     if len(size) != 3:
         raise InvalidArgument(f"ERF heat maps need an image input (C, H, W), got {size}")
@@ -216,6 +220,7 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
         if tuple(inputs.shape[1:]) != size:
             raise InvalidArgument(f"inputs are {tuple(inputs.shape[1:])}, the model reads {size}")
         described = f"{len(inputs)} given input(s)"
+    require_finite([("inputs", inputs)], f"the ERF's {described}", "Give inputs without NaN or infinity.")
     by_name = {n: node for node, n in plan.traced.names.items()}
     gm = plan.traced.graph_module
     total = {l.name: torch.zeros(size[1:], dtype=torch.float64) for l in layers}
@@ -234,6 +239,8 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
                 value = run.captured[by_name[l.name]]
                 (grad,) = torch.autograd.grad(_select(value, l, units[l.name]).sum(), x,
                                               retain_graph=True)
+                require_finite([("input gradient", grad)], f"the ERF of {l.name}",
+                               "The model overflows on these inputs: check its weights and the input scale.")
                 total[l.name] += grad.abs().sum(dim=(0, 1)).double()
     finally:
         module.train(was_training)

@@ -16,12 +16,12 @@ from typing import Any, Iterator, Sequence
 
 from torch import nn
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, RffError, brief
 from ..formats import stamp
 from ..geometry.algebra import AxisRF
 from ..trace.tracer import Traced
 
-__all__ = ["GLOBAL", "LayerRF", "Plan", "check_unit", "describe_unit", "find_layer"]
+__all__ = ["GLOBAL", "LayerRF", "Plan", "check_unit", "describe_unit", "find_layer", "require_plan"]
 
 GLOBAL = "global"
 _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
@@ -202,6 +202,15 @@ def _is_main(layer: LayerRF) -> bool:
         return False
     stage_end = any("." not in a for a in layer.aliases)  # output of a top-level child (layer1, features)
     return stage_end or layer.rule in _GEOMETRY_RULES or layer.status in ("unknown", "misaligned") and not layer.reason.startswith("after ")
+
+
+def require_plan(value: Any, caller: str, error: type[RffError] = InvalidArgument) -> Plan:
+    """``value`` if it is an analysis (:class:`Plan`); a model or a freeze plan in its place is a one-line error."""
+    if isinstance(value, Plan):
+        return value
+    given = "a model" if isinstance(value, nn.Module) else f"{type(value).__name__} {brief(value)}"
+    raise error(f"{caller} takes the analysis that analyze() returns, got {given}: "
+                f"call {caller[:-2]}(analyze(model), …)")
 
 
 def find_layer(plan: Plan, node: str) -> LayerRF:

@@ -19,6 +19,7 @@ from ..reports.plot import image_format, plot_rf, pyplot
 from ..reports.table import to_csv, to_json, to_table
 from ..tags import tag
 from .common import given_flags, only_with, parse_unit, schedule_option_value
+from .types import number
 
 __all__ = ["analyze_command"]
 
@@ -28,7 +29,7 @@ __all__ = ["analyze_command"]
 @click.option("--input-size", "input_size", default=None, metavar="SIZE",
               help="Input size: 224 (H=W), 224x192 (HxW), or channels first with commas: 1,16000 (1-D), "
                    "3,224,224, 3,16,112,112 (video). Default: the model's own, else 3,224,224.")
-@click.option("--num-classes", type=int, default=None, metavar="N",
+@click.option("--num-classes", type=number("num_classes"), default=None, metavar="N",
               help="Build MODEL with an N-class head (default: the model's own).")
 @click.option("--all", "every_node", is_flag=True, help="Show every node, not only the main layers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every node unless --main).")
@@ -44,16 +45,16 @@ __all__ = ["analyze_command"]
 @click.option("--include-shortcuts", is_flag=True,
               help="paper: also tag off-main-path layers at each new resolution (projection shortcuts).")
 @click.option("--metric", type=click.Choice(["pixels", "ratio"]), default="pixels", help="growth: score.")
-@click.option("--top-k", type=click.IntRange(min=1), default=None, help="growth: tag the k largest (default 4).")
-@click.option("--threshold", type=float, default=None, help="growth: tag every layer scoring at least this.")
+@click.option("--top-k", type=number("top_k"), default=None, help="growth: tag the k largest (default 4).")
+@click.option("--threshold", type=number("threshold"), default=None, help="growth: tag every layer scoring at least this.")
 @click.option("--select", "patterns", multiple=True, metavar="GLOB",
               help="names: node names or glob patterns (repeatable).")
 @click.option("--export-plan", "export_path", type=click.Path(dir_okay=False), default=None,
               help="Write the freeze plan JSON for the tagged layers.")
 @click.option("--epochs", default=None, metavar="N[,N…]", help="Plan schedule: frozen in these (1-based) epochs.")
-@click.option("--every", type=click.IntRange(min=1), default=None, help="Plan schedule: frozen every k-th epoch …")
-@click.option("--start", type=click.IntRange(min=1), default=1, show_default=True, help="… from this epoch …")
-@click.option("--stop", type=click.IntRange(min=1), default=None, help="… up to this epoch (default: no end).")
+@click.option("--every", type=number("every"), default=None, help="Plan schedule: frozen every k-th epoch …")
+@click.option("--start", type=number("start"), default=1, show_default=True, help="… from this epoch …")
+@click.option("--stop", type=number("stop"), default=None, help="… up to this epoch (default: no end).")
 @click.option("--bn", type=click.Choice(["train", "freeze-affine", "freeze"]), default="train", show_default=True,
               help="BatchNorm right after a tagged layer: train it, freeze its affine params, or also its stats.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,

@@ -12,6 +12,8 @@ import os
 import click
 
 from ..errors import RffError
+from ..usercode import first_line
+from ..limits import LIMITS
 from ..plan import DEFAULT_SCHEDULE, Schedule
 
 __all__ = ["DEBUG_ENV", "Group", "given_flags", "only_with", "parse_unit", "schedule_option_value"]
@@ -26,6 +28,11 @@ class Group(click.Group):
     anything else is a bug and says how to see its traceback.  ``--debug`` (or
     ``RFFSURGERY_DEBUG=1``) lets every exception through with its traceback.  Usage
     errors stay click's (exit code 2).
+
+    rffsurgery ends a command only through click (``ctx.exit``), never ``sys.exit``; so a
+    ``SystemExit`` (or another ``BaseException``) arriving here comes from user code that
+    :func:`rffsurgery.usercode.user_code` did not wrap (a model's forward while training),
+    and is reported as such with exit code 1, not passed on as a silent exit 0.
     """
 
     def invoke(self, ctx: click.Context):
@@ -38,7 +45,7 @@ class Group(click.Group):
                 raise
             click.echo("interrupted", err=True)
             ctx.exit(130)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - the one error path: see the docstring
             if _debug(ctx):
                 raise
             click.echo(_message(exc), err=True)
@@ -49,9 +56,15 @@ def _debug(ctx: click.Context) -> bool:
     return bool(ctx.params.get("debug")) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def _message(exc: Exception) -> str:
+def _message(exc: BaseException) -> str:
     if isinstance(exc, RffError):
         return "error: " + " ".join(str(exc).split())  # one line, whatever the library wrote
+    if isinstance(exc, SystemExit):
+        return (f"error: code outside rffsurgery (the model's) called sys.exit({exc.code!r}) before the command "
+                "finished, so there is no result; remove that call")
+    if not isinstance(exc, Exception):
+        return (f"error: code outside rffsurgery (the model's) raised {type(exc).__name__}: {first_line(exc)} before "
+                "the command finished, so there is no result; fix that code")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return (f"error: unexpected {type(exc).__name__}{': ' + first if first else ''} (a bug in rffsurgery; "
             f"rerun with --debug or {DEBUG_ENV}=1 for the traceback and report it)")
@@ -73,16 +86,19 @@ def only_with(condition: bool, flags: list[str], what: str) -> None:
 
 def schedule_option_value(epochs: str | None, every: int | None, start: int, stop: int | None) -> Schedule:
     """The plan schedule from ``--epochs`` or ``--every/--start/--stop`` (default: every 2nd epoch from 2)."""
-    if epochs and every:
+    if epochs and every is not None:
         raise click.UsageError("give either --epochs or --every, not both")
     only_with(every is not None, given_flags("start", "stop"), "--every")
     if epochs:
         try:
             numbers = tuple(int(e) for e in epochs.split(","))
         except ValueError:
-            raise click.UsageError(f"--epochs takes a comma-separated list of epoch numbers, got {epochs!r}") from None
+            raise click.UsageError(f"--epochs takes a comma-separated list of epoch numbers, got '{epochs}'") from None
+        for number in numbers:
+            if not LIMITS["epoch"].contains(number):
+                raise click.BadParameter(f"{number} is not {LIMITS['epoch'].describe()}", param_hint="--epochs")
         return Schedule(epochs=numbers)
-    if every:
+    if every is not None:
         return Schedule(every=every, start=start, stop=stop)
     return DEFAULT_SCHEDULE
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import InvalidArgument
+from ..limits import LIMITS, check
 from .base import DatasetNotFound, ImageFiles, ImageTensors, LabelledSource, ProtocolData, Source, UnknownClassError
 from .cifar import cifar100
 from .cifar10 import cifar10
@@ -85,10 +86,12 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> S
     unknown = [k for k in given if k not in OPTIONS]
     if unknown:
         raise InvalidArgument(f"unknown dataset option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
-    for key in given:
+    for key, value in given.items():
         if key not in entry.options:
             users = option_users(key)
             raise InvalidArgument(f"--{key.replace('_', '-')} only applies with --data {' or '.join(users)}")
+        if key in LIMITS:
+            check(key, value)
     if not entry.root:
         if root is not None:
             raise InvalidArgument(f"--data-root only applies with --data {' or '.join(option_users('data_root'))}")
@@ -105,8 +108,8 @@ def sample_inputs(data: str, count: int, input_size: Sequence[int], root: str | 
     Noise is standard normal; images (any class, picked with ``seed``) are resized to
     cover the input and centre-cropped, then normalised like the zoo's models expect.
     """
-    if count < 1:
-        raise InvalidArgument(f"the number of images must be at least 1, got {count}")
+    check("images", count)
+    check("seed", seed)
     channels, *spatial = input_size
     g = torch.Generator().manual_seed(seed)
     if data == "noise":

@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import InvalidArgument
 from ..files import load_tensors
 from ..formats import kind_of
+from ..limits import NON_FINITE_WEIGHTS, require_finite
 from ..surgery.recipe import RECIPE_FILE, load
 from .head import find_head, make_head
 
@@ -68,6 +69,7 @@ def _resize_head(model: nn.Module, state: dict[str, Any]) -> nn.Module:
 
 
 def _load_state(model: nn.Module, state: dict[str, Any], path: Path) -> nn.Module:
+    require_finite(state.items(), f"weights {path}", NON_FINITE_WEIGHTS, InvalidArgument)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches

@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from ..analysis.analyzer import declared_input_size, parse_input_size
-from ..errors import InvalidArgument, positive_int
+from ..errors import InvalidArgument
 from ..files import atomic_output, check_folder, load_tensors, prepare_folder, prepare_output, write_text
 from ..formats import read_stamp, stamp
-from ..models.zoo import build, resolve
+from ..limits import NON_FINITE_WEIGHTS, check, require_finite
+from ..models.zoo import build, parse_size, resolve
 from . import conv3d, head
 from .select import Change, RewriteError, Skip, count_params
 
@@ -57,14 +58,22 @@ class Recipe:
         steps, size = data.get("steps"), data.get("input_size")
         if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
             raise RewriteError("'steps' must be a list of rewrite steps")
-        if not isinstance(size, list) or not all(isinstance(v, int) and v > 0 for v in size):
-            raise RewriteError(f"'input_size' must be a list of positive integers, got {size!r}")
+        if not isinstance(size, list):
+            raise RewriteError(f"'input_size' must be a list of positive integers, got {type(size).__name__}")
+        try:
+            size = parse_size(size)
+        except InvalidArgument as exc:
+            raise RewriteError(f"'input_size': {exc}") from None
+        parameters = data.get("parameters")
+        if parameters is not None and (not isinstance(parameters, int) or isinstance(parameters, bool)
+                                       or parameters < 0):
+            raise RewriteError(f"'parameters' must be a parameter count or null, got {type(parameters).__name__}")
         if not isinstance(data.get("model"), (str, type(None))):
             raise RewriteError("'model' must be a model name or null")
         unknown = [s.get("rewrite") for s in data["steps"] if s.get("rewrite") not in _STEPS]
         if unknown:
             raise RewriteError(f"unknown rewrite step(s) {unknown}; this rffsurgery knows {sorted(_STEPS)}")
-        return cls(data["model"], tuple(data["input_size"]), data["steps"], data.get("parameters"))
+        return cls(data["model"], size, data["steps"], data.get("parameters"))
 
 
 @dataclass
@@ -93,8 +102,8 @@ def rewrite(model: nn.Module | str, *, input_size: Any = None, meta_groups: int 
     :func:`~rffsurgery.surgery.head.rewrite_head` and
     :func:`~rffsurgery.surgery.conv3d.rewrite_conv3d`.
     """
-    meta_groups, meta_out = positive_int("meta_groups", meta_groups), positive_int("meta_out", meta_out)
-    hidden, conv3d_filters = positive_int("hidden", hidden), positive_int("conv3d_filters", conv3d_filters)
+    meta_groups, meta_out = check("meta_groups", meta_groups), check("meta_out", meta_out)
+    hidden, conv3d_filters = check("hidden", hidden), check("conv3d_filters", conv3d_filters)
     if meta_groups is None and conv3d_filters is None:
         raise RewriteError("nothing to rewrite: give meta_groups (FC head) and/or conv3d_filters (Conv2d)")
     if meta_groups is None and (meta_out is not None or hidden is not None or head_layers):
@@ -179,6 +188,7 @@ def load(out_dir: str | Path, base: nn.Module | None = None) -> nn.Module:
                          "Save the rewritten model again (rffsurgery rewrite … --out).")
     if not isinstance(state, dict):
         raise RewriteError(f"{out / WEIGHTS_FILE} holds a {type(state).__name__}, not a state_dict")
+    require_finite(state.items(), f"weights {out / WEIGHTS_FILE}", NON_FINITE_WEIGHTS, RewriteError)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -199,7 +209,7 @@ def _recipe(value: Recipe | dict[str, Any] | str | Path) -> Recipe:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RewriteError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, an integer of thousands of digits
         raise RewriteError(f"{path} is not a valid recipe (corrupt JSON: {type(exc).__name__}); "
                            "save the rewritten model again") from None
     try:

@@ -42,6 +42,7 @@ from ...analysis.macs import count_params, macs
 from ...data.base import ImageFiles, Images, ImageTensors, Source, input_size_of
 from ...data.splits import Split
 from ...errors import InvalidArgument
+from ...limits import check
 from ...files import write_text
 from ...models.builtin import BUILTIN
 from ...reports.rewrite import write_report
@@ -58,6 +59,9 @@ from .stats import summarize
 __all__ = ["RewriteConfig", "classification_data", "run_rewrite_experiment"]
 
 ORIGINAL = "original"
+NUMBERS = ("meta_groups", "meta_out", "conv3d_filters", "epochs", "batch_size", "lr", "weight_decay", "l1", "holdout",
+           "workers")
+"""The numeric fields of :class:`RewriteConfig`, checked against :data:`rffsurgery.limits.LIMITS`."""
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,10 @@ class RewriteConfig:
             raise InvalidArgument("--conv3d-layers needs --conv3d-filters")
         if self.combined and (self.meta_groups is None or self.conv3d_filters is None):
             raise InvalidArgument("--combined needs both --meta-groups and --conv3d-filters")
-        bad = [f"{k}={v}" for k, v in {"epochs": self.epochs, "batch_size": self.batch_size}.items()
-               if not isinstance(v, int) or v < 1]
-        if bad:
-            raise InvalidArgument(f"these settings must be integers ≥ 1: {', '.join(bad)}")
-        if self.optimizer not in ("adam", "sgd") or self.lr <= 0 or self.weight_decay < 0 or self.l1 < 0:
-            raise InvalidArgument("need optimizer 'adam' or 'sgd', lr > 0, weight_decay ≥ 0 and l1 ≥ 0")
+        for name in NUMBERS:
+            check(name, getattr(self, name))
+        if self.optimizer not in ("adam", "sgd"):
+            raise InvalidArgument(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
 
     def variants(self) -> dict[str, dict[str, Any]]:
         """Variant name → keyword arguments of :func:`rffsurgery.surgery.rewrite` (none for the original)."""

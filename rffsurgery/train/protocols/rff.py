@@ -50,6 +50,7 @@ from torch import nn
 from ...analysis.analyzer import analyze
 from ...data.base import Images, ProtocolData, input_size_of
 from ...errors import InvalidArgument
+from ...limits import check
 from ...models.head import head_in_features, make_head
 from ...plan.apply import freeze
 from ...plan.document import BN_MODES, FreezePlan, PlanError, Schedule, build_freeze_plan
@@ -68,6 +69,10 @@ from ..progress import Progress
 __all__ = ["ProtocolConfig", "base_finished", "check_schedule", "run_protocol"]
 
 Stage = Literal["base", "branch"]
+
+NUMBERS = ("epochs", "max_epochs", "patience", "transfer_epochs", "batch_size", "lr", "weight_decay", "l1", "dropout",
+           "holdout", "workers", "probe_l2")
+"""The numeric fields of :class:`ProtocolConfig`, checked against :data:`rffsurgery.limits.LIMITS`."""
 
 
 @dataclass(frozen=True)
@@ -104,20 +109,14 @@ class ProtocolConfig:
     control: bool = False
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "max_epochs": self.max_epochs, "patience": self.patience,
-                    "transfer_epochs": self.transfer_epochs, "batch_size": self.batch_size}
-        bad = [f"{k}={v}" for k, v in positive.items() if not isinstance(v, int) or v < 1]
-        if bad:
-            raise InvalidArgument(f"these settings must be integers ≥ 1: {', '.join(bad)}")
-
+        for name in NUMBERS:
+            check(name, getattr(self, name))
         if self.plan is None and self.policy not in POLICIES:
             raise InvalidArgument(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
         if self.bn not in BN_MODES:
             raise InvalidArgument(f"unknown BatchNorm mode {self.bn!r}; choose one of {', '.join(BN_MODES)}")
         if self.optimizer not in ("adam", "sgd"):
             raise InvalidArgument(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.l1 < 0 or not 0 <= self.dropout < 1:
-            raise InvalidArgument("need lr > 0, weight_decay ≥ 0, l1 ≥ 0 and 0 ≤ dropout < 1")
         if self.memory_format not in MEMORY_FORMATS:
             raise InvalidArgument(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, "
                                   f"got {self.memory_format!r}")
@@ -127,9 +126,8 @@ class ProtocolConfig:
                                   f"or neither (policy {self.policy!r}, select {list(self.select)})")
         if self.probe is None:
             object.__setattr__(self, "probe", "sgd" if self.finetune else "lbfgs")
-        if self.probe not in ("lbfgs", "sgd") or self.probe_l2 <= 0:
-            raise InvalidArgument(f"probe must be 'lbfgs' or 'sgd' with probe_l2 > 0, got {self.probe!r}, "
-                                  f"{self.probe_l2}")
+        if self.probe not in ("lbfgs", "sgd"):
+            raise InvalidArgument(f"probe must be 'lbfgs' or 'sgd', got {self.probe!r}")
         if self.probe == "lbfgs" and self.finetune:
             raise InvalidArgument("--probe lbfgs measures frozen features; with --finetune use --probe sgd")
 
