@@ -16,6 +16,7 @@ from torch import fx, nn
 from ..errors import InvalidArgument, RffError, brief
 from ..geometry.propagate import NodeState, ShapeError, propagate
 from ..geometry.tensor import Misaligned, TensorGeom, Unknown
+from ..models.given import module_of
 from ..models.zoo import parse_size, resolve
 from ..trace.tracer import trace
 from .fallback import check_fallback, explained
@@ -92,6 +93,7 @@ def analyze(
     :class:`UnknownOpError` instead of being reported.
     """
     leaf_modules = _leaf_classes(leaf_modules)
+    model = module_of(model)  # what rewrite() returns stands for its rewritten model
     if isinstance(model, str):
         spec = resolve(model)
         return _analyze_built(functools.partial(spec.build, num_classes=num_classes), spec.name, input_size,

@@ -30,6 +30,7 @@ from ..errors import InvalidArgument
 from ..formats import stamp
 from ..limits import NON_FINITE_WEIGHTS, check, require_finite
 from ..models.weights import load_weights
+from ..models.given import require_module
 from ..models.zoo import resolve
 from .analyzer import analyze, declared_input_size, parse_input_size
 from .result import LayerRF, Plan, check_unit, find_layer
@@ -153,7 +154,8 @@ def load_model(model: nn.Module | str, weights: str | Path | None = None, seed: 
         module, name = spec.build("cpu"), spec.name
         label = f"random init (seed {seed})"
     else:
-        module, name, label = model, type(model).__name__, "as given"
+        module = require_module(model, "erf()")
+        name, label = type(module).__name__, "as given"
     if weights is not None:
         module, label = load_weights(module, weights), str(weights)
     return module, name, label

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .base import DatasetNotFound, ImageFiles, LabelledSource, ProtocolData, pick
+from .base import DatasetNotFound, ImageFiles, LabelledSource, ProtocolData, pick, root_setting
 from .images import EXTENSIONS
 from .splits import Split
 
@@ -104,4 +104,5 @@ def image_folder(root: str | Path, image_size: int) -> FolderSource:
             labels += [label] * len(files)
         return ImageFiles(tuple(paths), torch.tensor(labels, dtype=torch.int64), tuple(wanted), image_size)
 
-    return FolderSource(f"image folder {root}", classes, load, {}, {"image_size": image_size}, root=root)
+    return FolderSource(f"image folder {root}", classes, load, {}, {**root_setting(root), "image_size": image_size},
+                        root=root)

@@ -20,6 +20,7 @@ from ..files import load_tensors
 from ..formats import kind_of
 from ..limits import NON_FINITE_WEIGHTS, require_finite
 from ..surgery.recipe import RECIPE_FILE, load
+from .given import require_module
 from .head import find_head, make_head
 
 __all__ = ["load_weights"]
@@ -27,6 +28,7 @@ __all__ = ["load_weights"]
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """``model`` with the weights at ``path`` (see the module docstring); may return a rebuilt model."""
+    model = require_module(model, "load_weights()")
     path = Path(path).expanduser()
     if not path.exists():
         raise InvalidArgument(f"weights {path} do not exist; give a state_dict, .safetensors, checkpoint or rewrite folder")

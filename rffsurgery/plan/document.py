@@ -25,6 +25,7 @@ from ..errors import InvalidArgument, RffError
 from ..files import prepare_output, write_text
 from ..limits import check
 from ..formats import read_stamp, stamp
+from ..models.given import require_module
 from ..models.zoo import parse_size
 from ..tags import tag
 from ..trace.tracer import TraceError, trace
@@ -254,8 +255,9 @@ class FreezePlan:
 
         A candidate must hold every planned parameter (a cheap name check) and, with
         ``check``, have the plan's fingerprint; without ``check`` the first candidate
-        holding the parameters is taken.
+        holding the parameters is taken.  ``model`` may be what ``rewrite()`` returns (its rewritten model).
         """
+        model = require_module(model, "a freeze plan")
         found = candidates(model, self.parameter_names)
         if not found:
             params = {n for n, _ in model.named_parameters()}

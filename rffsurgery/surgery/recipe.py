@@ -24,7 +24,9 @@ from ..errors import InvalidArgument
 from ..files import atomic_output, check_folder, load_tensors, prepare_folder, prepare_output, write_text
 from ..formats import read_stamp, stamp
 from ..limits import NON_FINITE_WEIGHTS, check, require_finite
+from ..models.given import require_module
 from ..models.zoo import build, parse_size, resolve
+from ..usercode import first_line
 from . import conv3d, head
 from .select import Change, RewriteError, Skip, count_params
 
@@ -90,6 +92,10 @@ class Rewritten:
     def input_size(self) -> tuple[int, ...]:
         return self.recipe.input_size
 
+    def as_module(self) -> nn.Module:
+        """The rewritten model: what ``freeze``, ``analyze``, ``erf`` and ``export_onnx`` use when given this result."""
+        return self.after
+
 
 def rewrite(model: nn.Module | str, *, input_size: Any = None, meta_groups: int | None = None,
             meta_out: int | None = None, hidden: int | None = None, head_layers: Iterable[str] | None = None,
@@ -110,11 +116,8 @@ def rewrite(model: nn.Module | str, *, input_size: Any = None, meta_groups: int 
         raise InvalidArgument("meta_out, hidden and head_layers shape the head rewrite: give meta_groups too")
     if conv3d_filters is None and conv3d_layers:
         raise InvalidArgument("conv3d_layers chooses layers for the Conv3d rewrite: give conv3d_filters too")
-    if isinstance(model, type) and issubclass(model, nn.Module):
-        raise InvalidArgument(f"rewrite() got the class {model.__name__}, not a model: pass an instance")
-    if not isinstance(model, (str, nn.Module)):
-        raise InvalidArgument(f"rewrite() takes an nn.Module or a model name such as 'resnet50', "
-                              f"got {type(model).__name__}")
+    if not isinstance(model, str):
+        model = require_module(model, "rewrite()")
     if isinstance(model, str):
         spec = resolve(model)
         name, before, default = model, spec.build("cpu"), spec.input_size
@@ -145,8 +148,14 @@ def rebuild(recipe: Recipe | dict[str, Any] | str | Path, base: nn.Module | None
             raise RewriteError("the recipe was made from a module built in Python: pass that model as base=")
 
         base = build(recipe.model)
-    for step in recipe.steps:
-        _STEPS[step["rewrite"]](base, step)
+    for number, step in enumerate(recipe.steps, 1):
+        try:
+            _STEPS[step["rewrite"]](base, step)
+        except Exception as exc:  # noqa: BLE001 - a missing layer, a wrong size: another model than the recipe's
+            made_from = f"'{recipe.model}'" if recipe.model else "a module built in Python"
+            raise RewriteError(f"the rewrite recipe was made from {made_from}; its step {number} ({step['rewrite']}) "
+                               f"does not apply to {type(base).__name__} ({type(exc).__name__}: {first_line(exc)}): "
+                               f"use it with the model it was made from") from None
     return base
 
 

@@ -57,7 +57,7 @@ def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split],
                 workdir = out / f"split-{split.name}" / f"seed-{seed}"
                 result = run_protocol(cfg, lambda: source.protocol_data(split, seed, cfg.holdout), seed, workdir,
                                       split=split.name, resume=resume, stop_after=stop_after, progress=progress,
-                                      data_settings=settings)
+                                      data_settings=data_settings(source, split))
                 progress.run_finished()
                 if result is None:
                     continue

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ...analysis.macs import count_params, macs
-from ...data.base import ImageFiles, Images, ImageTensors, Source, input_size_of
+from ...data.base import ImageFiles, Images, ImageTensors, Source, data_settings, input_size_of
 from ...data.splits import Split
 from ...errors import InvalidArgument
 from ...limits import check
@@ -49,7 +49,7 @@ from ...reports.rewrite import write_report
 from ...seeding import derive_seed, seed_everything
 from ...surgery import rewrite
 from ..augment import Augment
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, refuse_changes
 from ..device import select_device
 from ..logs import log_row, write_logs
 from ..loop import evaluate, make_batches, train_epoch
@@ -117,6 +117,10 @@ class RewriteConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with its finished results (not the device or worker count)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("device", "workers")}
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -226,18 +230,34 @@ def aggregate(results: Sequence[dict[str, Any]], variants: Sequence[str]) -> dic
     return out
 
 
+def _finished(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """A finished run's ``result.json``, if it was made with these settings (else :class:`CheckpointError`)."""
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} cannot be read back ({type(exc).__name__}); move it away to train that "
+                              "run again") from None
+    if not isinstance(result, dict):
+        raise CheckpointError(f"{path} is not a run result; move it away to train that run again")
+    refuse_changes(path, result.get("settings"), settings)
+    return result
+
+
 def run_rewrite_experiment(cfg: RewriteConfig, source: Source, seeds: Sequence[int], out: str | Path, *,
                            resume: bool = False, plots: bool = True,
                            log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train every variant for every seed in ``out/<variant>/seed-<k>/``; write and return the report.
 
-    A finished run leaves ``result.json``; with ``resume`` it is read back instead of
-    retrained, without it an existing result is never overwritten.
+    A finished run leaves ``result.json`` with the settings that define it (the
+    configuration and :func:`~rffsurgery.data.base.data_settings`); with ``resume`` it is
+    read back instead of retrained, unless a setting differs (refused, naming it), and
+    without ``resume`` an existing result is never overwritten.
     """
     out = Path(out)
     if not seeds:
         raise InvalidArgument("need at least one seed")
     variants = cfg.variants()
+    settings = {"config": cfg.identity(), "data": data_settings(source)}
     results = []
     for seed in seeds:
         paths = {name: out / name / f"seed-{seed}" / "result.json" for name in variants}
@@ -253,12 +273,12 @@ def run_rewrite_experiment(cfg: RewriteConfig, source: Source, seeds: Sequence[i
             models = {name: make_variant(cfg, variants[name], len(train.classes), size, seed) for name in pending}
         for name in variants:
             if name in done:
-                results.append(json.loads(paths[name].read_text()))
+                results.append(_finished(paths[name], settings))
                 continue
             paths[name].parent.mkdir(parents=True, exist_ok=True)
             result = train_variant(cfg, name, models.pop(name), train, test, seed, paths[name].parent)
             result.update(classes=len(train.classes), evaluation=evaluation, train_size=len(train),
-                          eval_size=len(test))
+                          eval_size=len(test), settings=settings)
             write_text(paths[name], json.dumps(result, indent=1) + "\n")
             if log is not None:
                 log(f"seed {seed} {name}: {result['parameters']:,} params, best {result['best_accuracy']:.3f} "
@@ -269,5 +289,5 @@ def run_rewrite_experiment(cfg: RewriteConfig, source: Source, seeds: Sequence[i
     report = {"meta": {"protocol": "rewrite", "source": source.name, "model": cfg.model, "config": cfg.to_dict(),
                        "seeds": list(seeds), **info},
               "variants": aggregate(results, list(variants)),
-              "runs": [{k: v for k, v in r.items() if k != "history"} for r in results]}
+              "runs": [{k: v for k, v in r.items() if k not in ("history", "settings")} for r in results]}
     return write_report(out, report, results, plots)

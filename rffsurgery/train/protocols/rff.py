@@ -57,7 +57,7 @@ from ...plan.document import BN_MODES, FreezePlan, PlanError, Schedule, build_fr
 from ...seeding import derive_seed, seed_everything
 from ...tags import POLICIES
 from ..augment import Augment
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, refuse_changes, save_checkpoint
 from ..device import MEMORY_FORMATS, Runtime, select_device, with_memory_format
 from ..distributed import current, place
 from ..logs import log_row, write_logs
@@ -358,14 +358,7 @@ def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, spli
                               f"has {world}: resume with the same number (torchrun --nproc_per_node) so that the "
                               "numbers match an uninterrupted run")
     mine = {"config": cfg.identity(), "seed": seed, "split": split, "data": data_settings}
-    theirs = {k: state.get(k) for k in mine}
-    if theirs != mine:
-        old = {**(theirs["config"] or {}), **(theirs["data"] or {})}
-        new = {**mine["config"], **(mine["data"] or {})}
-        diff = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
-        what = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in diff)
-        raise CheckpointError(f"{path} belongs to a different run ({what or 'seed or split differ'}); "
-                              "use another --out folder or the original settings")
+    refuse_changes(path, None if "config" not in state else {k: state.get(k) for k in mine}, mine)
 
 
 def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], ProtocolData], seed: int,
