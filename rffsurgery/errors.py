@@ -9,7 +9,9 @@ code 1 and never shows their traceback unless asked (``--debug`` or
 
 from __future__ import annotations
 
-__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "brief"]
+from typing import Any
+
+__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "brief", "names"]
 
 
 class RffError(Exception):
@@ -32,3 +34,21 @@ def brief(value: object, width: int = 40) -> str:
     """``repr(value)`` cut to ``width`` characters, for naming a wrong value inside a one-line message."""
     text = repr(value)
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def names(value: Any, what: str, error: type[RffError] = InvalidArgument) -> list[str]:
+    """Names or glob patterns as a list: one string is one name, not a sequence of one-character names.
+
+    ``None`` is no names; anything but a string or an iterable of strings is ``error`` naming ``what``.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        found = list(value)
+    except TypeError:
+        found = None
+    if found is None or not all(isinstance(v, str) for v in found):
+        raise error(f"{what} takes a name or a list of names (strings), got {type(value).__name__} {brief(value)}")
+    return found

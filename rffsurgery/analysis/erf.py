@@ -26,7 +26,7 @@ import torch
 from torch import fx, nn
 
 from ..data import sample_inputs
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, brief, names
 from ..formats import stamp
 from ..limits import NON_FINITE_WEIGHTS, check, require_finite
 from ..models.weights import load_weights
@@ -208,6 +208,7 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
     """
     check("seed", seed)
     check("batch", batch)
+    nodes = names(nodes, "erf() nodes") or None
     module, name, label = load_model(model, weights, seed)
     require_finite(module.state_dict().items(), f"the weights of {name} ({label})", NON_FINITE_WEIGHTS)
     size = parse_input_size(input_size, declared_input_size(module) or _zoo_size(model))
@@ -219,6 +220,9 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
     if inputs is None:
         inputs, described = sample_inputs(data, images, size, data_root, seed)
     else:
+        if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() != len(size) + 1:
+            raise InvalidArgument(f"inputs must be a float tensor (N, {', '.join(map(str, size))}), got "
+                                  f"{type(inputs).__name__} {brief(inputs)}")
         if tuple(inputs.shape[1:]) != size:
             raise InvalidArgument(f"inputs are {tuple(inputs.shape[1:])}, the model reads {size}")
         described = f"{len(inputs)} given input(s)"
@@ -265,9 +269,13 @@ def _zoo_size(model: nn.Module | str) -> tuple[int, ...]:
 
 def default_node(plan: Plan) -> str:
     """The last node with a local receptive field: the deepest feature map before global pooling."""
-    local = [l for l in plan if l.is_local]
+    local = plan.local_layers()
+    if not local and not plan.complete:
+        raise InvalidArgument(f"{plan.model_name} has no node with a known local receptive field; name one with --nodes")
     if not local:
-        raise InvalidArgument(f"{plan.model_name} has no node with a local receptive field; name one with --nodes")
+        raise InvalidArgument(f"{plan.model_name} has no spatial axes after its input: every layer mixes the whole "
+                              f"input (an MLP), so no layer has a local receptive field or a centre unit to measure; "
+                              f"name a node with --nodes to see its gradient over the whole input")
     return local[-1].name
 
 

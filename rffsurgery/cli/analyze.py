@@ -94,6 +94,16 @@ def analyze_command(model: str, input_size: str | None, num_classes: int | None,
     only_with(policy_name == "growth", given_flags("metric", "top_k", "threshold"), "--policy growth")
     only_with(policy_name == "names", given_flags("patterns"), "--policy names")
     only_with(bool(export_path), given_flags("epochs", "every", "start", "stop", "bn"), "--export-plan")
+    if top_k is not None and threshold is not None:
+        raise click.UsageError("give either --top-k or --threshold, not both (a threshold tags every layer above it)")
+    if unit_text is not None and (as_json or as_csv):
+        raise click.UsageError("--unit prints one unit's interval, --json/--csv the whole analysis: give one")
+    only_with(not (as_json or as_csv or unit_text is not None), given_flags("every_node", "show_tags"),
+              "the table (not with --json, --csv or --unit)")
+    only_with(unit_text is not None or overlay_image is not None, given_flags("node"), "--unit or --overlay")
+    only_with(bool(with_erf), given_flags("weights"), "--with-erf")
+    only_with(any((export_path, plot_path, graph_path, out_image)), given_flags("force"),
+              "an output file (--export-plan, --plot, --graph or --out-image)")
     outputs = {"--export-plan": export_path, "--plot": plot_path, "--graph": graph_path}
     given = [(o, os.path.abspath(p)) for o, p in outputs.items() if p]
     clash = [o for o, p in given if [q for _, q in given].count(p) > 1]

@@ -9,10 +9,10 @@ import click
 
 from ..analysis import analyze
 from ..analysis.erf import default_node, erf, growth_nodes
-from ..data import DATASETS
+from ..data import DATASETS, option_users
 from ..files import prepare_output, write_text
 from ..reports.plot import plot_erf, plot_erf_growth
-from .common import parse_unit
+from .common import given_flags, only_with, parse_unit
 from .types import number
 
 __all__ = ["erf_command"]
@@ -47,6 +47,9 @@ def erf_command(model: str, nodes: tuple[str, ...], unit_text: str | None, image
     the heat maps with the theoretical RF drawn on them and the JSON.
     """
     names = [n.strip() for group in nodes for n in group.split(",") if n.strip()]
+    only_with(data in option_users("data_root"), given_flags("data_root"),
+              f"--data {' or '.join(option_users('data_root'))}")
+    only_with(out_dir is not None, given_flags("force"), "--out")
     if growth and unit_text:
         raise click.UsageError("--growth measures each layer's centre unit; drop --unit (or --growth)")
     if not names or growth:

@@ -51,6 +51,7 @@ def rewrite_command(model: str, meta_groups: int | None, meta_out: int | None, h
     """
     only_with(meta_groups is not None, given_flags("meta_out", "hidden", "head_layers", "init_from_old"), "--meta-groups")
     only_with(conv3d_filters is not None, given_flags("conv3d_layers"), "--conv3d-filters")
+    only_with(out_dir is not None or onnx_path is not None, given_flags("force"), "--out or --onnx")
     reading = source_files(model)
     if out_dir:
         check_save(out_dir, force=force, reading=reading)

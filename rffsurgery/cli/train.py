@@ -23,7 +23,7 @@ from ..train.augment import Augment
 from ..train.model import model_input_size
 from ..train.protocols.experiment import run_experiment
 from ..train.protocols.rff import ProtocolConfig
-from .common import given_flags
+from .common import given_flags, only_with
 from .types import number
 from .train_rewrite import REWRITE_OPTIONS, rewrite_options, run_rewrite_protocol
 
@@ -139,7 +139,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def _source(o: dict[str, Any]) -> Source:
     """The dataset of ``--data`` from the registry; its options, and only its options, are passed on."""
-    for name in ("data_root", *DATA_OPTIONS):
+    for name in ("data_root", "workers", *DATA_OPTIONS):
         users = option_users(name)
         if o["data"] not in users and given_flags(name):
             raise click.UsageError(f"{given_flags(name)[0]} only applies with --data {' or '.join(users)}")
@@ -218,8 +218,11 @@ def run_command(**o: Any) -> None:
         raise InvalidArgument(f"{source.name} has no built-in splits: name the classes with --base and --transfer")
     else:
         splits = resolve_splits(o["split"] or next(iter(source.splits)), source.splits)
+    experiment_2 = _experiment_2(o, splits)
+    only_with(experiment_2, given_flags("max_epochs", "patience"), "--until-overfit (or a split 2.x)")
+    only_with(not experiment_2, given_flags("epochs"), "experiment 1 (with --until-overfit n is found while training)")
     cfg = ProtocolConfig(
-        model=o["model"], epochs=o["epochs"], until_overfit=_experiment_2(o, splits), max_epochs=o["max_epochs"],
+        model=o["model"], epochs=o["epochs"], until_overfit=experiment_2, max_epochs=o["max_epochs"],
         patience=o["patience"], transfer_epochs=o["transfer_epochs"], finetune=o["finetune"],
         optimizer=o["optimizer"], batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"],
         l1=o["l1"], dropout=o["dropout"], augment=Augment(o["flip"], o["rotation"], o["zoom"]),
@@ -228,6 +231,7 @@ def run_command(**o: Any) -> None:
         memory_format=o["memory_format"], rewrite=rewrite_options(o), probe=o["probe"],
         probe_l2=o["probe_l2"], control=o["control"],
     )
+    only_with(cfg.probe == "lbfgs", given_flags("probe_l2"), "--probe lbfgs (the default without --finetune)")
     if getattr(source, "note", None) and _main_process():
         click.echo(source.note)
     try:

@@ -40,7 +40,8 @@ PAPER_DEFAULTS = {"epochs": 20, "batch_size": 128, "model": "p002-small-cnn"}
 """Paper 002's setting, used by --protocol rewrite where the user did not choose (Adam 1e-3 is the default)."""
 
 RFF_ONLY = ("until_overfit", "max_epochs", "patience", "transfer_epochs", "finetune", "split", "base", "transfer",
-            "plan", "policy", "bn", "dropout", "stop_after", "cue")
+            "plan", "policy", "select", "bn", "dropout", "stop_after", "cue", "probe", "probe_l2", "control",
+            "memory_format")
 
 
 def rewrite_options(o: dict[str, Any]) -> dict[str, Any] | None:

@@ -52,6 +52,7 @@ class Dataset:
     help: str
     root: bool = True  # read from --data-root (False: made in memory)
     options: tuple[str, ...] = ()  # of OPTIONS
+    streams: bool = False  # image files decoded by DataLoader workers while training (--workers applies)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -59,7 +60,8 @@ DATASETS: dict[str, Dataset] = {
                          root=False, options=("per_class", "cue")),
     "cifar100": Dataset(cifar100, "CIFAR-100 in torchvision's layout (cifar-100-python/)", options=("download",)),
     "cifar10": Dataset(cifar10, "CIFAR-10 in torchvision's layout (cifar-10-batches-py/)", options=("download",)),
-    "folder": Dataset(image_folder, "an ImageFolder tree ROOT/<class>/<image>", options=("image_size",)),
+    "folder": Dataset(image_folder, "an ImageFolder tree ROOT/<class>/<image>", options=("image_size",),
+                      streams=True),
     "fashion-mnist": Dataset(fashion_mnist, "Fashion-MNIST's four IDX files (Debian: dataset-fashion-mnist)",
                              options=("image_size", "per_class")),
     "mnist": Dataset(mnist, "MNIST's four IDX files", options=("image_size", "per_class")),
@@ -67,9 +69,12 @@ DATASETS: dict[str, Dataset] = {
 
 
 def option_users(option: str) -> tuple[str, ...]:
-    """The datasets that take ``option`` (``"data_root"`` for the root), for "only applies with" messages."""
+    """The datasets that take ``option`` (``"data_root"`` for the root, ``"workers"`` for loader workers),
+    for "only applies with" messages."""
     if option == "data_root":
         return tuple(name for name, d in DATASETS.items() if d.root)
+    if option == "workers":
+        return tuple(name for name, d in DATASETS.items() if d.streams)
     return tuple(name for name, d in DATASETS.items() if option in d.options)
 
 

@@ -10,6 +10,7 @@ trainer resized it).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ __all__ = ["load_weights"]
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """``model`` with the weights at ``path`` (see the module docstring); may return a rebuilt model."""
     model = require_module(model, "load_weights()")
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidArgument(f"weights are given by the path of a file or rewrite folder, got {type(path).__name__}")
     path = Path(path).expanduser()
     if not path.exists():
         raise InvalidArgument(f"weights {path} do not exist; give a state_dict, .safetensors, checkpoint or rewrite folder")

@@ -183,6 +183,9 @@ class FreezePlan:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "FreezePlan":
+        if not isinstance(path, (str, os.PathLike)):
+            raise PlanError(f"FreezePlan.load takes the path of a plan file, got {type(path).__name__}"
+                            + ("; for a dict use FreezePlan.from_dict" if isinstance(path, dict) else ""))
         path = Path(path)
         try:
             if path.stat().st_size > MAX_PLAN_BYTES:
@@ -349,6 +352,8 @@ def build_freeze_plan(analysis: Plan, policy: str = "paper", schedule: Schedule 
     every 2nd epoch from epoch 2; ``bn`` is one of :data:`BN_MODES`.
     """
     require_plan(analysis, "build_freeze_plan()", PlanError)
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise PlanError(f"schedule must be a Schedule (e.g. Schedule(epochs=(5,))), got {type(schedule).__name__}")
     if bn not in BN_MODES:
         raise PlanError(f"unknown BatchNorm mode {bn!r}; choose one of {', '.join(BN_MODES)}")
     tags = tag(analysis, policy, **options)

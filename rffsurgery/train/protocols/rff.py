@@ -49,7 +49,7 @@ from torch import nn
 
 from ...analysis.analyzer import analyze
 from ...data.base import Images, ProtocolData, input_size_of
-from ...errors import InvalidArgument
+from ...errors import InvalidArgument, names
 from ...limits import check
 from ...models.head import head_in_features, make_head
 from ...plan.apply import freeze
@@ -120,6 +120,9 @@ class ProtocolConfig:
         if self.memory_format not in MEMORY_FORMATS:
             raise InvalidArgument(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, "
                                   f"got {self.memory_format!r}")
+        object.__setattr__(self, "select", tuple(names(self.select, "select")))
+        if not isinstance(self.augment, Augment):
+            raise InvalidArgument(f"augment must be an Augment(flip, rotation, zoom), got {type(self.augment).__name__}")
         if bool(self.select) != (self.policy == "names"):
             raise InvalidArgument("--select names the layers for --policy names, which needs at least one: give "
                                   "both (e.g. --policy names --select 'features.6' --select 'layer*.0.conv1') "
