@@ -18,6 +18,7 @@ gradient itself, so the fractions are fractions of the contribution.)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -33,6 +34,7 @@ from ..models.weights import load_weights
 from ..models.given import require_module
 from ..models.zoo import resolve
 from .analyzer import analyze, declared_input_size, parse_input_size
+from .fallback import MEMORY_ENV, FallbackTooLarge, fallback_limit
 from .result import LayerRF, Plan, check_unit, find_layer
 
 __all__ = ["FRACTIONS", "ErfResult", "NodeErf", "default_node", "erf", "growth_nodes", "load_model"]
@@ -217,6 +219,7 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
     plan = analyze(module, size, name=name)
     layers = _nodes(plan, nodes)
     units = {l.name: _spatial_unit(l, unit) for l in layers}
+    _check_memory(plan, len(inputs) if inputs is not None else images, batch)
     if inputs is None:
         inputs, described = sample_inputs(data, images, size, data_root, seed)
     else:
@@ -259,6 +262,25 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
         squares = _squares(heat, _centre(interval, heat.shape))
         result.nodes.append(NodeErf(l.name, units[l.name], heat, interval, l.rf, squares))
     return result
+
+
+def _check_memory(plan: Plan, images: int, batch: int) -> None:
+    """Refuse an ERF whose inputs and one batch's activations (kept for the backward pass) exceed the memory limit.
+
+    The bound the real-tensor fallback of the analysis uses (``RFFSURGERY_MEMORY_LIMIT_GB``):
+    a large ``--input-size`` on a model that accepts any size must fail in one line, not
+    exhaust the machine.
+    """
+    def numel(shape: Any) -> int:
+        return math.prod(shape) if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape) else 0
+
+    values = images * math.prod(plan.input_size) + 2 * min(batch, images) * sum(numel(l.shape) for l in plan)
+    need, limit = values * 4 / 2**30, fallback_limit()
+    if need > limit:
+        raise FallbackTooLarge(f"the ERF of {plan.model_name} at input {'x'.join(map(str, plan.input_size))} with "
+                               f"{images} input(s) in batches of {batch} would take about {need:.1f} GiB (limit "
+                               f"{limit:g} GiB): give a smaller --input-size, fewer --images or a smaller --batch, or "
+                               f"raise the limit with {MEMORY_ENV}")
 
 
 def _zoo_size(model: nn.Module | str) -> tuple[int, ...]:
