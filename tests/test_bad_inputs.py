@@ -581,7 +581,6 @@ CASES = [
          "--out {w}/rw_run", 1, "per_class: 10 → 12"),
     # -- 5. internal errors that leaked: what was expected and what to pass instead ------------------------------
     Case("erf rff-base-cnn --weights {w}/text.pt", 1, "text.pt is corrupt or unreadable"),
-    Case("erf rff-base-cnn --weights {w}/models.py", 1, "models.py is corrupt or unreadable"),
     Case("erf resnet18 --input-size 3,32,32 --weights {w}/recipe", 1,
          "the rewrite recipe was made from 'rff-base-cnn'; its step 1 (meta_head) does not apply to ResNet"),
     # -- 6. options that would do nothing are refused; a model without spatial axes says so ---------------------

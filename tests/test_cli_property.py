@@ -10,7 +10,8 @@ unwritable paths, and strings that look like sizes, units, names and globs.  Eve
 must end as a program should:
 
 * exit status 0, 1 (an error the user can fix) or 2 (a usage error) — never another
-  status, never an exception escaping the command;
+  status, never an exception escaping the command, and never 0 without any output (user
+  code that calls ``sys.exit(0)`` must not pass for success);
 * no traceback and no "a bug in rffsurgery" message in the output;
 * no file outside the example's own working folder created or changed (inputs live in
   a separate folder that is snapshotted; ``--force`` is never combined with an input
@@ -240,6 +241,7 @@ def test_every_command_survives_generated_options(words: tuple[str, ...], inputs
             torch.use_deterministic_algorithms(deterministic)
         shown = f"rffsurgery {' '.join(args)}\n{result.output}"
         assert result.exit_code in (0, 1, 2), shown
+        assert result.exit_code != 0 or result.output.strip(), shown  # success says what it did: never a silent exit 0
         assert result.exception is None or isinstance(result.exception, SystemExit), (shown, result.exception)
         assert "Traceback" not in result.output and "a bug in rffsurgery" not in result.output, shown
         assert _snapshot(inputs) == before, shown
