@@ -16,7 +16,9 @@ from typing import Iterator
 
 from .errors import RffError
 
-__all__ = ["UserCodeError", "first_line", "user_code"]
+__all__ = ["FORWARD_FIX", "UserCodeError", "first_line", "user_code"]
+
+FORWARD_FIX = "fix the model's forward: it must return the model's output"
 
 
 class UserCodeError(RffError):
@@ -30,22 +32,29 @@ def first_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def user_code(subject: str, fix: str) -> Iterator[None]:
+def user_code(subject: str, fix: str, *, exits_only: bool = False) -> Iterator[None]:
     """Run the block as user code: an exit or an exception becomes :class:`UserCodeError` "``subject`` did …; ``fix``".
 
     ``subject`` names the code the way the user wrote it ("your model factory
     'models.py:build'"); errors of rffsurgery's own (:class:`RffError`) and Ctrl-C pass
-    through unchanged.
+    through unchanged.  ``exits_only`` converts only what is not an ``Exception``
+    (``sys.exit``, a ``BaseException`` of the user's): for blocks that run the model inside
+    rffsurgery's own code (a shape pass, an epoch), whose exceptions are explained there.
     """
     try:
         yield
     except (RffError, KeyboardInterrupt):
         raise
-    except SystemExit as exc:
-        raise UserCodeError(f"{subject} called sys.exit({exc.code!r}) instead of returning, so there is no "
-                            f"result; {fix}") from None
-    except SyntaxError as exc:
-        raise UserCodeError(f"{subject} has a syntax error in {exc.filename} line {exc.lineno}: {exc.msg}; "
-                            f"{fix}") from exc
-    except BaseException as exc:  # noqa: BLE001 - anything user code raises is reported, never a traceback
-        raise UserCodeError(f"{subject} raised {type(exc).__name__}: {first_line(exc)}; {fix}") from exc
+    except BaseException as exc:  # noqa: BLE001 - anything user code does is reported, never a traceback
+        if exits_only and isinstance(exc, Exception):
+            raise
+        raise UserCodeError(f"{subject} {_did(exc)}; {fix}") from (None if isinstance(exc, SystemExit) else exc)
+
+
+def _did(exc: BaseException) -> str:
+    """What the user code did, in words."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r}) instead of returning, so there is no result"
+    if isinstance(exc, SyntaxError):
+        return f"has a syntax error in {exc.filename} line {exc.lineno}: {exc.msg}"
+    return f"raised {type(exc).__name__}: {first_line(exc)}"

@@ -566,7 +566,7 @@ CASES = [
     Case("analyze {w}/exits_on_import.py:f", 1, "your module '{w}/exits_on_import.py' (imported for"),
     Case("analyze rff-base-cnn --leaf {w}/exits_on_import.py:Cls", 1, "exits_on_import.py' (imported for"),
     Case("analyze {w}/models.py:ExitsInForward", 1, "the forward of ExitsInForward called sys.exit(0)"),
-    Case(T + " --model {w}/models.py:ExitsWhileTraining --policy names --select conv", 1, "code outside rffsurgery (the model's) called sys.exit(0)"),
+    Case(T + " --model {w}/models.py:ExitsWhileTraining --policy names --select conv", 1, "the model {w}/models.py:ExitsWhileTraining called sys.exit(0)"),
     Case("analyze {w}/models.py:bad_size", 1, "declares default_input_size = 'big'"),
     # -- 4. resume refuses any change of the data, naming the setting, old and new --------------------------------
     Case("train --per-class 10 --epochs 1 --transfer-epochs 1 --no-plots --resume --split mine --base disk,ring,square "
@@ -804,6 +804,21 @@ def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rffsurgery.cli.analyze, "analyze", interrupted)
     result = CliRunner().invoke(main, ["analyze", "rff-base-cnn"])
     assert result.exit_code == 130 and result.stderr.strip() == "interrupted"
+
+
+@pytest.mark.parametrize("exit_with", [SystemExit(0), GeneratorExit()], ids=["sys.exit(0)", "GeneratorExit"])
+def test_an_exit_from_code_no_wrapper_saw_is_an_error(exit_with: BaseException,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's own backstop: rffsurgery never ends a command with SystemExit, so one arriving is user code's."""
+    import rffsurgery.cli.analyze
+
+    def leaves(*args: Any, **kwargs: Any) -> None:
+        raise exit_with
+
+    monkeypatch.setattr(rffsurgery.cli.analyze, "analyze", leaves)
+    result = CliRunner().invoke(main, ["analyze", "rff-base-cnn"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.stderr.startswith("error: code outside rffsurgery (the model's)"), result.stderr
 
 
 def test_a_single_glob_string_is_one_glob_not_its_characters() -> None:

@@ -19,6 +19,7 @@ from ..geometry.tensor import Misaligned, TensorGeom, Unknown
 from ..models.given import module_of
 from ..models.zoo import parse_size, resolve
 from ..trace.tracer import trace
+from ..usercode import FORWARD_FIX, user_code
 from .fallback import check_fallback, explained
 from .result import LayerRF, Plan
 
@@ -163,13 +164,14 @@ def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: 
     root = traced.root
     on_meta = any(p.device.type == "meta" for p in root.parameters())
     try:
-        try:
-            states = propagate(traced, (1, *size))
-        except ShapeError as exc:
-            if on_meta or exc.too_small:
-                raise
-            check_fallback(name, size, root, exc)
-            states = propagate(traced, (1, *size), real=True)
+        with user_code(f"the forward of {name}", FORWARD_FIX, exits_only=True):
+            try:
+                states = propagate(traced, (1, *size))
+            except ShapeError as exc:
+                if on_meta or exc.too_small:
+                    raise
+                check_fallback(name, size, root, exc)
+                states = propagate(traced, (1, *size), real=True)
     except ShapeError as exc:
         raise explained(exc, traced, name, size, declared_input_size(traced.root)) from exc
     modules = dict(root.named_modules())

@@ -30,9 +30,10 @@ from ..data import sample_inputs
 from ..errors import InvalidArgument, brief, names
 from ..formats import stamp
 from ..limits import NON_FINITE_WEIGHTS, check, require_finite
-from ..models.weights import load_weights
 from ..models.given import require_module
+from ..models.weights import load_weights
 from ..models.zoo import resolve
+from ..usercode import FORWARD_FIX, user_code
 from .analyzer import analyze, declared_input_size, parse_input_size
 from .fallback import MEMORY_ENV, FallbackTooLarge, fallback_limit
 from .result import LayerRF, Plan, check_unit, find_layer
@@ -241,7 +242,8 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
             x = inputs[start:start + batch].detach().clone().requires_grad_(True)
             run = _Capture(gm, (by_name[l.name] for l in layers))
             try:
-                run.run(x)
+                with user_code(f"the forward of {name}", FORWARD_FIX, exits_only=True):
+                    run.run(x)
             except _Done:
                 pass
             for l in layers:

@@ -12,9 +12,9 @@ import os
 import click
 
 from ..errors import RffError
-from ..usercode import first_line
 from ..limits import LIMITS
 from ..plan import DEFAULT_SCHEDULE, Schedule
+from ..usercode import first_line
 
 __all__ = ["DEBUG_ENV", "Group", "given_flags", "only_with", "parse_unit", "schedule_option_value"]
 

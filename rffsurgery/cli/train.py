@@ -15,8 +15,8 @@ from ..data import DATASETS, Source, open_dataset, option_users
 from ..data import OPTIONS as DATA_OPTIONS
 from ..data.splits import Split, random_splits, resolve_splits
 from ..errors import InvalidArgument
-from ..limits import LIMITS, check
 from ..files import check_folder
+from ..limits import LIMITS, check
 from ..plan import FreezePlan
 from ..reports.training import format_table
 from ..train.augment import Augment
@@ -24,8 +24,8 @@ from ..train.model import model_input_size
 from ..train.protocols.experiment import run_experiment
 from ..train.protocols.rff import ProtocolConfig
 from .common import given_flags, only_with
-from .types import number
 from .train_rewrite import REWRITE_OPTIONS, rewrite_options, run_rewrite_protocol
+from .types import number
 
 __all__ = ["parse_seeds", "run_command", "train_command", "train_options"]
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import InvalidArgument
 from ..analysis.result import Plan
+from ..errors import InvalidArgument
 from ..models.given import require_module
 from .document import FreezePlan, PlanError, some_names
 from .wrappers import strict_ddp

@@ -23,8 +23,8 @@ from .._version import __version__
 from ..analysis.result import Plan, require_plan
 from ..errors import InvalidArgument, RffError
 from ..files import prepare_output, write_text
-from ..limits import check
 from ..formats import read_stamp, stamp
+from ..limits import check
 from ..models.given import require_module
 from ..models.zoo import parse_size
 from ..tags import tag

@@ -41,7 +41,7 @@ from torch import fx, nn
 
 from ..errors import RffError
 from ..geometry.rules import has_module_rule, keeps_whole
-from ..usercode import user_code
+from ..usercode import FORWARD_FIX, user_code
 from .meta import read_attr, run_op, to_meta
 
 __all__ = ["TraceError", "Traced", "trace"]
@@ -246,8 +246,7 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     was_training = model.training
     model.eval()
     try:
-        with user_code(f"the forward of {type(model).__name__}", "fix the forward (a model's forward must "
-                       "return its output)"):
+        with user_code(f"the forward of {type(model).__name__}", FORWARD_FIX):
             while True:
                 tracer = _SizedTracer(leaves, functions, input_shape) if sized else _PathTracer(leaves, functions)
                 try:

@@ -22,8 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ..data.base import DatasetNotFound, ImageFiles, Images, ImageTensors
-from ..errors import RffError
 from ..data.folder import FileDataset
+from ..errors import RffError
 from ..seeding import generator, seed_everything
 from .augment import Augment
 from .device import Runtime

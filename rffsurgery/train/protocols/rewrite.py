@@ -42,12 +42,13 @@ from ...analysis.macs import count_params, macs
 from ...data.base import ImageFiles, Images, ImageTensors, Source, data_settings, input_size_of
 from ...data.splits import Split
 from ...errors import InvalidArgument
-from ...limits import check
 from ...files import write_text
+from ...limits import check
 from ...models.builtin import BUILTIN
 from ...reports.rewrite import write_report
 from ...seeding import derive_seed, seed_everything
 from ...surgery import rewrite
+from ...usercode import FORWARD_FIX, user_code
 from ..augment import Augment
 from ..checkpoint import CheckpointError, refuse_changes
 from ..device import select_device
@@ -259,32 +260,47 @@ def run_rewrite_experiment(cfg: RewriteConfig, source: Source, seeds: Sequence[i
     variants = cfg.variants()
     settings = {"config": cfg.identity(), "data": data_settings(source)}
     results = []
-    for seed in seeds:
-        paths = {name: out / name / f"seed-{seed}" / "result.json" for name in variants}
-        done = [name for name, path in paths.items() if path.exists()]
-        if done and not resume:
-            raise CheckpointError(f"{paths[done[0]]} already exists: pass --resume to reuse finished runs, or "
-                                  "choose another --out folder (nothing was overwritten)")
-        pending = [name for name in variants if name not in done]
-        if pending:
-            train, test, evaluation = classification_data(source, seed, cfg.holdout)
-            size = input_size_of(train)
-            # every variant is built before any trains, so a rewrite that does not fit fails at once
-            models = {name: make_variant(cfg, variants[name], len(train.classes), size, seed) for name in pending}
-        for name in variants:
-            if name in done:
-                results.append(_finished(paths[name], settings))
-                continue
-            paths[name].parent.mkdir(parents=True, exist_ok=True)
-            result = train_variant(cfg, name, models.pop(name), train, test, seed, paths[name].parent)
-            result.update(classes=len(train.classes), evaluation=evaluation, train_size=len(train),
-                          eval_size=len(test), settings=settings)
-            write_text(paths[name], json.dumps(result, indent=1) + "\n")
-            if log is not None:
-                log(f"seed {seed} {name}: {result['parameters']:,} params, best {result['best_accuracy']:.3f} "
-                    f"(epoch {result['best_epoch']}), final {result['final_accuracy']:.3f}, "
-                    f"{result['epoch_seconds']:.2f} s/epoch")
-            results.append(result)
+    with user_code(f"the model {cfg.model}", FORWARD_FIX, exits_only=True):
+        for seed in seeds:
+            results += _run_seed(cfg, source, seed, out, variants, settings, resume, log)
+    return _report(cfg, source, seeds, out, variants, results, plots)
+
+
+def _run_seed(cfg: RewriteConfig, source: Source, seed: int, out: Path, variants: dict[str, dict[str, Any]],
+              settings: dict[str, Any], resume: bool, log: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    """Every variant of one seed: read back when finished (and ``resume``), else built and trained."""
+    paths = {name: out / name / f"seed-{seed}" / "result.json" for name in variants}
+    done = [name for name, path in paths.items() if path.exists()]
+    if done and not resume:
+        raise CheckpointError(f"{paths[done[0]]} already exists: pass --resume to reuse finished runs, or "
+                              "choose another --out folder (nothing was overwritten)")
+    pending = [name for name in variants if name not in done]
+    if pending:
+        train, test, evaluation = classification_data(source, seed, cfg.holdout)
+        size = input_size_of(train)
+        # every variant is built before any trains, so a rewrite that does not fit fails at once
+        models = {name: make_variant(cfg, variants[name], len(train.classes), size, seed) for name in pending}
+    results = []
+    for name in variants:
+        if name in done:
+            results.append(_finished(paths[name], settings))
+            continue
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        result = train_variant(cfg, name, models.pop(name), train, test, seed, paths[name].parent)
+        result.update(classes=len(train.classes), evaluation=evaluation, train_size=len(train),
+                      eval_size=len(test), settings=settings)
+        write_text(paths[name], json.dumps(result, indent=1) + "\n")
+        if log is not None:
+            log(f"seed {seed} {name}: {result['parameters']:,} params, best {result['best_accuracy']:.3f} "
+                f"(epoch {result['best_epoch']}), final {result['final_accuracy']:.3f}, "
+                f"{result['epoch_seconds']:.2f} s/epoch")
+        results.append(result)
+    return results
+
+
+def _report(cfg: RewriteConfig, source: Source, seeds: Sequence[int], out: Path, variants: dict[str, dict[str, Any]],
+            results: list[dict[str, Any]], plots: bool) -> dict[str, Any]:
+    """The experiment's report over every run, written to ``out`` (and returned)."""
     info = {k: results[0][k] for k in ("classes", "evaluation", "train_size", "eval_size")}
     report = {"meta": {"protocol": "rewrite", "source": source.name, "model": cfg.model, "config": cfg.to_dict(),
                        "seeds": list(seeds), **info},
