@@ -324,8 +324,9 @@
     return n.grid.map((g, a) => (g ? Math.min(g - 1, Math.floor((p[a] * g) / SPATIAL[a])) : 0));
   }
   function drawGrid(n) {
+    if (!stage) return;
     view.grid.replaceChildren();
-    if (!stage || !hasMaps(n)) return;
+    if (!hasMaps(n)) return;
     const [H, W] = SPATIAL;
     n.grid.forEach((g, a) => {
       if (!g || g < 2 || (SPATIAL[a] / g) * stage.s < 4) return; // too fine to draw: hovering still works
