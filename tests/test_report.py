@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
 import rffsurgery
 from rffsurgery import Schedule, analyze, build_freeze_plan
@@ -34,14 +33,6 @@ def embedded(path: Path) -> dict:
     found = re.search(r'<script type="application/json" id="rff-data">(.*?)</script>', text, re.S)
     assert found, "no data block"
     return json.loads(found.group(1))
-
-
-@pytest.fixture()
-def photo(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    path = tmp_path / "photo.png"
-    Image.fromarray(rng.integers(0, 256, size=(50, 70, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def test_the_nodes_are_the_json_reports_with_grid_and_maps(tmp_path: Path) -> None:

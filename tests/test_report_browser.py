@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -32,7 +31,7 @@ from rffsurgery.analysis.erf import erf  # noqa: E402
 from rffsurgery.plan import Schedule  # noqa: E402
 from torchvision.models.swin_transformer import SwinTransformer  # noqa: E402
 
-from browser import ARGS, SCREEN_BOX, Watched, chromium_path, open_page  # noqa: E402
+from browser import ARGS, SCREEN_BOX, chromium_path, open_page  # noqa: E402
 from gradient_rf import GradientProbe, default_units, diagonal_units  # noqa: E402
 from report_screenshot import LAYER, UNIT, make  # noqa: E402
 from test_ground_truth import TinyUNet  # noqa: E402
@@ -49,14 +48,6 @@ def browser():
         launched = p.chromium.launch(executable_path=executable, args=ARGS)
         yield launched
         launched.close()
-
-
-@pytest.fixture()
-def photo(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(1)
-    path = tmp_path / "photo.png"
-    Image.fromarray(rng.integers(0, 256, size=(80, 100, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def small_swin() -> SwinTransformer:
@@ -76,7 +67,8 @@ def choose(page: Any, name: str, every_node: bool = False) -> None:
 DRAWN = """() => {
   const box = r => { const b = r.getBoundingClientRect(); return {x: b.x, y: b.y, width: b.width, height: b.height}; };
   const rf = document.getElementById('unit-rf');
-  return {canvas: box(document.querySelector('#image-stage canvas')), view: box(document.querySelector('#image-stage svg')),
+  return {canvas: box(document.querySelector('#image-stage canvas')),
+          view: box(document.querySelector('#image-stage svg')),
           rect: (%s)(rf), data: {...rf.dataset}, centre: {...document.getElementById('unit-centre').dataset},
           text: document.getElementById('unit-info').textContent};
 }""" % SCREEN_BOX
@@ -127,7 +119,8 @@ def units_of(layer, limit: int = 16) -> list[tuple[int, ...]]:
 
 
 CASES = {
-    "resnet18": (lambda: "resnet18", (3, 64, 64), ["layer1.0.conv2", "layer2.0.downsample.0", "layer3", "layer4.1.conv2"]),
+    "resnet18": (lambda: "resnet18", (3, 64, 64),
+                 ["layer1.0.conv2", "layer2.0.downsample.0", "layer3", "layer4.1.conv2"]),
     "TinyUNet (upsampling)": (TinyUNet, (3, 32, 32), ["down2", "up2", "dec2", "up1", "dec1", "head"]),
     "swin (windows)": (small_swin, (3, 16, 16), ["features.0", "features.1.0", "features.1.1"]),
 }
@@ -180,7 +173,7 @@ def test_a_click_pins_the_unit(browser, tmp_path: Path) -> None:
     (small_swin, (3, 16, 16), "features.1.0"),  # channels last: (N, H, W, C)
 ])
 def test_drawn_pixels_are_the_gradients_support(browser, tmp_path: Path, build, size, name) -> None:
-    """Ground truth: for units whose interval lies inside the image, the pixels drawn are those whose gradient is not 0."""
+    """Ground truth: for units whose interval lies in the image, the pixels drawn are those whose gradient is not 0."""
     torch.manual_seed(0)
     model = build().eval()
     plan = analyze(model, size)
@@ -243,7 +236,8 @@ def test_growth_chart_marks_tags_and_selects(browser, tmp_path: Path) -> None:
     freeze_plan = build_freeze_plan(plan)
     watched = open_page(browser, html_report(plan, tmp_path / "r.html", freeze_plan=freeze_plan))
     page = watched.page
-    points = page.eval_on_selector_all("#growth-chart circle.pt", "cs => cs.map(c => [c.dataset.name, c.classList.contains('tagged')])")
+    points = page.eval_on_selector_all("#growth-chart circle.pt",
+                                       "cs => cs.map(c => [c.dataset.name, c.classList.contains('tagged')])")
     charted = [l.name for l in plan.main_layers() if l.status in ("ok", "global")]
     assert [p[0] for p in points] == charted
     assert [p[0] for p in points if p[1]] == [t["node"] for t in freeze_plan.tagged]
@@ -294,7 +288,8 @@ def test_resnet50_opens_fast_and_makes_the_readme_screenshot(browser, tmp_path: 
     png = tmp_path / "report.png"
     watched = make(browser, png, tmp_path)
     record_property("resnet50_report_open_s", round(watched.open_s, 3))
-    print(f"resnet50 report opened in {watched.open_s:.3f} s ({(tmp_path / 'report.html').stat().st_size / 1e6:.2f} MB)")
+    size = (tmp_path / "report.html").stat().st_size
+    print(f"resnet50 report opened in {watched.open_s:.3f} s ({size / 1e6:.2f} MB)")
     with Image.open(png) as shot:
         assert shot.width == 1400 and shot.height > 1000
     plan = analyze("resnet50")

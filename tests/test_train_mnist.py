@@ -244,7 +244,7 @@ def test_errors_are_rff_errors():
 
 @pytest.mark.parametrize("name, title", [("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")])
 def test_erf_reads_the_idx_files(tmp_path, name, title):
-    """``erf --data`` offers the trainer's datasets; its inputs are the files' training images as the model sees them."""
+    """``erf --data`` offers the trainer's datasets: its inputs are the files' training images as read."""
     arrays = _dataset(tmp_path / name)
     done = CliRunner().invoke(main, ["erf", "rff-base-cnn", "--data", name, "--data-root", str(tmp_path / name),
                                      "--images", "2"])

@@ -17,8 +17,9 @@ from ..data import DATASETS
 from ..errors import RffError
 from ..plan import DEFAULT_SCHEDULE, FreezePlan, Schedule, build_freeze_plan
 
-__all__ = ["DEBUG_ENV", "ERF_INPUTS", "Group", "analysis_options", "erf_input_options", "export_plan", "given_flags", "only_with",
-           "parse_unit", "plan_options", "plan_schedule", "policy_options", "policy_settings", "schedule_option_value"]
+__all__ = ["DEBUG_ENV", "ERF_INPUTS", "Group", "analysis_options", "erf_input_options", "export_plan", "given_flags",
+           "only_with", "parse_unit", "plan_options", "plan_schedule", "policy_options", "policy_settings",
+           "schedule_option_value"]
 
 DEBUG_ENV = "RFFSURGERY_DEBUG"
 

@@ -124,7 +124,7 @@ def plot_rf(plan: "Plan", path: str | Path, tags: Sequence["Tag"] = (), force: b
 
 
 def _clip_box(spans: Sequence[tuple[int, int] | None], shape: Sequence[int]) -> tuple[tuple[int, int], ...] | None:
-    """Inclusive (first, last) pixel per axis of a box clipped to an image of ``shape`` (``None`` spans: the whole axis).
+    """Inclusive (first, last) pixel per axis of a box clipped to an image of ``shape`` (``None``: the whole axis).
 
     ``None`` when the box lies wholly outside the image.
     """
