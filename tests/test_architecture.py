@@ -128,3 +128,40 @@ def test_every_import_is_declared_and_every_declaration_imported() -> None:
     assert imported - core - extras == set(), "imported but not declared"
     assert core - imported == set(), "declared but never imported by the package"
     assert extras - imported == set(), "an extra that the package never imports"
+
+
+def _tree_block() -> list[str]:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = text.split("## The tree", 1)[1].split("```", 2)[1]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def _region(lines: list[str], folder: str) -> list[str]:
+    """The lines indented under ``folder/`` in the tree block."""
+    for i, line in enumerate(lines):
+        if line.strip().split()[0] == folder + "/":
+            indent = len(line) - len(line.lstrip())
+            out = []
+            for later in lines[i + 1:]:
+                if len(later) - len(later.lstrip()) <= indent:
+                    break
+                out.append(later)
+            return out
+    return []
+
+
+def test_docs_architecture_lists_every_module() -> None:
+    """docs/architecture.md matches the tree: every module is named under its room (and every room is there)."""
+    lines = _tree_block()
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        region = lines
+        for folder in rel.parts[:-1]:
+            region = _region(region, folder)
+            if not region:
+                break
+        words = {w.strip(",():") for line in region for w in line.split()}
+        if rel.name != "__init__.py" and rel.name not in words or not region:
+            missing.append(str(rel))
+    assert not missing, f"docs/architecture.md's tree does not name: {', '.join(missing)}"
