@@ -59,10 +59,15 @@ class NodeErf:
         """The input pixel the squares are centred on: the middle of the unit's RF (clipped to the input)."""
         return _centre(self.interval, self.heatmap.shape)
 
+    def square(self, fraction: float) -> tuple[tuple[int, int], ...]:
+        """The square holding ``fraction``: its first and last pixel per axis, unclipped (it can pass the border)."""
+        r = self.squares[fraction] // 2
+        return tuple((c - r, c + r) for c in self.centre)
+
     def area_ratio(self, fraction: float) -> float:
         """RepLKNet's ratio: the square's area (the part inside the input) over the input's."""
-        r, shape = self.squares[fraction] // 2, self.heatmap.shape
-        inside = [min(c + r, n - 1) - max(c - r, 0) + 1 for c, n in zip(self.centre, shape)]
+        shape = self.heatmap.shape
+        inside = [min(hi, n - 1) - max(lo, 0) + 1 for (lo, hi), n in zip(self.square(fraction), shape)]
         return inside[0] * inside[1] / (shape[0] * shape[1])
 
     def outside_rf(self) -> float:
@@ -71,8 +76,8 @@ class NodeErf:
                                     for iv in self.interval)].sum()
         return float(self.heatmap.sum() - inside)
 
-    def to_dict(self, digits: int = 7) -> dict[str, Any]:
-        peak = float(self.heatmap.max()) or 1.0
+    def summary(self) -> dict[str, Any]:
+        """Everything but the heat map: the unit, its theoretical RF, the squares and their area ratios."""
         return {
             "node": self.node, "unit": list(self.unit), "rf": list(self.rf),
             "rf_interval": [list(iv) if iv is not None else None for iv in self.interval],
@@ -80,6 +85,12 @@ class NodeErf:
             "squares": [{"fraction": f, "side": s, "area_ratio": round(self.area_ratio(f), 6)}
                         for f, s in self.squares.items()],
             "outside_rf": self.outside_rf(),
+        }
+
+    def to_dict(self, digits: int = 7) -> dict[str, Any]:
+        peak = float(self.heatmap.max()) or 1.0
+        return {
+            **self.summary(),
             "heatmap_scale": "max = 1 (divide by heatmap_sum for each pixel's share of the contribution)",
             "heatmap_sum": round(float(self.heatmap.sum()) / peak, digits),
             "heatmap": [[round(v / peak, digits) for v in row] for row in self.heatmap.tolist()],

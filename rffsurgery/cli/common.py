@@ -8,15 +8,21 @@ Python API; a new command is a module with one ``click.command`` and one
 from __future__ import annotations
 
 import os
+from typing import Any, Callable
 
 import click
 
+from ..analysis import Plan
+from ..data import DATASETS, option_users
 from ..errors import RffError
 from ..limits import LIMITS
-from ..plan import DEFAULT_SCHEDULE, Schedule
+from ..plan import DEFAULT_SCHEDULE, FreezePlan, Schedule, build_freeze_plan
 from ..usercode import first_line
+from .types import number
 
-__all__ = ["DEBUG_ENV", "Group", "given_flags", "only_with", "parse_unit", "schedule_option_value"]
+__all__ = ["DEBUG_ENV", "ERF_INPUTS", "Group", "analysis_options", "check_erf_inputs", "erf_input_options",
+           "export_plan", "given_flags", "only_with", "parse_unit", "plan_options", "plan_schedule", "policy_options",
+           "policy_settings", "schedule_option_value"]
 
 DEBUG_ENV = "RFFSURGERY_DEBUG"
 
@@ -110,5 +116,112 @@ def parse_unit(text: str | None) -> tuple[int, ...] | None:
     try:
         return tuple(int(p) for p in text.replace("x", ",").split(","))
     except ValueError:
-        raise click.BadParameter(f"expected output positions like 3,4 (row, column), got {text!r}",
+        raise click.BadParameter(f"expected output positions like 3,4 (row, column), got '{text}'",
                                  param_hint="--unit") from None
+
+
+def _options(*decorators: Callable) -> Callable:
+    """Several ``click.option`` decorators as one, in the order given (as ``--help`` lists them)."""
+    def apply(f: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+    return apply
+
+
+analysis_options = _options(
+    click.option("--input-size", "input_size", default=None, metavar="SIZE",
+                 help="Input size: 224 (H=W), 224x192 (HxW), or channels first with commas: 1,16000 (1-D), "
+                      "3,224,224, 3,16,112,112 (video). Default: the model's own, else 3,224,224."),
+    click.option("--num-classes", type=number("num_classes"), default=None, metavar="N",
+                 help="Build MODEL with an N-class head (default: the model's own)."),
+    click.option("--strict", is_flag=True, help="Fail if an op has no geometry rule instead of reporting it."),
+    click.option("--leaf", "leaves", multiple=True, metavar="PKG.MODULE:CLASS",
+                 help="Keep modules of this class as single nodes when tracing (repeatable)."),
+)
+"""How MODEL is analysed: ``analyze`` and ``report`` take the same."""
+
+policy_options = _options(
+    click.option("--policy", type=click.Choice(["paper", "growth", "names"]), default=None,
+                 help="Tagging policy (default paper). See 'Tagging policies' in the README."),
+    click.option("--include-stem", is_flag=True, help="paper: also tag the stem layer that reads the image."),
+    click.option("--include-shortcuts", is_flag=True,
+                 help="paper: also tag off-main-path layers at each new resolution (projection shortcuts)."),
+    click.option("--metric", type=click.Choice(["pixels", "ratio"]), default="pixels", help="growth: score."),
+    click.option("--top-k", type=number("top_k"), default=None, help="growth: tag the k largest (default 4)."),
+    click.option("--threshold", type=number("threshold"), default=None, help="growth: tag every layer scoring at least this."),
+    click.option("--select", "patterns", multiple=True, metavar="GLOB",
+                 help="names: node names or glob patterns (repeatable)."),
+)
+"""Which layers are tagged RF-expanding: read with :func:`policy_settings`."""
+
+plan_options = _options(
+    click.option("--export-plan", "export_path", type=click.Path(dir_okay=False), default=None,
+                 help="Write the freeze plan JSON for the tagged layers."),
+    click.option("--epochs", default=None, metavar="N[,N…]", help="Plan schedule: frozen in these (1-based) epochs."),
+    click.option("--every", type=number("every"), default=None, help="Plan schedule: frozen every k-th epoch …"),
+    click.option("--start", type=number("start"), default=1, show_default=True, help="… from this epoch …"),
+    click.option("--stop", type=number("stop"), default=None, help="… up to this epoch (default: no end)."),
+    click.option("--bn", type=click.Choice(["train", "freeze-affine", "freeze"]), default="train", show_default=True,
+                 help="BatchNorm right after a tagged layer: train it, freeze its affine params, or also its stats."),
+)
+"""The freeze plan to write (``--export-plan``) and its schedule: read with :func:`export_plan`."""
+
+erf_input_options = _options(
+    click.option("--images", type=number("images"), default=8, show_default=True,
+                 help="ERF: how many inputs to aggregate |gradient| over."),
+    click.option("--data", type=click.Choice(["noise", *DATASETS]), default="noise", show_default=True,
+                 help="ERF inputs: Gaussian noise, or images of a dataset as for train --data (any class)."),
+    click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                 help="Folder of the dataset (every --data but noise and generated)."),
+    click.option("--weights", type=click.Path(exists=True), default=None,
+                 help="ERF weights: state_dict / .safetensors / trainer checkpoint / rewrite folder. "
+                      "Default: random init (labelled)."),
+    click.option("--seed", type=number("seed"), default=0, show_default=True, help="Seed of the random weights and inputs."),
+    click.option("--batch", type=number("batch"), default=4, show_default=True, help="ERF inputs per forward/backward pass."),
+)
+"""The inputs and weights an effective receptive field is measured with (``erf``, ``report --erf``)."""
+
+ERF_INPUTS = ("images", "data", "data_root", "weights", "seed", "batch")
+"""The parameter names :data:`erf_input_options` adds."""
+
+
+def check_erf_inputs(data: str) -> None:
+    """``--data-root`` only for a ``--data`` that reads a folder (noise and the generated shapes have none)."""
+    users = option_users("data_root")
+    only_with(data in users, given_flags("data_root"), f"--data {' or '.join(users)}")
+
+
+def policy_settings(policy: str | None, include_stem: bool, include_shortcuts: bool, metric: str, top_k: int | None,
+                    threshold: float | None, patterns: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """The tagging policy's name and options from :data:`policy_options`; a usage error for another policy's flag."""
+    name = policy or "paper"
+    only_with(name == "paper", given_flags("include_stem", "include_shortcuts"), "--policy paper")
+    only_with(name == "growth", given_flags("metric", "top_k", "threshold"), "--policy growth")
+    only_with(name == "names", given_flags("patterns"), "--policy names")
+    if top_k is not None and threshold is not None:
+        raise click.UsageError("give either --top-k or --threshold, not both (a threshold tags every layer above it)")
+    return name, {
+        "paper": {"include_stem": include_stem, "include_shortcuts": include_shortcuts},
+        "growth": {"metric": metric, "top_k": top_k if top_k is not None or threshold is not None else 4,
+                   "threshold": threshold},
+        "names": {"patterns": list(patterns)},
+    }[name]
+
+
+def plan_schedule(export_path: str | None, epochs: str | None, every: int | None, start: int,
+                  stop: int | None) -> Schedule:
+    """The schedule from :data:`plan_options`; its flags (and ``--bn``) only apply with ``--export-plan``."""
+    only_with(bool(export_path), given_flags("epochs", "every", "start", "stop", "bn"), "--export-plan")
+    return schedule_option_value(epochs, every, start, stop)
+
+
+def export_plan(plan: Plan, policy: tuple[str, dict[str, Any]], schedule: Schedule, bn: str, path: str,
+                force: bool) -> FreezePlan:
+    """Build the freeze plan for the tagged layers, write it to ``path`` and say so on stderr."""
+    name, options = policy
+    freeze_plan = build_freeze_plan(plan, name, schedule, bn, **options)
+    freeze_plan.export(path, force=force)
+    click.echo(f"wrote {path}: {len(freeze_plan.tagged)} tagged layer(s), "
+               f"{len(freeze_plan.parameter_names)} parameter(s), frozen in {schedule.describe()}", err=True)
+    return freeze_plan
