@@ -285,6 +285,7 @@ def _issue_23_inputs(w: Path, plan: dict[str, Any], runner: CliRunner) -> None:
     (w / "every_huge.json").write_text(json.dumps({**plan, "schedule": {"every": 10**300, "start": 2}}))
     (w / "digits.json").write_text(json.dumps(plan).replace('"schedule": {', '"schedule": {"stop": ' + "9" * 5000 + ", "))
     (w / "size_huge.json").write_text(json.dumps({**plan, "input_size": [3, 10**300, 32]}))
+    (w / "version_huge.json").write_text(json.dumps({**plan, "schema_version": 10**300}))
     (w / "ünï.png").write_text("not an image, in a folder with a unicode name\n")
     Image.new("RGB", (40, 40), (30, 120, 200)).save(w / "real.png")
     made = runner.invoke(main, ["train", "--per-class", "10", "--epochs", "1", "--transfer-epochs", "1", "--no-plots",
@@ -548,6 +549,7 @@ CASES = [
     Case("plan show {w}/every_huge.json", 1, "schedule 'every' must be an integer from 1 to 100,000, got a 301-digit"),
     Case("plan show {w}/digits.json", 1, "holds a number too long to be a plan field"),
     Case("plan show {w}/size_huge.json", 1, "'input_size': input size [3, 1"),
+    Case("plan show {w}/version_huge.json", 1, "schema_version 10000000… (301 digits) is not a version"),
     # -- 2. non-finite weights, inputs, gradients, losses: refused naming the tensor, no result printed -------
     Case("erf rff-base-cnn --weights {w}/nan.pt", 1, "tensor 'features.0.weight' holds 1 NaN value(s) of 864"),
     Case("erf rff-base-cnn --weights {w}/inf.pt", 1, "tensor 'features.0.weight' holds 1 infinite value(s)"),
