@@ -16,10 +16,12 @@ from torch import fx, nn
 from ..errors import InvalidArgument, RffError, brief
 from ..geometry.propagate import NodeState, ShapeError, propagate
 from ..geometry.tensor import Misaligned, TensorGeom, Unknown
-from ..trace.meta import read_attr
+from ..models.given import module_of
 from ..models.zoo import parse_size, resolve
 from ..trace.capture import capture
+from ..trace.meta import read_attr
 from ..trace.torch_export import NeedsRealWeights
+from ..usercode import FORWARD_FIX, user_code
 from .fallback import check_fallback, check_weights, explained
 from .result import LayerRF, Plan
 
@@ -114,6 +116,7 @@ def analyze(
     (default: seeded standard normal values).
     """
     leaf_modules = _leaf_classes(leaf_modules)
+    model = module_of(model)  # what rewrite() returns stands for its rewritten model
     how = (capture, example)
     if isinstance(model, str):
         spec = resolve(model)
@@ -192,13 +195,14 @@ def _analyze_module(model: nn.Module, name: str, size: tuple[int, ...], strict: 
     root = traced.root
     on_meta = any(p.device.type == "meta" for p in root.parameters())
     try:
-        try:
-            states = propagate(traced, (1, *size))
-        except ShapeError as exc:
-            if on_meta or exc.too_small:
-                raise
-            check_fallback(name, size, root, exc)
-            states = propagate(traced, (1, *size), real=True)
+        with user_code(f"the forward of {name}", FORWARD_FIX, exits_only=True):
+            try:
+                states = propagate(traced, (1, *size))
+            except ShapeError as exc:
+                if on_meta or exc.too_small:
+                    raise
+                check_fallback(name, size, root, exc)
+                states = propagate(traced, (1, *size), real=True)
     except ShapeError as exc:
         raise explained(exc, traced, name, size, declared_input_size(traced.root)) from exc
     modules = dict(root.named_modules())

@@ -16,13 +16,13 @@ from typing import Any, Iterator, Sequence
 
 from torch import nn
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, RffError, brief
 from ..formats import stamp
 from ..geometry.algebra import AxisRF
 from ..trace.tracer import Traced
 
 __all__ = ["GLOBAL", "LayerRF", "Plan", "WINDOW_RULES", "check_unit", "describe_unit", "find_layer",
-           "geometry_differences"]
+           "geometry_differences", "require_plan"]
 
 GLOBAL = "global"
 _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
@@ -86,6 +86,7 @@ class LayerRF:
 
     def interval(self, index: Sequence[int]) -> tuple[tuple[int, int], ...]:
         """Unclipped input interval per axis for the unit at spatial ``index`` (e.g. ``(i, j)``)."""
+        index = _position(index)
         if len(index) != len(self.axes):
             raise InvalidArgument(f"interval() takes one index per spatial axis of '{self.name}': "
                                   f"{len(self.axes)} (e.g. {tuple(range(len(self.axes)))}), got {tuple(index)}")
@@ -142,6 +143,8 @@ class Plan:
     # -- container protocol ---------------------------------------------------
     def __getitem__(self, name: str) -> LayerRF:
         """A node by name, or a module by path (``plan["layer4"]`` is the node holding layer4's output)."""
+        if not isinstance(name, str):
+            raise KeyError(f"a node is named by a string (e.g. plan['layer4']), got {type(name).__name__} {brief(name)}")
         found = self.layers.get(name) or self.layers.get(self.traced.module_outputs.get(name, ""))
         if found is None:
             close = difflib.get_close_matches(name, [*self.layers, *self.traced.module_outputs], n=5)
@@ -175,6 +178,11 @@ class Plan:
     def main_layers(self) -> list[LayerRF]:
         """Layers that change the geometry or carry weights: what a reader wants to see."""
         return [l for l in self if _is_main(l)]
+
+    def local_layers(self) -> list[LayerRF]:
+        """Nodes after the input whose output keeps a spatial axis: none in an MLP, where every layer mixes
+        the whole input (the input itself always has RF 1, which says nothing about the model)."""
+        return [l for l in self if l.is_local and l.kind != "placeholder"]
 
     def output(self) -> LayerRF:
         """The last tensor-producing node before the graph output."""
@@ -241,6 +249,15 @@ def geometry_differences(reference: Plan, other: Plan, rules: frozenset[str] = W
     return compared, differ
 
 
+def require_plan(value: Any, caller: str, error: type[RffError] = InvalidArgument) -> Plan:
+    """``value`` if it is an analysis (:class:`Plan`); a model or a freeze plan in its place is a one-line error."""
+    if isinstance(value, Plan):
+        return value
+    given = "a model" if isinstance(value, nn.Module) else f"{type(value).__name__} {brief(value)}"
+    raise error(f"{caller} takes the analysis that analyze() returns, got {given}: "
+                f"call {caller[:-2]}(analyze(model), …)")
+
+
 def find_layer(plan: Plan, node: str) -> LayerRF:
     """``plan[node]``, with an unknown name as a user error that lists close matches."""
     try:
@@ -255,7 +272,7 @@ def check_unit(layer: LayerRF, unit: Sequence[int]) -> tuple[int, ...]:
     A unit has one index per spatial axis of the input, each below the node's ``grid`` along
     that axis, whatever the node's layout (NCHW, NHWC, tokens).
     """
-    unit = tuple(unit)
+    unit = _position(unit)
     if layer.status != "ok" or any(a is None for a in layer.axes) or any(n is None for n in layer.grid):
         raise InvalidArgument(f"node {layer.name} has no local receptive field on every axis ({layer.status}); "
                               "choose a node before global pooling")
@@ -264,6 +281,18 @@ def check_unit(layer: LayerRF, unit: Sequence[int]) -> tuple[int, ...]:
         raise InvalidArgument(f"unit {','.join(map(str, unit))} is not a position of {layer.name}, whose output has "
                               f"{grid} positions: give {len(layer.grid)} indices, each below its size")
     return unit
+
+
+def _position(unit: Any) -> tuple[int, ...]:
+    """An output position as a tuple of integers, one per spatial axis; anything else is :class:`InvalidArgument`."""
+    try:
+        position = tuple(unit)
+    except TypeError:
+        position = None
+    if position is None or not all(isinstance(u, int) and not isinstance(u, bool) for u in position):
+        raise InvalidArgument(f"a unit is a tuple of integers, one per spatial axis (e.g. (3, 4)), "
+                              f"got {type(unit).__name__} {brief(unit)}")
+    return position
 
 
 def describe_unit(plan: Plan, node: str, unit: Sequence[int]) -> str:

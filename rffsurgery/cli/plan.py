@@ -6,6 +6,7 @@ import click
 
 from ..models.zoo import resolve
 from ..plan import FreezePlan
+from .types import number
 
 __all__ = ["plan_group"]
 
@@ -27,7 +28,7 @@ def plan_show(path: str, as_json: bool) -> None:
 @plan_group.command("check")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.argument("model")
-@click.option("--num-classes", type=int, default=None, metavar="N", help="Build MODEL with an N-class head.")
+@click.option("--num-classes", type=number("num_classes"), default=None, metavar="N", help="Build MODEL with an N-class head.")
 def plan_check(path: str, model: str, num_classes: int | None) -> None:
     """Check that the plan at PATH fits MODEL (parameter names, fingerprint of the graph up to the frozen layers)."""
     loaded = FreezePlan.load(path)

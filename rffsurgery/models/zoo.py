@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgument, RffError, brief
+from ..limits import check
+from ..usercode import UserCodeError, user_code
 from .builtin import BUILTIN
 from .onnx_file import data_files, is_onnx_file, load_onnx, onnx_input
 
@@ -51,8 +53,8 @@ class ModelSpec:
     def build(self, device: str = "cpu", num_classes: int | None = None) -> nn.Module:
         """Construct with random (or, on ``"meta"``, unallocated) weights; ``num_classes`` sizes the head.
 
-        A user factory that fails, or returns something other than an ``nn.Module``,
-        raises :class:`ModelNotFound` naming the factory.
+        A user factory that exits, fails, or returns something other than an ``nn.Module``
+        raises :class:`~rffsurgery.usercode.UserCodeError` naming the factory.
         """
         if self.source == "onnx":
             return self._onnx(device, num_classes)
@@ -66,13 +68,11 @@ class ModelSpec:
                 raise InvalidArgument(f"{self.name} cannot be built with num_classes={num_classes}: {exc}") from None
         if not kwargs:
             _check_no_arguments(self.name, self.builder)
-        try:
+        with user_code(f"your model factory '{self.name}'",
+                       "fix it so that calling it with no arguments returns the model"):
             model = self._construct(device, kwargs)
-        except Exception as exc:
-            raise ModelNotFound(f"model factory '{self.name}' raised {type(exc).__name__}: {_first_line(exc)}; "
-                                "fix it so that calling it with no arguments returns the model") from exc
         if not isinstance(model, nn.Module):
-            raise ModelNotFound(f"model factory '{self.name}' returned {type(model).__name__} "
+            raise UserCodeError(f"your model factory '{self.name}' returned {type(model).__name__} "
                                 f"{brief(model)}, not an nn.Module; name a function or class that returns the model")
         return model.eval()
 
@@ -105,8 +105,7 @@ class ModelSpec:
                 return self.builder(**kwargs)
 
     def _checked_num_classes(self, value: object) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidArgument(f"num_classes must be an integer ≥ 1, got {value!r}")
+        check("num_classes", value)
         if not _takes(self.builder, "num_classes"):
             raise InvalidArgument(f"{self.name} does not take num_classes (its factory has no such argument); "
                                   "build the model yourself and pass it as a module")
@@ -312,11 +311,6 @@ def _load_file(path: Path):
     return module
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _check_no_arguments(name: str, factory: Callable) -> None:
     try:
         params = inspect.signature(factory).parameters.values()
@@ -333,23 +327,27 @@ def import_object(spec: str) -> object:
     """``package.module:Name`` or ``path/to/file.py:Name`` → the object (a factory, a class)."""
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr:
-        raise ModelNotFound(f"expected 'package.module:name' or 'file.py:name', got {spec!r}")
-    try:
+        raise ModelNotFound(f"expected 'package.module:name' or 'file.py:name', got '{spec}'")
+    with user_code(f"your module '{where}' (imported for '{spec}')", "fix it so that it imports"):
         if where.endswith(".py"):
             module = _load_file(Path(where))
         else:
-            module = importlib.import_module(where)
-    except ModelNotFound:
-        raise
-    except SyntaxError as exc:
-        raise ModelNotFound(f"cannot import '{where}' for '{spec}': syntax error in {exc.filename} line "
-                            f"{exc.lineno}: {exc.msg}") from exc
-    except Exception as exc:  # the user's module raised while being imported
-        raise ModelNotFound(f"cannot import '{where}' for '{spec}': {type(exc).__name__}: {_first_line(exc)}") from exc
+            module = _import(where, spec)
     found = getattr(module, attr, None)
     if not callable(found):
         raise ModelNotFound(f"'{where}' has no callable '{attr}'")
     return found
+
+
+def _import(where: str, spec: str) -> Any:
+    """``importlib.import_module(where)``; a module that does not exist is a wrong name, not failing user code."""
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as exc:
+        if exc.name and (where == exc.name or where.startswith(exc.name + ".")):
+            raise ModelNotFound(f"cannot import '{where}' for '{spec}': there is no module '{exc.name}'; check the "
+                                "name, the current folder and that its package is installed") from None
+        raise
 
 
 def import_module_class(spec: str) -> type[nn.Module]:
@@ -380,7 +378,11 @@ def source_files(spec: str) -> list[Path]:
 
 def _user(spec: str) -> ModelSpec:
     factory = import_object(spec)
-    size = tuple(getattr(factory, "default_input_size", DEFAULT_INPUT))
+    declared = getattr(factory, "default_input_size", DEFAULT_INPUT)
+    try:
+        size = parse_size(declared)
+    except InvalidArgument as exc:
+        raise UserCodeError(f"your model factory '{spec}' declares default_input_size = {brief(declared)}: {exc}")
     return ModelSpec(spec, "user", factory, size)
 
 

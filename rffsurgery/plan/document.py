@@ -20,11 +20,14 @@ from typing import Any, Sequence
 from torch import nn
 
 from .._version import __version__
-from ..analysis.result import Plan
-from ..errors import RffError
+from ..analysis.result import Plan, require_plan
+from ..errors import InvalidArgument, RffError
 from ..files import prepare_output, write_text
 from ..formats import read_stamp, stamp
+from ..limits import check
+from ..models.given import require_module
 from ..models.onnx_file import OnnxModel
+from ..models.zoo import parse_size
 from ..tags import tag
 from ..trace.capture import capture
 from ..trace.tracer import TraceError
@@ -71,14 +74,13 @@ class Schedule:
             raise PlanError("a schedule needs epochs (e.g. [5]) or a repeating pattern (every=2, start=5)")
         if self.every is not None and self.epochs:
             raise PlanError("a schedule is either a list of epochs or a repeating pattern, not both")
-        if any(not isinstance(e, int) or isinstance(e, bool) or e < 1 for e in self.epochs):
-            raise PlanError(f"schedule epochs must be integers ≥ 1, got {list(self.epochs)}")
-        if self.every is not None and (not isinstance(self.every, int) or self.every < 1):
-            raise PlanError(f"schedule 'every' must be an integer ≥ 1, got {self.every!r}")
-        if not isinstance(self.start, int) or self.start < 1:
-            raise PlanError(f"schedule 'start' must be an integer ≥ 1, got {self.start!r}")
-        if self.stop is not None and (not isinstance(self.stop, int) or self.stop < self.start):
-            raise PlanError(f"schedule 'stop' must be an integer ≥ start, got {self.stop!r}")
+        for epoch in self.epochs:
+            check("epoch", epoch, PlanError, "each schedule epoch", required=True)
+        check("every", self.every, PlanError, "schedule 'every'")
+        check("start", self.start, PlanError, "schedule 'start'", required=True)
+        check("stop", self.stop, PlanError, "schedule 'stop'")
+        if self.stop is not None and self.stop < self.start:
+            raise PlanError(f"schedule 'stop' must be an integer ≥ start ({self.start}), got {self.stop}")
 
     def is_frozen(self, epoch: int) -> bool:
         if self.every is None:
@@ -187,6 +189,9 @@ class FreezePlan:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "FreezePlan":
+        if not isinstance(path, (str, os.PathLike)):
+            raise PlanError(f"FreezePlan.load takes the path of a plan file, got {type(path).__name__}"
+                            + ("; for a dict use FreezePlan.from_dict" if isinstance(path, dict) else ""))
         path = Path(path)
         try:
             if path.stat().st_size > MAX_PLAN_BYTES:
@@ -200,6 +205,8 @@ class FreezePlan:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PlanError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except ValueError:  # an integer longer than Python converts (4300 digits)
+            raise PlanError(f"{path} holds a number too long to be a plan field") from None
         except RecursionError:
             raise PlanError(f"{path} is nested too deeply to be a freeze plan") from None
         try:
@@ -223,8 +230,10 @@ class FreezePlan:
         if not all(isinstance(t, dict) and isinstance(t.get("node"), str) for t in tagged):
             raise PlanError("'tagged' must be a list of objects with a 'node' name")
         size = _get(data, "input_size", list)
-        if not size or not all(isinstance(v, int) and v > 0 for v in size):
-            raise PlanError(f"'input_size' must be a list of positive integers, got {size!r}")
+        try:
+            size = parse_size(size)
+        except InvalidArgument as exc:
+            raise PlanError(f"'input_size': {exc}") from None
         return cls(
             model_name=_get(model, "name", str),
             model_class=_get(model, "class", str),
@@ -256,8 +265,9 @@ class FreezePlan:
 
         A candidate must hold every planned parameter (a cheap name check) and, with
         ``check``, have the plan's fingerprint; without ``check`` the first candidate
-        holding the parameters is taken.
+        holding the parameters is taken.  ``model`` may be what ``rewrite()`` returns (its rewritten model).
         """
+        model = require_module(model, "a freeze plan")
         if (self.capture == "onnx") != isinstance(model, OnnxModel):
             made, given = ("an ONNX file", "a PyTorch model") if self.capture == "onnx" else ("a PyTorch model",
                                                                                                "an ONNX file")
@@ -355,6 +365,9 @@ def build_freeze_plan(analysis: Plan, policy: str = "paper", schedule: Schedule 
     ``options`` go to the policy (:func:`rffsurgery.tags.tag`); ``schedule`` defaults to
     every 2nd epoch from epoch 2; ``bn`` is one of :data:`BN_MODES`.
     """
+    require_plan(analysis, "build_freeze_plan()", PlanError)
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise PlanError(f"schedule must be a Schedule (e.g. Schedule(epochs=(5,))), got {type(schedule).__name__}")
     if bn not in BN_MODES:
         raise PlanError(f"unknown BatchNorm mode {bn!r}; choose one of {', '.join(BN_MODES)}")
     tags = tag(analysis, policy, **options)

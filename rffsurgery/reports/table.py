@@ -108,6 +108,9 @@ def to_table(plan: Plan, every_node: bool = False, tags: Sequence["Tag"] = ()) -
     lines = [f"{plan.model_name}  input {size}  {shown}{only}", fmt(header)]
     lines += [fmt(r) for r in rows[1:]]
     lines.append(_totals(costs))
+    if plan.complete and not plan.local_layers():
+        lines.append(f"\nno spatial axes: every layer of {plan.model_name} mixes the whole input (an MLP), so every "
+                     "receptive field is global and there is no RF to grow or freeze by")
     if tags:
         lines.append(f"\n* {len(tags)} RF-expanding layer(s) tagged: " + ", ".join(tagged))
     unknown = plan.unknown

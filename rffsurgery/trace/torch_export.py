@@ -33,6 +33,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import InvalidArgument
+from ..usercode import FORWARD_FIX, user_code
 from .tracer import Traced, TraceError
 
 __all__ = ["NeedsRealWeights", "capture_export", "example_input"]
@@ -65,7 +66,7 @@ def capture_export(model: nn.Module, input_shape: tuple[int, ...], example: torc
     was_training = model.training
     model.eval()
     try:
-        with _quiet():
+        with _quiet(), user_code(f"the forward of {type(model).__name__}", FORWARD_FIX, exits_only=True):
             exported = torch.export.draft_export(model, (x,))
     except Exception as exc:  # torch raises many kinds; the first line says what
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
