@@ -18,13 +18,14 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, RffError, brief
 from ..formats import stamp
 from ..geometry.algebra import AxisRF
 from ..geometry.factors import BOUND
 from ..trace.tracer import Traced
 
-__all__ = ["GLOBAL", "DimLayout", "LayerRF", "Plan", "check_unit", "describe_unit", "find_layer", "select_unit"]
+__all__ = ["GLOBAL", "DimLayout", "LayerRF", "Plan", "WINDOW_RULES", "check_unit", "describe_unit", "find_layer",
+           "geometry_differences", "require_plan", "select_unit"]
 
 GLOBAL = "global"
 _GEOMETRY_RULES = {"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate", "pad", "pixel_shuffle",
@@ -145,6 +146,7 @@ class LayerRF:
 
     def interval(self, index: Sequence[int]) -> tuple[tuple[int, int], ...]:
         """Unclipped input interval per axis for the unit at spatial ``index`` (e.g. ``(i, j)``)."""
+        index = _position(index)
         if len(index) != len(self.axes):
             raise InvalidArgument(f"interval() takes one index per spatial axis of '{self.name}': "
                                   f"{len(self.axes)} (e.g. {tuple(range(len(self.axes)))}), got {tuple(index)}")
@@ -203,6 +205,8 @@ class Plan:
     # -- container protocol ---------------------------------------------------
     def __getitem__(self, name: str) -> LayerRF:
         """A node by name, or a module by path (``plan["layer4"]`` is the node holding layer4's output)."""
+        if not isinstance(name, str):
+            raise KeyError(f"a node is named by a string (e.g. plan['layer4']), got {type(name).__name__} {brief(name)}")
         found = self.layers.get(name) or self.layers.get(self.traced.module_outputs.get(name, ""))
         if found is None:
             close = difflib.get_close_matches(name, [*self.layers, *self.traced.module_outputs], n=5)
@@ -237,6 +241,11 @@ class Plan:
         """Layers that change the geometry or carry weights: what a reader wants to see."""
         return [l for l in self if _is_main(l)]
 
+    def local_layers(self) -> list[LayerRF]:
+        """Nodes after the input whose output keeps a spatial axis: none in an MLP, where every layer mixes
+        the whole input (the input itself always has RF 1, which says nothing about the model)."""
+        return [l for l in self if l.is_local and l.kind != "placeholder"]
+
     def output(self) -> LayerRF:
         """The last tensor-producing node before the graph output."""
         tensors = [l for l in self if l.status != "none" and l.kind != "output"]
@@ -244,8 +253,14 @@ class Plan:
 
     @property
     def shape_specialised(self) -> bool:
-        """Whether the model's code branched on shapes, so the graph (and this analysis) holds for this size only."""
+        """Whether the graph (and this analysis) holds for this input size only: the model's code branched on
+        shapes, torch.export captured it, or an ONNX file's dynamic dims were set to this size."""
         return self.traced.sized_for is not None
+
+    @property
+    def capture(self) -> str:
+        """How the graph was captured: ``"fx"``, ``"export"`` (for the branches its example input took) or ``"onnx"``."""
+        return self.traced.capture
 
     def to_dict(self, every_node: bool = True) -> dict[str, Any]:
         layers = self.layers.values() if every_node else self.main_layers()
@@ -255,6 +270,7 @@ class Plan:
             "input_size": list(self.input_size),
             "complete": self.complete,
             "shape_specialised": self.shape_specialised,
+            "capture": self.capture,
             "nodes": [l.to_dict() for l in layers],
         }
 
@@ -264,6 +280,44 @@ def _is_main(layer: LayerRF) -> bool:
         return False
     stage_end = any("." not in a for a in layer.aliases)  # output of a top-level child (layer1, features)
     return stage_end or layer.rule in _GEOMETRY_RULES or layer.status in ("unknown", "misaligned") and not layer.reason.startswith("after ")
+
+
+WINDOW_RULES = frozenset({"conv", "conv_transpose", "pool", "adaptive_pool", "interpolate"})
+
+
+def _geometry(layer: LayerRF) -> tuple:
+    local = layer.status in ("ok", "global")
+    return (layer.status, layer.rf if local else None, layer.stride if local else None,
+            layer.padding if local else None, layer.global_context)
+
+
+def geometry_differences(reference: Plan, other: Plan, rules: frozenset[str] = WINDOW_RULES) -> tuple[int, list[str]]:
+    """Compare two analyses of one network (a PyTorch model and its ONNX export, two captures).
+
+    Every node of ``reference`` whose rule is in ``rules`` (convolutions, pooling, resampling)
+    must be in ``other`` under its name — a node, or a module path where ``other`` has that
+    module's insides (a block ``reference`` keeps whole) — with the same RF, stride, padding,
+    status and global context.  Returns how many nodes were compared and a line per node that
+    is missing or differs.
+    """
+    compared, differ = 0, []
+    for layer in reference:
+        if layer.rule not in rules:
+            continue
+        compared += 1
+        found = other[layer.name] if layer.name in other else None
+        if found is None or _geometry(found) != _geometry(layer):
+            differ.append(f"{layer.name}: {_geometry(layer)} vs {None if found is None else _geometry(found)}")
+    return compared, differ
+
+
+def require_plan(value: Any, caller: str, error: type[RffError] = InvalidArgument) -> Plan:
+    """``value`` if it is an analysis (:class:`Plan`); a model or a freeze plan in its place is a one-line error."""
+    if isinstance(value, Plan):
+        return value
+    given = "a model" if isinstance(value, nn.Module) else f"{type(value).__name__} {brief(value)}"
+    raise error(f"{caller} takes the analysis that analyze() returns, got {given}: "
+                f"call {caller[:-2]}(analyze(model), …)")
 
 
 def find_layer(plan: Plan, node: str) -> LayerRF:
@@ -280,7 +334,7 @@ def check_unit(layer: LayerRF, unit: Sequence[int]) -> tuple[int, ...]:
     A unit has one index per spatial axis of the input, each below the node's ``grid`` along
     that axis, whatever the node's layout (NCHW, NHWC, tokens).
     """
-    unit = tuple(unit)
+    unit = _position(unit)
     if layer.status != "ok" or any(a is None for a in layer.axes) or any(n is None for n in layer.grid):
         raise InvalidArgument(f"node {layer.name} has no local receptive field on every axis ({layer.status}); "
                               "choose a node before global pooling")
@@ -318,6 +372,18 @@ def select_unit(value: torch.Tensor, layer: LayerRF, unit: Sequence[int]) -> tor
             shape.append(size)
             index.append(slice(None) if axis is None else unit[axis] // place % size)
     return value.reshape(shape)[tuple(index)]
+
+
+def _position(unit: Any) -> tuple[int, ...]:
+    """An output position as a tuple of integers, one per spatial axis; anything else is :class:`InvalidArgument`."""
+    try:
+        position = tuple(unit)
+    except TypeError:
+        position = None
+    if position is None or not all(isinstance(u, int) and not isinstance(u, bool) for u in position):
+        raise InvalidArgument(f"a unit is a tuple of integers, one per spatial axis (e.g. (3, 4)), "
+                              f"got {type(unit).__name__} {brief(unit)}")
+    return position
 
 
 def describe_unit(plan: Plan, node: str, unit: Sequence[int]) -> str:

@@ -29,7 +29,7 @@ from .factors import bound_note, has_factors
 from .rules import lookup
 from .tensor import Geo, Misaligned, Packed, TensorGeom, Track, Unknown
 
-__all__ = ["NodeState", "ShapeError", "propagate"]
+__all__ = ["NodeState", "ShapeError", "TOO_SMALL", "propagate"]
 
 
 class ShapeError(RffError, RuntimeError):
@@ -49,7 +49,7 @@ class ShapeError(RffError, RuntimeError):
 
 
 # torch's wording when an input is too small for a kernel, a pooling window or an output size
-_TOO_SMALL = re.compile(r"too small|can't be greater than actual input|negative dimension|non-zero size|"
+TOO_SMALL = re.compile(r"too small|can't be greater than actual input|negative dimension|non-zero size|"
                         r"non-empty|greater than 0|should be positive|must be positive", re.IGNORECASE)
 
 
@@ -172,7 +172,7 @@ class _Pass:
         return ShapeError(
             f"running node '{self.names[node]}' ({_op_name(node)}) for shapes failed: {type(exc).__name__}: {cause}",
             node=self.names[node], op=type(self.modules[node.target]).__name__ if node.op == "call_module"
-            else _op_name(node), cause=cause, too_small=bool(_TOO_SMALL.search(cause)),
+            else _op_name(node), cause=cause, too_small=bool(TOO_SMALL.search(cause)),
             bytes_done=sum(t.numel() * t.element_size() for t in done), nodes_done=len(self.states),
             nodes_total=len(self.graph.nodes))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from fractions import Fraction
 from typing import Callable
 
@@ -16,8 +17,8 @@ from ..union import unite
 from .base import RuleFn, bound, compose, ntuple, spatial, tensor_geo
 
 __all__ = [
-    "adaptive_map", "adaptive_pool", "scale_image", "interpolate", "interpolation_map", "multi_scale_fusion", "patch_merging_pad", "pixel_shuffle",
-    "pixel_unshuffle"
+    "adaptive_map", "adaptive_pool", "interpolate", "interpolation_map", "multi_scale_fusion", "onnx_resize",
+    "onnx_resize_map", "patch_merging_pad", "pixel_shuffle", "pixel_unshuffle", "sampling_map", "scale_image", "upsample"
 ]
 
 
@@ -53,61 +54,63 @@ def _resample(call: Call, n: int, make: Callable[[int, int], AxisMap | None]) ->
 
 def adaptive_pool(n: int) -> RuleFn:
     def rule(call: Call) -> Geo:
+        if isinstance(call.out, tuple):  # aten's adaptive_max_pool*d: (values, indices), both on the same grid
+            geo = _resample(replace(call, out=call.out[0]), n, adaptive_map)
+            return (geo, geo)
         return _resample(call, n, adaptive_map)
 
     rule.__doc__ = adaptive_map.__doc__
     return rule
 
 
+def sampling_map(a: Fraction, b: Fraction, taps: str, rounding: Callable[[Fraction], int] = math.floor) -> AxisMap:
+    """Resampling whose output index u reads around the source coordinate ``x = a·u + b`` (exact rationals).
+
+    ``taps``: ``"nearest"`` reads ``rounding(x)``; ``"linear"`` the two neighbours of x,
+    ``"cubic"`` the four; a neighbour with an exactly zero weight (x on a pixel) is not
+    read, as the gradient does not reach it.  Every front end's resampling (PyTorch's
+    modes, ONNX's coordinate transformations) is such an affine source coordinate.
+    """
+
+    def phase(u: int) -> tuple[int, int]:
+        x = a * u + b
+        if taps == "nearest":
+            i = rounding(x)
+            return i, i
+        i0 = math.floor(x)
+        if x == i0:
+            return i0, i0
+        return (i0 - 1, i0 + 2) if taps == "cubic" else (i0, i0 + 1)
+
+    return AxisMap.from_function(a.denominator, a.numerator, phase)
+
+
+_TAPS = {"nearest": "nearest", "nearest-exact": "nearest", "linear": "linear", "bilinear": "linear",
+         "trilinear": "linear", "bicubic": "cubic"}
+
+
 def interpolation_map(mode: str, size_in: int, size_out: int, scale: Fraction, align_corners: bool) -> AxisMap:
     """Which inputs output index u reads, for PyTorch's interpolation modes (exact rationals).
 
     ``scale`` is input/output, the factor PyTorch uses to find the source coordinate.
-    Neighbours with an exactly zero interpolation weight are not read (the gradient
-    does not reach them).
     """
     if mode == "area":
         return adaptive_map(size_in, size_out) or AxisMap(1, size_in, (0,), (size_in - 1,))
-    if align_corners and mode in ("linear", "bilinear", "bicubic", "trilinear"):
-        scale = Fraction(size_in - 1, size_out - 1) if size_out > 1 else Fraction(0)
-
-    def source(u: int) -> Fraction:
-        if align_corners:
-            return u * scale
-        return (u + Fraction(1, 2)) * scale - Fraction(1, 2)
-
-    def phase(u: int) -> tuple[int, int]:
-        if mode == "nearest":
-            i = math.floor(u * scale)
-            return i, i
-        if mode == "nearest-exact":
-            i = math.floor((u + Fraction(1, 2)) * scale)
-            return i, i
-        src = source(u)
-        i0 = math.floor(src)
-        if src == i0:
-            return i0, i0
-        return (i0 - 1, i0 + 2) if mode == "bicubic" else (i0, i0 + 1)
-
-    if mode not in ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "bicubic"):
+    if mode not in _TAPS:
         raise RuleError(f"interpolation mode {mode!r} has no rule")
-    return AxisMap.from_function(scale.denominator, scale.numerator, phase)
+    half = Fraction(1, 2)
+    if mode == "nearest":
+        return sampling_map(scale, Fraction(0), "nearest")
+    if mode == "nearest-exact":
+        return sampling_map(scale, half * scale, "nearest")
+    if align_corners:
+        return sampling_map(Fraction(size_in - 1, size_out - 1) if size_out > 1 else Fraction(0), Fraction(0),
+                            _TAPS[mode])
+    return sampling_map(scale, half * scale - half, _TAPS[mode])
 
 
-def interpolate(call: Call) -> Geo:
-    """F.interpolate / nn.Upsample: nearest, nearest-exact, (bi/tri)linear, bicubic, area."""
-    m = call.module
-    if m is not None:
-        scale_factor, mode = m.scale_factor, m.mode
-        align = bool(m.align_corners)
-        recompute = getattr(m, "recompute_scale_factor", None)
-        antialias = False
-    else:
-        scale_factor = call.arg(2, "scale_factor", None)
-        mode = call.arg(3, "mode", "nearest")
-        align = bool(call.arg(4, "align_corners", None))
-        recompute = call.arg(5, "recompute_scale_factor", None)
-        antialias = bool(call.arg(6, "antialias", False))
+def _interpolated(call: Call, mode: str, align: bool, scale_factor: object, recompute: object, antialias: bool) -> Geo:
+    """F.interpolate's geometry: sampled at 1/scale_factor when one is given (and not recomputed), else in/out."""
     g = tensor_geo(call)
     n = g.rank - 2
     sizes = list(zip(call.in_shape[-n:], call.out_shape[-n:]))
@@ -119,6 +122,89 @@ def interpolate(call: Call) -> Geo:
         factors = [Fraction(i, o) for i, o in sizes]
     maps = iter([interpolation_map(mode, i, o, f, align) for (i, o), f in zip(sizes, factors)])
     return _resample(call, n, lambda i, o: next(maps))
+
+
+def interpolate(call: Call) -> Geo:
+    """F.interpolate / nn.Upsample: nearest, nearest-exact, (bi/tri)linear, bicubic, area."""
+    m = call.module
+    if m is not None:
+        return _interpolated(call, m.mode, bool(m.align_corners), m.scale_factor,
+                             getattr(m, "recompute_scale_factor", None), False)
+    return _interpolated(call, call.arg(3, "mode", "nearest"), bool(call.arg(4, "align_corners", None)),
+                         call.arg(2, "scale_factor", None), call.arg(5, "recompute_scale_factor", None),
+                         bool(call.arg(6, "antialias", False)))
+
+
+def upsample(mode: str) -> RuleFn:
+    """aten's ``upsample_*.vec`` ops (torch.export graphs): F.interpolate lowered, with its scale factors.
+
+    Their schemas are ``(input, output_size, [align_corners,] scale_factors)``.
+    """
+    linear = mode not in ("nearest", "nearest-exact")
+
+    def rule(call: Call) -> Geo:
+        align = bool(call.arg(2, "align_corners", False)) if linear else False
+        scales = call.arg(3 if linear else 2, "scale_factors", None)
+        return _interpolated(call, mode, align, scales, None, False)
+
+    rule.__doc__ = upsample.__doc__
+    return rule
+
+
+def onnx_resize_map(mode: str, coordinates: str, nearest: str, size_in: int, size_out: int,
+                    scale: Fraction) -> AxisMap:
+    """ONNX Resize along one axis: its coordinate transformation, then nearest rounding or linear/cubic taps.
+
+    ``scale`` is output/input as ONNX defines it (the ``scales`` input, else sizes).
+    """
+    half = Fraction(1, 2)
+    inv = 1 / scale
+    if coordinates == "half_pixel" or coordinates == "pytorch_half_pixel" and size_out > 1:
+        a, b = inv, half * inv - half
+    elif coordinates == "pytorch_half_pixel":
+        a, b = Fraction(0), Fraction(0)
+    elif coordinates == "align_corners":
+        a, b = (Fraction(size_in - 1, size_out - 1) if size_out > 1 else Fraction(0)), Fraction(0)
+    elif coordinates == "asymmetric":
+        a, b = inv, Fraction(0)
+    elif coordinates == "tf_half_pixel_for_nn":
+        a, b = inv, half * inv
+    elif coordinates == "half_pixel_symmetric":
+        adjustment = Fraction(size_out) / (scale * size_in)
+        a, b = inv, Fraction(size_in, 2) * (1 - adjustment) + half * inv - half
+    else:
+        raise RuleError(f"Resize coordinate_transformation_mode {coordinates!r} has no rule")
+    taps = {"nearest": "nearest", "linear": "linear", "cubic": "cubic"}.get(mode)
+    if taps is None:
+        raise RuleError(f"Resize mode {mode!r} has no rule")
+    rounding = {"round_prefer_floor": lambda x: math.ceil(x - half), "round_prefer_ceil": lambda x: math.floor(x + half),
+                "floor": math.floor, "ceil": math.ceil}.get(nearest)
+    if rounding is None:
+        raise RuleError(f"Resize nearest_mode {nearest!r} has no rule")
+    return sampling_map(a, b, taps, rounding)
+
+
+def onnx_resize(call: Call) -> Geo:
+    """An ONNX Resize (``rffsurgery.trace.onnx_ops.interpolate``): scales or sizes, per-axis maps of :func:`onnx_resize_map`.
+
+    Its arguments are ``(input, size, scales, mode, coordinate_transformation_mode,
+    nearest_mode, antialias)`` over the spatial axes.
+    """
+    g = tensor_geo(call)
+    n = g.rank - 2
+    scales = call.arg(2, "scales", None)
+    mode, coordinates, nearest = call.arg(3, "mode"), call.arg(4, "coordinates"), call.arg(5, "nearest")
+    sizes = list(zip(call.in_shape[-n:], call.out_shape[-n:]))
+    if call.arg(6, "antialias", False) and any(o < i for i, o in sizes):
+        raise RuleError("antialiased downsampling has no rule")
+    factors = [Fraction(o, i) for i, o in sizes] if scales is None else \
+        [Fraction(s).limit_denominator(1 << 16) for s in scales]
+    maps = [onnx_resize_map(mode, coordinates, nearest, i, o, f) for (i, o), f in zip(sizes, factors)]
+    if mode == "nearest" and any(m.interval(0)[0] < 0 or m.interval(o - 1)[1] > i - 1 for m, (i, o) in zip(maps, sizes)):
+        # like replicate padding: a periodic map cannot clamp, the border units are reported unclipped
+        call.notes.append("nearest indices past the border read the edge pixel: border units reported unclipped")
+    each = iter(maps)
+    return _resample(call, n, lambda i, o: next(each))
 
 
 def pixel_shuffle(call: Call) -> Geo:

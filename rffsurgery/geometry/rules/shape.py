@@ -16,8 +16,8 @@ from .base import bound, norm_dims, tensor_geo
 from .elementwise import pointwise
 
 __all__ = [
-    "cat", "expand", "getitem", "movedim", "permute", "repeat", "reshape", "reshape_with_size", "roll", "split",
-    "stack", "transpose"
+    "aten_select", "aten_slice", "cat", "expand", "getitem", "movedim", "permute", "repeat", "reshape",
+    "reshape_with_size", "roll", "split", "stack", "transpose"
 ]
 
 
@@ -192,9 +192,27 @@ def getitem(call: Call) -> Geo:
         return g[index]
     if not isinstance(g, TensorGeom):
         return g
+    return _indexed(call, g, index if isinstance(index, tuple) else (index,))
+
+
+def aten_slice(call: Call) -> Geo:
+    """aten's ``slice.Tensor(self, dim, start, end, step)`` (torch.export graphs): ``x[..., start:end:step]``."""
+    g = tensor_geo(call)
+    dim = call.arg(1, "dim", 0) % g.rank
+    return _indexed(call, g, (slice(None),) * dim + (slice(call.arg(2, "start", None), call.arg(3, "end", None),
+                                                               call.arg(4, "step", 1)),))
+
+
+def aten_select(call: Call) -> Geo:
+    """aten's ``select.int(self, dim, index)`` (torch.export graphs): ``x[..., index]``."""
+    g = tensor_geo(call)
+    dim = call.arg(1, "dim") % g.rank
+    return _indexed(call, g, (slice(None),) * dim + (call.arg(2, "index"),))
+
+
+def _indexed(call: Call, g: TensorGeom, index: tuple) -> Geo:
     if 0 in call.out_shape:  # an empty slice (no prefix tokens) holds no unit
         return TensorGeom.constant(len(call.out_shape))
-    index = index if isinstance(index, tuple) else (index,)
     if any(i is Ellipsis for i in index):
         at = index.index(Ellipsis)
         fill = g.rank - (len(index) - 1 - sum(i is None for i in index))
@@ -260,7 +278,7 @@ def split(call: Call) -> Geo:
     the dim's units; pieces cutting through the units are not followed (an outer bound).
     """
     g = tensor_geo(call)
-    unbind = call.node.target in ("unbind", torch.unbind)
+    unbind = call.node.target in ("unbind", torch.unbind) or getattr(call.node.target, "__name__", "").startswith("unbind")
     dim = (call.arg(1, "dim", 0) if unbind else call.arg(2, "dim", 0)) % g.rank
     t = g.dims[dim]
     if isinstance(t, Packed) and not unbind:
