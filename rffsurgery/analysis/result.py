@@ -243,8 +243,10 @@ class Plan:
 
     def local_layers(self) -> list[LayerRF]:
         """Nodes after the input whose output keeps a spatial axis: none in an MLP, where every layer mixes
-        the whole input (the input itself always has RF 1, which says nothing about the model)."""
-        return [l for l in self if l.is_local and l.kind != "placeholder"]
+        the whole input.  The input itself, and what only rearranges it (an MLP's flatten: each element is
+        one input pixel), have RF 1 and stride 1, which says nothing about the model."""
+        return [l for l in self if l.is_local and l.kind != "placeholder"
+                and any(a is not None and (a.size > 1 or a.stride != 1) for a in l.axes)]
 
     def output(self) -> LayerRF:
         """The last tensor-producing node before the graph output."""

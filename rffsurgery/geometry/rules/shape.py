@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from typing import Any
 
@@ -266,7 +267,23 @@ def _index_packed(t: Packed, i: Any, size: int, gone: set[int], lost: set[int]) 
         if stop <= t.lead or start >= t.lead + units:  # only extra elements (the prefix tokens)
             gone.update(t.axes)
             return None
+    reordered = _reordered(t, i)
+    if reordered is not None:
+        return reordered
     lost.update(t.axes)
+    return None
+
+
+def _reordered(t: Packed, order: Any) -> Packed | None:
+    """A list index that reorders the digits of a dim (ONNX's SpaceToDepth puts the block offsets first): the
+    same digits in the new order, or ``None``."""
+    if t.lead or t.trail or not isinstance(order, (list, tuple)) or len(t.digits) > 5:
+        return None
+    sizes = [d.size for d in t.digits]
+    numbers = torch.arange(len(order)).reshape(sizes) if len(order) == t.size else None
+    for perm in itertools.permutations(range(len(sizes))):
+        if numbers is not None and numbers.permute(perm).flatten().tolist() == list(order):
+            return Packed(tuple(t.digits[p] for p in perm))
     return None
 
 
