@@ -209,6 +209,12 @@ def s2d_unshuffle(x: torch.Tensor, r: int) -> torch.Tensor:
     return x.reshape(B, C, H // r, r, W // r, r).permute(0, 1, 3, 5, 2, 4).flatten(1, 3)
 
 
+def s2d_focus(x: torch.Tensor, r: int) -> torch.Tensor:
+    """YOLOv5's ``Focus``: strided slices concatenated (channel order: the offset, then c)."""
+    assert r == 2
+    return torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], 1)
+
+
 def d2s_view(x: torch.Tensor, r: int) -> torch.Tensor:
     """einops ``rearrange('b (c p1 p2) h w -> b c (h p1) (w p2)')``."""
     B, C, H, W = x.shape
@@ -216,7 +222,7 @@ def d2s_view(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 class SpaceToDepth(nn.Module):
-    """Space-to-depth three ways, then a dense and a depthwise conv, then depth-to-space back."""
+    """Space-to-depth four ways, then a dense and a depthwise conv, then depth-to-space back."""
 
     def __init__(self, how: str, back: str) -> None:
         super().__init__()
@@ -227,20 +233,24 @@ class SpaceToDepth(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.stem(x)
-        s = {"view": s2d_view, "unshuffle-view": s2d_unshuffle, "pixel_unshuffle": F.pixel_unshuffle}[self.how](y, 2)
+        s = {"view": s2d_view, "unshuffle-view": s2d_unshuffle, "pixel_unshuffle": F.pixel_unshuffle,
+             "focus": s2d_focus}[self.how](y, 2)
         sub = self.depthwise(s)  # per sub-pixel channel: a periodic map
         back = d2s_view(sub, 2) if self.back == "view" else F.pixel_shuffle(sub, 2)
         return back, self.dense(s)
 
 
 @pytest.mark.parametrize("how, back", [("view", "view"), ("unshuffle-view", "pixel_shuffle"),
-                                       ("pixel_unshuffle", "view")])
+                                       ("pixel_unshuffle", "view"), ("focus", "pixel_shuffle")])
 def test_space_to_depth_and_back_every_unit(how: str, back: str) -> None:
     """Sub-pixel channels are units of their own (exact per sub-pixel); a conv over them reads the 2×2 blocks."""
     plan = analyze(SpaceToDepth(how, back), (3, 12, 10))
     s2d = plan["depthwise"].inputs[0]
     names = [s2d, "depthwise", "dense"] + [n for n in plan.layers if n.startswith(("reshape", "pixel_shuffle"))][-1:]
     check(SpaceToDepth(how, back), (3, 12, 10), names)
+    if how == "focus":  # strided slices concatenated: a unit is a 2×2 block, every channel of it
+        assert plan[s2d].grid == (6, 5) and plan[s2d].rf == (4, 4) and plan["dense"].rf == (8, 8)
+        return
     assert plan[s2d].grid == (12, 10) and plan[s2d].rf == (3, 3)  # one input pixel per unit (after the stem)
     # per sub-pixel: unit 2q + j reads the stem's units 2(q−1) + j … 2(q+1) + j, a hull of 1 + 2·2 + 2 pixels
     assert plan["depthwise"].rf == (7, 7) and plan["depthwise"].stride == (1, 1)

@@ -63,6 +63,20 @@ def local(plan: Plan, prefix: str, per_stage: int = 2, key: int = 1) -> list[str
                                                                    for i in range(per_stage))]
 
 
+# -- the issue's examples: analysed on the meta device, no gradient -----------------------------
+@pytest.mark.parametrize("name, node, window", [
+    ("timm:davit_tiny", "stages.0.blocks.0.0.attn.proj", 7),  # was global from attn.qkv
+    ("timm:hiera_tiny_224", "blocks.1.attn.proj", 4),  # was global from patch_embed's transpose
+    ("timm:twins_svt_small", "blocks.0.0.mlp.fc1", 7),  # was global (locally-grouped attention)
+    ("timm:maxvit_tiny_tf_224", "stages.0.blocks.0.attn_block.mlp.fc1", 7),  # was global from the block attention
+])
+def test_issue_examples_are_windowed_and_local(name: str, node: str, window: int) -> None:
+    plan = analyze(name)
+    layer = plan[node]
+    assert layer.is_local and layer.windowed == (window, window) and not layer.bounded, (layer.status, layer.rf)
+    assert plan.complete and not any(l.bounded for l in plan)
+
+
 # -- small configurations (the default run) ------------------------------------------------
 def test_davit_windows_and_channel_attention() -> None:
     """Windows of 4 on an 8×8 map; the channel attention block reads the whole image as context."""
