@@ -499,7 +499,8 @@ def compare_layout(plan: Plan, probe: GradientProbe, names: Iterable[str],
             engine = _engine_intervals(layer, unit)
             if layer.global_context:
                 gated_support = probe.support_of(select_unit(value, layer, unit), rel)
-                cases.append(Case(name, unit, "with the gate", whole, gated_support, extent))
+                # a window's padded token reads nothing, gate or not: judged by the same ``border``
+                cases.append(Case(name, unit, "with the gate", whole, gated_support, extent, border))
                 cut_support = probe.support_of(select_unit(local[name], layer, unit), rel)
                 cases.append(Case(name, unit, "gate cut", engine, cut_support, extent, border))
             else:
