@@ -22,10 +22,12 @@ from typing import Sequence
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from gradient_rf import Border, Case
 from rffsurgery import Plan
+from rffsurgery.analysis import select_unit
 
 __all__ = ["model", "oracle_cases", "positive", "value"]
 
@@ -93,10 +95,8 @@ def oracle_cases(plan: Plan, path: Path, checked: dict[str, str], file_shape: Se
         moved = supports[output]  # (pixel, *output dims without batch)
         grid = [range(n) for n in layer.grid]
         for unit in itertools.product(*grid):
-            index: list = [slice(None)] * (moved.ndim - 1)
-            for axis, u in enumerate(unit):
-                index[layer.dims[axis] - 1] = u
-            hit = moved[(slice(None), *index)].reshape(len(pixels), -1).any(axis=1)
+            # the pixel dim stands where the batch is: select_unit keeps it whole
+            hit = select_unit(torch.from_numpy(moved), layer, unit).reshape(len(pixels), -1).any(dim=1).numpy()
             got = []
             for axis in range(len(extent)):
                 where = pixels[hit, axis]

@@ -18,8 +18,8 @@ from rffsurgery.trace import TraceError
 from rffsurgery.models.zoo import resolve
 
 
-class Rolls(nn.Module):
-    """torch.roll wraps pixels around: there is no rule for it, so it must be reported, not guessed."""
+class Flips(nn.Module):
+    """torch.flip reverses an axis: there is no rule for it, so it must be reported, not guessed."""
 
     def __init__(self):
         super().__init__()
@@ -27,7 +27,7 @@ class Rolls(nn.Module):
         self.b = nn.Conv2d(4, 4, 3, padding=1)
 
     def forward(self, x):
-        return self.b(torch.roll(self.a(x), 1, dims=2))
+        return self.b(torch.flip(self.a(x), dims=(2,)))
 
 
 class Branchy(nn.Module):
@@ -47,13 +47,13 @@ class Gate(nn.Module):
 
 
 def test_unknown_op_is_reported_by_name_and_taints_downstream():
-    plan = analyze(Rolls(), 16)
+    plan = analyze(Flips(), 16)
     assert plan["a"].status == "ok" and plan["a"].rf == (3, 3)
-    assert plan["roll"].status == "unknown" and "roll" in plan["roll"].reason
-    assert plan["b"].status == "unknown" and plan["b"].reason.startswith("after roll")
-    assert [l.name for l in plan.unknown] == ["roll"] and not plan.complete
-    with pytest.raises(UnknownOpError, match="roll"):
-        analyze(Rolls(), 16, strict=True)
+    assert plan["flip"].status == "unknown" and "flip" in plan["flip"].reason
+    assert plan["b"].status == "unknown" and plan["b"].reason.startswith("after flip")
+    assert [l.name for l in plan.unknown] == ["flip"] and not plan.complete
+    with pytest.raises(UnknownOpError, match="flip"):
+        analyze(Flips(), 16, strict=True)
 
 
 def test_untraceable_model_names_the_module_and_leaf_fixes_it():

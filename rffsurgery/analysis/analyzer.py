@@ -15,7 +15,7 @@ from torch import fx, nn
 
 from ..errors import InvalidArgument, RffError, brief
 from ..geometry.propagate import NodeState, ShapeError, propagate
-from ..geometry.tensor import Misaligned, TensorGeom, Unknown
+from ..geometry.tensor import Misaligned, Packed, TensorGeom, Unknown
 from ..models.given import module_of
 from ..models.zoo import parse_size, resolve
 from ..trace.capture import capture
@@ -23,7 +23,7 @@ from ..trace.meta import read_attr
 from ..trace.torch_export import NeedsRealWeights
 from ..usercode import FORWARD_FIX, user_code
 from .fallback import check_fallback, check_weights, explained
-from .result import LayerRF, Plan
+from .result import DimLayout, LayerRF, Plan
 
 __all__ = ["UnknownOpError", "analyze", "declared_input_size", "parse_input_size"]
 
@@ -65,15 +65,41 @@ def _layer(node: fx.Node, name: str, state: NodeState, module: nn.Module | None,
         geo = next((g for g in geo if isinstance(g, TensorGeom)), None)
     if not isinstance(geo, TensorGeom) or geo.const:
         return LayerRF(axes=(None,) * n_axes, status="none", **common)
-    axes, grid, dims = [], [], []
-    for a in range(n_axes):
-        dim = next((d for d, t in enumerate(geo.dims) if t is not None and t.axis == a and t.map is not None), None)
-        axes.append(geo.dims[dim].map.summary() if dim is not None else None)
-        dims.append(dim)
-        grid.append(int(value.shape[dim]) if dim is not None and isinstance(value, torch.Tensor) else None)
+    return LayerRF(**_geometry(geo, value, n_axes), **common)
+
+
+def _geometry(geo: TensorGeom, value: Any, n_axes: int) -> dict[str, Any]:
+    """Per axis its summary, grid and dim, and per dim of the output where each axis's units lie."""
+    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+    if not geo.packed:  # every axis whole in one dim, or global (most nodes): LayerRF.layout derives from dims
+        dims = tuple(next((d for d, t in enumerate(geo.dims) if t is not None and t.axis == a and t.map is not None),
+                          None) for a in range(n_axes))
+        axes = tuple(geo.dims[d].map.summary() if d is not None else None for d in dims)
+        status = "global" if all(a is None for a in axes) else "ok"
+        grid = tuple(shape[d] if d is not None and d < len(shape) else None for d in dims)
+        return dict(axes=axes, status=status, global_context=geo.global_ctx and status == "ok", grid=grid,
+                    dims=dims)
+    maps: dict[int, Any] = dict(geo.packed)
+    layout: list[Any] = []
+    dims: list[int | None] = [None] * n_axes
+    sizes: dict[int, int] = {}
+    for d, t in enumerate(geo.dims):
+        if isinstance(t, Packed):  # digits of an axis that is global here are plain: they spell no unit
+            digits = tuple((x.axis if maps.get(x.axis) is not None else None, x.place, x.size) for x in t.digits)
+            layout.append(DimLayout(t.lead, t.trail, digits))
+            for axis, _, size in digits:
+                if axis is not None:
+                    sizes[axis] = sizes.get(axis, 1) * size
+        elif t is not None and t.map is not None and t.axis < n_axes and d < len(shape):
+            layout.append(DimLayout(0, 0, ((t.axis, 1, shape[d]),)))
+            maps[t.axis], dims[t.axis], sizes[t.axis] = t.map, d, int(shape[d])
+        else:
+            layout.append(None)
+    axes = tuple(maps[a].summary() if maps.get(a) is not None else None for a in range(n_axes))
     status = "global" if all(a is None for a in axes) else "ok"
-    return LayerRF(axes=tuple(axes), status=status, global_context=geo.global_ctx and status == "ok",
-                   grid=tuple(grid), dims=tuple(dims), **common)
+    grid = tuple(sizes.get(a) if axes[a] is not None and shape else None for a in range(n_axes))
+    return dict(axes=axes, status=status, global_context=geo.global_ctx and status == "ok", grid=grid,
+                dims=tuple(dims), packing=tuple(layout) if status == "ok" else ())
 
 
 def _params(node: fx.Node, module: nn.Module | None, root: nn.Module, value: Any) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ from ..models.zoo import resolve
 from ..usercode import FORWARD_FIX, user_code
 from .analyzer import analyze, declared_input_size, parse_input_size
 from .fallback import MEMORY_ENV, FallbackTooLarge, fallback_limit
-from .result import LayerRF, Plan, check_unit, find_layer
+from .result import LayerRF, Plan, check_unit, find_layer, select_unit
 
 __all__ = ["FRACTIONS", "ErfResult", "NodeErf", "default_node", "erf", "growth_nodes", "load_model"]
 
@@ -182,14 +182,6 @@ def _spatial_unit(layer: LayerRF, unit: Sequence[int] | None) -> tuple[int, ...]
     return ()  # a vector (after global pooling): the whole of it
 
 
-def _select(value: torch.Tensor, layer: LayerRF, unit: Sequence[int]) -> torch.Tensor:
-    """The unit's activations (every channel, every batch item), wherever the node keeps its spatial dims."""
-    index: list[Any] = [slice(None)] * value.dim()
-    for dim, u in zip(layer.dims, unit):
-        index[dim] = u
-    return value[tuple(index)]
-
-
 def _squares(heat: torch.Tensor, centre: Sequence[int]) -> dict[float, int]:
     """For each fraction, the side of the smallest square centred on ``centre`` holding it."""
     total = float(heat.sum())
@@ -259,7 +251,7 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
                 pass
             for l in layers:
                 value = run.captured[by_name[l.name]]
-                (grad,) = torch.autograd.grad(_select(value, l, units[l.name]).sum(), x,
+                (grad,) = torch.autograd.grad(select_unit(value, l, units[l.name]).sum(), x,
                                               retain_graph=True)
                 require_finite([("input gradient", grad)], f"the ERF of {l.name}",
                                "The model overflows on these inputs: check its weights and the input scale.")
@@ -303,8 +295,8 @@ def _zoo_size(model: nn.Module | str) -> tuple[int, ...]:
 
 
 def default_node(plan: Plan) -> str:
-    """The last node with a local receptive field: the deepest feature map before global pooling."""
-    local = plan.local_layers()
+    """The last feature map with a local receptive field: the deepest one before global pooling (or flattening)."""
+    local = [l for l in plan.local_layers() if l.is_map]
     if not local and not plan.complete:
         raise InvalidArgument(f"{plan.model_name} has no node with a known local receptive field; name one with --nodes")
     if not local:

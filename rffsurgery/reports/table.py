@@ -53,6 +53,8 @@ def _flags(layer: LayerRF) -> str:
         parts.append(f"{layer.status.upper()}: {layer.reason}")
     if layer.global_context:
         parts.append("+global context")
+    if any(layer.windowed) and layer.status == "ok":
+        parts.append(f"windowed (period {_per_axis(w or '-' for w in layer.windowed)})")
     parts.extend(layer.notes)
     return "; ".join(parts)
 

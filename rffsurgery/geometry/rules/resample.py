@@ -11,8 +11,10 @@ from torch import nn
 
 from ..algebra import AxisMap
 from ..call import Call, RuleError
-from ..tensor import Geo, TensorGeom, Track, unite
-from .base import RuleFn, compose, ntuple, spatial, tensor_geo
+from ..factors import Spread, has_factors, regroup
+from ..tensor import Digit, Geo, TensorGeom, Track
+from ..union import unite
+from .base import RuleFn, bound, compose, ntuple, spatial, tensor_geo
 
 __all__ = [
     "adaptive_map", "adaptive_pool", "interpolate", "interpolation_map", "multi_scale_fusion", "onnx_resize",
@@ -34,13 +36,20 @@ def _resample(call: Call, n: int, make: Callable[[int, int], AxisMap | None]) ->
     """Apply a size-dependent map to the last ``n`` dims; a ``None`` map collapses the dim."""
     g = tensor_geo(call)
     dims = list(g.dims)
+    spread = Spread.of(g, call.in_shape) if has_factors(g) else None
     for d, size_in, size_out in zip(range(g.rank - n, g.rank), call.in_shape[-n:], call.out_shape[-n:]):
+        m = make(size_in, size_out)
+        if spread is not None:
+            if m is None:
+                spread.sum_away(d)
+            elif spread.axes_in(d) and not spread.slide(d, m, size_out):
+                bound(call, "resampling a dim that merges factors", spread, spread.axes_in(d))
+            continue
         t = dims[d]
         if t is None or t.map is None:
             continue
-        m = make(size_in, size_out)
         dims[d] = Track(t.axis, None) if m is None else Track(t.axis, t.map.then(m))
-    return g.with_dims(dims)
+    return spread.geom(g, call.out_shape) if spread is not None else g.with_dims(dims)
 
 
 def adaptive_pool(n: int) -> RuleFn:
@@ -199,14 +208,62 @@ def onnx_resize(call: Call) -> Geo:
 
 
 def pixel_shuffle(call: Call) -> Geo:
+    """``(*, C·r², H, W) → (*, C, H·r, W·r)``: each channel offset becomes a phase of the finer grid.
+
+    As the ``view``/``permute`` it is: the r·r channel factors go under the rows and
+    columns, where a plain factor refines the axis (unit ``u`` reads ``⌊u/r⌋``,
+    period r) and a factor that came from space (after space-to-depth) simply
+    returns to its axis.
+    """
     r = call.module.upscale_factor if call.module is not None else call.arg(1, "upscale_factor")
-    shuffle = AxisMap.from_function(r, 1, lambda j: (j // r, j // r))
-    return spatial(call, 2, [shuffle, shuffle])
+    g = tensor_geo(call)
+    if not has_factors(g):
+        shuffle = AxisMap.from_function(r, 1, lambda j: (j // r, j // r))
+        return spatial(call, 2, [shuffle, shuffle])
+    spread = Spread.of(g, call.in_shape)
+    k = g.rank - 3
+    channels = spread.digits_at(k, call.in_shape[k])
+    parts = regroup(channels, [call.out_shape[k], r, r]) if channels is not None else None
+    rows, cols = (spread.digits_at(d, call.in_shape[d]) for d in (k + 1, k + 2))
+    if parts is None or rows is None or cols is None:
+        return _lost_shuffle(call, spread, g)
+    spread.dims[k], spread.dims[k + 1], spread.dims[k + 2] = parts[0], rows + parts[1], cols + parts[2]
+    spread.promote(k + 1)
+    spread.promote(k + 2)
+    return spread.geom(g, call.out_shape)
 
 
 def pixel_unshuffle(call: Call) -> Geo:
+    """``(*, C, H, W) → (*, C·r², H/r, W/r)``: the offset inside each r×r block moves to the channels.
+
+    The block offset stays a digit of its axis (sub-pixel channels), so a unit is
+    still one input pixel: unit ``u = q·r + j`` of the rows lives at position q, in
+    the channels of offset j.  The conv that usually follows sums those channels,
+    which makes it read the r×r blocks of its window.
+    """
     r = call.module.downscale_factor if call.module is not None else call.arg(1, "downscale_factor")
-    return spatial(call, 2, [AxisMap.window(r, r, 0)] * 2)
+    g = tensor_geo(call)
+    spread = Spread.of(g, call.in_shape)
+    k = g.rank - 3
+    dims = [spread.digits_at(d, call.in_shape[d]) for d in (k, k + 1, k + 2)]
+    rows = regroup(dims[1], [call.out_shape[k + 1], r]) if dims[1] is not None else None
+    cols = regroup(dims[2], [call.out_shape[k + 2], r]) if dims[2] is not None else None
+    if dims[0] is None or rows is None or cols is None:
+        return _lost_shuffle(call, spread, g)
+    # a block row of one position still holds its axis's one unit there (its high digit, of one value)
+    rows[0], cols[0] = ([Digit(low[0].axis, low[0].place * r, 1)] if not high and low and low[0].axis is not None
+                        else high for high, low in (rows, cols))
+    spread.dims[k], spread.dims[k + 1], spread.dims[k + 2] = dims[0] + rows[1] + cols[1], rows[0], cols[0]
+    return spread.geom(g, call.out_shape)
+
+
+def _lost_shuffle(call: Call, spread: Spread, g: TensorGeom) -> TensorGeom:
+    """A pixel (un)shuffle whose dims cannot be dealt out: the axes it moves are reported global."""
+    k = g.rank - 3
+    bound(call, "pixel (un)shuffle across factors", spread, set().union(*(spread.axes_in(d) for d in (k, k + 1, k + 2))))
+    for d in (k, k + 1, k + 2):
+        spread.dims[d], spread.lead[d], spread.trail[d] = [], 0, 0
+    return spread.geom(g, call.out_shape)
 
 
 def patch_merging_pad(call: Call) -> Geo:
