@@ -4,7 +4,10 @@ Targets: >= 99.9% analysed, >= 99% complete, < 5 min on 2 cores.  The models: to
 classification and video models (at their weights' crop size and clip length), every timm
 architecture, and the built-in 1-D nets.  Each model is classified as
 
-- complete: analysed, every op has an exact geometry;
+- complete: analysed, every node's geometry is exact;
+- bounded: analysed, every op has a rule, but some node is reported global (an outer bound)
+  because the engine could not follow the factors a reshape split or merged an axis into
+  (listed by op and node);
 - partial: analysed, but some op is reported unknown or misaligned (grouped by the reason);
 - failed: ``analyze`` raised (grouped by cause: construction, trace, shape, …) or the
   worker timed out, ran out of memory or crashed.
@@ -46,6 +49,7 @@ import torchvision
 
 from _common import OUT, parser, result_path, write_result
 from rffsurgery import analyze
+from rffsurgery.geometry.factors import BOUND
 from rffsurgery.geometry.propagate import ShapeError
 from rffsurgery.trace import TraceError
 from rffsurgery.models.zoo import ModelNotFound
@@ -121,8 +125,12 @@ def analyse_one(name: str) -> dict[str, Any]:
         record["error"] = str(exc)[:2000]
     else:
         params = next(plan.model.parameters(), None)
+        bounded = [{"node": l.name, "op": l.op, "note": next(n for n in l.notes if BOUND in n)}
+                   for l in plan if l.bounded]
         record |= {
-            "status": "complete" if plan.complete else "partial",
+            "status": "partial" if not plan.complete else "bounded" if bounded else "complete",
+            "bounded": bounded,
+            "windowed": sum(1 for l in plan if any(l.windowed)),
             "nodes": len(plan),
             "input_size": list(plan.input_size),
             "device": params.device.type if params is not None else None,
@@ -250,25 +258,44 @@ def _partial_keys(record: dict[str, Any]) -> list[str]:
     return [f"{u['status']}: {_normalise(u['reason'])}" for u in record.get("unknown", [])]
 
 
+def _bounded_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nodes where the engine could not follow a reshape's factors, grouped by op and reason, with example nodes."""
+    groups = _groups(records, lambda r: [_bounded_key(b) for b in r["bounded"]])
+    for g in groups:
+        g["nodes"] = [f"{r['model']} {b['node']}" for r in records if r["model"] in g["examples"]
+                      for b in r["bounded"] if _bounded_key(b) == g["group"]][:2]
+    return groups
+
+
+def _bounded_key(entry: dict[str, str]) -> str:
+    return f"{entry['op']}: {_normalise(entry['note'].split(': spatial axis')[0])}"
+
+
 def summarise(results: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     n = len(results)
     status = Counter(r["status"] for r in results)
-    analysed = status["complete"] + status["partial"]
+    analysed = status["complete"] + status["bounded"] + status["partial"]
     failed = [r for r in results if r["status"] == "failed"]
     partial = [r for r in results if r["status"] == "partial"]
+    with_bounds = [r for r in results if r.get("bounded")]
     failures = _groups(failed, lambda r: [r["group"]])
     unknowns = _groups(partial, _partial_keys)
+    bounds = _bounded_groups(with_bounds)
+    windowed = [r for r in results if r.get("windowed")]
     causes = Counter(r["cause"] for r in failed)
     per_source = {src: Counter(r["status"] for r in results if r["model"].startswith(src + ":"))
                   for src in ("torchvision", "timm", "rffsurgery")}
     slowest = sorted(results, key=lambda r: -r["seconds"])[:10]
     on_cpu = [r["model"] for r in results if r.get("device") == "cpu"]
 
-    print(f"\nmodels {n}: complete {status['complete']}, partial {status['partial']}, failed {status['failed']}")
+    print(f"\nmodels {n}: complete (exact) {status['complete']}, bounded {status['bounded']}, "
+          f"partial {status['partial']}, failed {status['failed']}")
     for src, c in per_source.items():
         if sum(c.values()):
-            print(f"  {src:<12} {sum(c.values()):5d} models: complete {c['complete']}, partial {c['partial']}, "
-                  f"failed {c['failed']}")
+            print(f"  {src:<12} {sum(c.values()):5d} models: complete {c['complete']}, bounded {c['bounded']}, "
+                  f"partial {c['partial']}, failed {c['failed']}")
+    print(f"models with a node reported global or bounded because of a reshape: {len(with_bounds)} "
+          f"({sum(len(r['bounded']) for r in with_bounds)} nodes); models with windowed nodes: {len(windowed)}")
     print(f"share analysed {analysed / n:.1%} (target >= {SHARE_TARGET:.1%}) "
           f"{'PASS' if analysed / n >= SHARE_TARGET else 'MISS'}; share complete {status['complete'] / n:.1%} "
           f"(target >= {COMPLETE_TARGET:.0%}) {'PASS' if status['complete'] / n >= COMPLETE_TARGET else 'MISS'}")
@@ -281,11 +308,15 @@ def summarise(results: list[dict[str, Any]], wall: float) -> dict[str, Any]:
         print(f"\ntop {TOP_GROUPS} {title}:")
         for g in groups[:TOP_GROUPS]:
             print(f"  {g['count']:4d}  {g['group']}\n        e.g. {', '.join(g['examples'])}")
+    print(f"\nnodes reported global or bounded because of a reshape, by op and reason ({len(bounds)} groups):")
+    for g in bounds:
+        print(f"  {g['count']:4d}  {g['group']}\n        e.g. {'; '.join(g['nodes'])}")
     print("\nslowest models: " + ", ".join(f"{r['model']} {r['seconds']:.1f}s" for r in slowest))
     return {
         "models": n, "status": dict(status), "share_analysed": analysed / n, "share_complete": status["complete"] / n,
         "wall_s": wall, "per_source": {k: dict(v) for k, v in per_source.items()}, "failure_causes": dict(causes),
-        "failure_groups": failures, "unknown_groups": unknowns, "on_cpu": on_cpu,
+        "failure_groups": failures, "unknown_groups": unknowns, "bounded_groups": bounds,
+        "bounded_models": len(with_bounds), "windowed_models": len(windowed), "on_cpu": on_cpu,
         "slowest": [{"model": r["model"], "seconds": r["seconds"]} for r in slowest],
         "pass": analysed / n >= SHARE_TARGET and status["complete"] / n >= COMPLETE_TARGET and wall < TIME_TARGET_S,
         "targets": {"share_analysed": SHARE_TARGET, "share_complete": COMPLETE_TARGET, "wall_s": TIME_TARGET_S},

@@ -9,9 +9,9 @@ code 1 and never shows their traceback unless asked (``--debug`` or
 
 from __future__ import annotations
 
-import numbers
+from typing import Any
 
-__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "brief", "positive_int"]
+__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "brief", "names"]
 
 
 class RffError(Exception):
@@ -30,18 +30,25 @@ class MissingDependency(RffError, ImportError):
     """An optional package a feature needs (matplotlib, onnx, onnxruntime) is not installed; says what to install."""
 
 
-def positive_int(name: str, value: object, *, minimum: int = 1) -> int | None:
-    """``value`` if it is ``None`` or an integer ≥ ``minimum`` (not a bool, str or float), else :class:`InvalidArgument`."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidArgument(f"{name} must be an integer ≥ {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise InvalidArgument(f"{name} must be an integer ≥ {minimum}, got {value}")
-    return int(value)
-
-
 def brief(value: object, width: int = 40) -> str:
     """``repr(value)`` cut to ``width`` characters, for naming a wrong value inside a one-line message."""
     text = repr(value)
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def names(value: Any, what: str, error: type[RffError] = InvalidArgument) -> list[str]:
+    """Names or glob patterns as a list: one string is one name, not a sequence of one-character names.
+
+    ``None`` is no names; anything but a string or an iterable of strings is ``error`` naming ``what``.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        found = list(value)
+    except TypeError:
+        found = None
+    if found is None or not all(isinstance(v, str) for v in found):
+        raise error(f"{what} takes a name or a list of names (strings), got {type(value).__name__} {brief(value)}")
+    return found

@@ -18,6 +18,7 @@ from torch import nn
 
 from .errors import InvalidArgument, MissingDependency
 from .files import atomic_output, prepare_output
+from .models.given import require_module
 
 __all__ = ["OnnxCheck", "export_onnx", "require_onnx"]
 
@@ -57,6 +58,7 @@ def export_onnx(model: nn.Module, input_size: tuple[int, ...], path: str | Path,
     ``onnx.checker`` has passed and the outputs were compared (written atomically);
     an existing file is replaced only with ``force``.
     """
+    model = require_module(model, "export_onnx()")
     require_onnx()
     import onnx
     import onnxruntime

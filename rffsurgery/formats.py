@@ -78,6 +78,8 @@ def read_stamp(data: Any, kind: str, newest: int, error: type[RffError], what: s
     if version > newest:
         tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
         writer = tool.get("version", "?") if isinstance(tool.get("version", "?"), str) else "?"
+        if version > 10**6:  # not a version any release wrote: an edited or foreign file
+            raise error(f"{what}: schema_version {str(version)[:8]}… ({len(str(version))} digits) is not a version")
         raise error(f"written by rffsurgery {writer} with {kind} schema v{version}; this version ({__version__}) "
                     f"reads up to v{newest}: upgrade rffsurgery")
     if version < 1:

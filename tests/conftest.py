@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
+from PIL import Image
 
 # The default run is deterministic: each property test draws the same examples every time,
 # so CI cannot fail at random.  `python -m pytest --hypothesis-profile random` draws fresh
@@ -29,3 +32,11 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def photo(tmp_path: Path) -> Path:
+    """A 50×70 PNG of random colours: an image that is neither square nor the model's size."""
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(50, 70, 3), dtype=np.uint8)).save(path)
+    return path

@@ -16,6 +16,7 @@ the probe's graph, and with it every node name, is the analysed model's own:
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Sequence
@@ -25,10 +26,11 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from rffsurgery import LayerRF, Plan
+from rffsurgery.analysis import select_unit
 from rffsurgery.trace import Traced, trace
 
-__all__ = ["Case", "GradientProbe", "assert_exact", "compare", "compare_unclipped", "crops", "default_units",
-           "diagonal_units", "grow_margins"]
+__all__ = ["Case", "GradientProbe", "assert_exact", "compare", "compare_layout", "compare_unclipped", "crops",
+           "default_units", "diagonal_units", "every_unit", "grow_margins", "layout_partitions"]
 
 Span = tuple[int, int] | None  # inclusive (first, last) pixel along one axis; None: nothing read
 
@@ -89,16 +91,18 @@ class _Done(Exception):
 class _Run(fx.Interpreter):
     """Runs the probe graph with the substitutions and records the requested nodes."""
 
-    def __init__(self, gm: fx.GraphModule, wanted: dict[fx.Node, str], cut_global: bool, rank: int) -> None:
+    def __init__(self, gm: fx.GraphModule, wanted: dict[fx.Node, str], cut_global: bool, rank: int,
+                 cut: frozenset[fx.Node] = frozenset()) -> None:
         super().__init__(gm)
         self.wanted = wanted
         self.cut_global = cut_global
         self.rank = rank
+        self.cut = cut
         self.captured: dict[str, torch.Tensor] = {}
 
     def run_node(self, n: fx.Node) -> Any:
         out = super().run_node(n)
-        if self.cut_global and isinstance(out, torch.Tensor) and _no_spatial_extent(out, self.rank):
+        if isinstance(out, torch.Tensor) and (self.cut_global and _no_spatial_extent(out, self.rank) or n in self.cut):
             out = out.detach()
         if n in self.wanted:
             # a clone: later in-place ops (``out += identity``) must not change what we differentiate
@@ -184,15 +188,17 @@ class GradientProbe:
             raise KeyError(f"the probe has no node or module {name!r}")
         return found
 
-    def outputs(self, names: Iterable[str], cut_global: bool = False) -> dict[str, torch.Tensor]:
+    def outputs(self, names: Iterable[str], cut_global: bool = False, cut: Iterable[str] = ()) -> dict[str, torch.Tensor]:
         """One forward pass; the value of each named node (still attached to the input's graph).
 
         With ``cut_global`` every tensor with no spatial extent left (a pooled
         squeeze-excitation vector, a flattened feature) is detached, so that
-        gradients only flow along the paths that keep a local geometry.
+        gradients only flow along the paths that keep a local geometry; the nodes
+        named in ``cut`` are detached too (a channel-attention matrix, which keeps
+        the shape of a feature map).
         """
         wanted = {self.node(name): name for name in names}
-        run = _Run(self.traced.graph_module, wanted, cut_global, self.input.dim())
+        run = _Run(self.traced.graph_module, wanted, cut_global, self.input.dim(), frozenset(map(self.node, cut)))
         try:
             run.run(self.input.clone())
         except _Done:
@@ -209,11 +215,17 @@ class GradientProbe:
         would only see the first branch.  A tensor with no spatial dims left
         (pooled and flattened) is one unit, ``index == ()``.
         """
-        n = self.input.dim() - 2
         if value.dim() != len(index) + 2:
             raise ValueError(f"unit {tuple(index)} of a tensor shaped {tuple(value.shape)}: expected (N, C, *spatial)")
-        (grad,) = torch.autograd.grad(value[(0, slice(None), *index)].sum(), self.input, retain_graph=True)
-        hit = (grad[0] != 0).any(dim=0)
+        return self.support_of(value[(0, slice(None), *index)])
+
+    def support_of(self, elements: torch.Tensor, rel: float = 0.0) -> tuple[Span, ...]:
+        """Per axis, the first and last input pixel whose gradient for the sum of ``elements`` exceeds
+        ``rel`` × its largest magnitude (non-zero for ``rel == 0``)."""
+        n = self.input.dim() - 2
+        (grad,) = torch.autograd.grad(elements.sum(), self.input, retain_graph=True)
+        mag = grad[0].abs().amax(dim=0)
+        hit = mag > rel * mag.max() if rel else mag != 0
         spans: list[Span] = []
         for axis in range(n):
             others = tuple(a for a in range(n) if a != axis)
@@ -421,3 +433,77 @@ def assert_exact(cases: list[Case]) -> None:
     """Fail with every mismatching unit listed."""
     failures = [str(c) for c in cases if not c.ok]
     assert not failures, f"{len(failures)}/{len(cases)} units differ:\n" + "\n".join(failures)
+
+
+def every_unit(grid: Sequence[int | None]) -> list[tuple[int, ...]]:
+    """Every unit of a node's grid (index 0 along a global axis, which holds no units)."""
+    return [tuple(u) for u in itertools.product(*(range(n or 1) for n in grid))]
+
+
+def layout_partitions(layer: LayerRF, shape: Sequence[int]) -> None:
+    """The units of ``layer`` (one index per axis) name disjoint element sets covering every element.
+
+    ``select_unit`` is the engine's claim of where each unit lives (NCHW, NHWC, windows
+    folded into the batch, tokens, sub-pixel channels); this checks that it is a
+    partition of the tensor — what a tensor of element numbers says, not a formula —
+    so that "unit u reads I" is a statement about real elements.  Extra elements
+    (``lead`` / ``trail``, a class token) belong to no unit.
+    """
+    numbers = torch.arange(math.prod(shape)).view(*shape)
+    seen = torch.zeros(math.prod(shape), dtype=torch.long)
+    for unit in every_unit(layer.grid):
+        seen[select_unit(numbers, layer, unit).flatten()] += 1
+    extra = torch.zeros(shape, dtype=torch.bool)
+    for k, spec in enumerate(layer.layout):
+        if spec is not None and (spec.lead or spec.trail):
+            index = [slice(None)] * len(shape)
+            index[k] = [*range(spec.lead), *range(shape[k] - spec.trail, shape[k])]
+            extra[tuple(index)] = True
+    assert (seen[~extra.flatten()] == 1).all(), f"{layer.name}: units do not partition its elements"
+    assert (seen[extra.flatten()] == 0).all(), f"{layer.name}: an extra element belongs to a unit"
+
+
+def compare_layout(plan: Plan, probe: GradientProbe, names: Iterable[str],
+                   units: Callable[[Sequence[int]], list[tuple[int, ...]]] = every_unit,
+                   rel: float = 0.0, border: Border = "edges") -> list[Case]:
+    """Engine versus gradient for nodes in any layout: each unit's elements are what ``select_unit`` names.
+
+    Nodes whose status is global are one unit that must read the whole input.  The
+    layout is checked to partition the node's elements first (:func:`layout_partitions`).
+    ``border`` judges units that may read padding (see :class:`Case`): ``"bound"`` where
+    windows pad the map, whose padded units read nothing at all.
+    A node with global context must read the whole input, and its local interval once
+    every node the engine reports global along some axis (the summaries: a pooled
+    gate, a channel attention matrix, keys pooled to one position) is detached, as
+    :func:`compare` does.
+    """
+    layers = {name: plan[name] for name in names}
+    values = probe.outputs(layers)
+    local = {}
+    for name, layer in layers.items():
+        if layer.global_context:  # cut every node that is global along an axis this one keeps local
+            keeps = [a for a, axis in enumerate(layer.axes) if axis is not None]
+            summaries = [l.name for l in plan if l.status in ("ok", "global") and l.kind != "output"
+                         and any(l.axes[a] is None for a in keeps)]
+            local.update(probe.outputs([name], cut=summaries))
+    extent = probe.extent
+    whole = (None,) * len(extent)
+    cases = []
+    for name, layer in layers.items():
+        value = values[name]
+        if layer.status == "global":
+            cases.append(Case(name, (), "global", whole, probe.support_of(value, rel), extent))
+            continue
+        layout_partitions(layer, tuple(value.shape))
+        for unit in units(tuple(n or 1 for n in layer.grid)):  # index 0 along a global axis
+            engine = _engine_intervals(layer, unit)
+            if layer.global_context:
+                gated_support = probe.support_of(select_unit(value, layer, unit), rel)
+                # a window's padded token reads nothing, gate or not: judged by the same ``border``
+                cases.append(Case(name, unit, "with the gate", whole, gated_support, extent, border))
+                cut_support = probe.support_of(select_unit(local[name], layer, unit), rel)
+                cases.append(Case(name, unit, "gate cut", engine, cut_support, extent, border))
+            else:
+                got = probe.support_of(select_unit(value, layer, unit), rel)
+                cases.append(Case(name, unit, "layout", engine, got, extent, border))
+    return cases

@@ -18,8 +18,8 @@ from rffsurgery.trace import TraceError
 from rffsurgery.models.zoo import resolve
 
 
-class Rolls(nn.Module):
-    """torch.roll wraps pixels around: there is no rule for it, so it must be reported, not guessed."""
+class Flips(nn.Module):
+    """torch.flip reverses an axis: there is no rule for it, so it must be reported, not guessed."""
 
     def __init__(self):
         super().__init__()
@@ -27,7 +27,7 @@ class Rolls(nn.Module):
         self.b = nn.Conv2d(4, 4, 3, padding=1)
 
     def forward(self, x):
-        return self.b(torch.roll(self.a(x), 1, dims=2))
+        return self.b(torch.flip(self.a(x), dims=(2,)))
 
 
 class Branchy(nn.Module):
@@ -47,19 +47,19 @@ class Gate(nn.Module):
 
 
 def test_unknown_op_is_reported_by_name_and_taints_downstream():
-    plan = analyze(Rolls(), 16)
+    plan = analyze(Flips(), 16)
     assert plan["a"].status == "ok" and plan["a"].rf == (3, 3)
-    assert plan["roll"].status == "unknown" and "roll" in plan["roll"].reason
-    assert plan["b"].status == "unknown" and plan["b"].reason.startswith("after roll")
-    assert [l.name for l in plan.unknown] == ["roll"] and not plan.complete
-    with pytest.raises(UnknownOpError, match="roll"):
-        analyze(Rolls(), 16, strict=True)
+    assert plan["flip"].status == "unknown" and "flip" in plan["flip"].reason
+    assert plan["b"].status == "unknown" and plan["b"].reason.startswith("after flip")
+    assert [l.name for l in plan.unknown] == ["flip"] and not plan.complete
+    with pytest.raises(UnknownOpError, match="flip"):
+        analyze(Flips(), 16, strict=True)
 
 
 def test_untraceable_model_names_the_module_and_leaf_fixes_it():
-    with pytest.raises(TraceError, match=r"(?s)module 'inner' \(Gate\).*leaf_modules=\[Gate\]"):
-        analyze(Branchy(), 16)
-    plan = analyze(Branchy(), 16, leaf_modules=[Gate])  # traced, but Gate has no geometry rule
+    with pytest.raises(TraceError, match=r"(?s)module 'inner' \(Gate\).*leaf_modules=\[Gate\].*--capture export"):
+        analyze(Branchy(), 16, capture="fx")
+    plan = analyze(Branchy(), 16, leaf_modules=[Gate], capture="fx")  # traced, but Gate has no geometry rule
     assert plan["inner"].status == "unknown" and "Gate" in plan["inner"].reason
 
 
@@ -237,3 +237,23 @@ def test_none_default_inputs_and_declared_sizes():
     assert analyze(Masked(), 8)["conv"].rf == (3, 3)
     # vit_h_14's default weights use 518 px, but the model built without them is a 224 px model
     assert analyze("vit_h_14").input_size == (3, 224, 224)
+
+
+def test_functional_weight_layers_have_their_parameters():
+    """A conv written as F.conv2d(x, self.weight) is a weight layer too: tagged, counted and frozen like a module."""
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+            self.head = nn.Conv2d(4, 4, 3, stride=2)
+
+        def forward(self, x):
+            return self.head(torch.nn.functional.conv2d(x, self.weight, stride=2))
+
+    from rffsurgery.reports.table import to_dict
+    from rffsurgery.tags import is_weight_layer
+
+    plan = analyze(Functional(), 32)
+    assert plan["conv2d"].params == ("weight",) and is_weight_layer(plan["conv2d"])
+    assert next(n for n in to_dict(plan)["nodes"] if n["name"] == "conv2d")["n_params"] == 108

@@ -5,6 +5,8 @@
 * the layers point one way: the core never imports the trainer, the reports or the CLI;
   the reports never import the trainer or the CLI; the trainer never imports the CLI;
   the analysis never imports tagging or plans (tags → analysis, plan → analysis);
+  the package itself (``rffsurgery/__init__.py``, the public API) re-exports the core and the
+  HTML report, never the trainer or the CLI;
 * every third-party package the code imports is declared in pyproject.toml, and every
   declared dependency is imported by the package.
 """
@@ -22,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "rffsurgery"
 UPPER = {"cli", "train", "reports", "integrations", "__main__"}  # everything else is the core
+FACADE = "rffsurgery"  # the public API: what users import by name, ``rffsurgery.html_report`` included
 IMPORT_NAMES = {"pillow": "PIL"}  # distribution → the module it installs, where they differ
 
 
@@ -80,7 +83,7 @@ def _room(module: str) -> str:
 
 def test_the_walk_sees_relative_imports() -> None:
     """The checks below mean something only if relative imports are resolved."""
-    assert ("rffsurgery.analysis.analyzer", "rffsurgery.trace.tracer") in GRAPH.edges
+    assert ("rffsurgery.analysis.analyzer", "rffsurgery.trace.capture") in GRAPH.edges
     assert ("rffsurgery.cli", "rffsurgery.cli.analyze") in GRAPH.edges
     assert len(GRAPH) > 60
 
@@ -92,6 +95,7 @@ def test_no_import_circles() -> None:
 
 @pytest.mark.parametrize("lower, forbidden", [
     ("core", UPPER),
+    ("facade", UPPER - {"reports"}),
     ("reports", {"train", "cli", "integrations"}),
     ("train", {"cli", "integrations"}),
     ("integrations", {"train", "cli"}),
@@ -100,6 +104,8 @@ def test_no_import_circles() -> None:
 ])
 def test_layers_point_one_way(lower: str, forbidden: set[str]) -> None:
     def inside(module: str) -> bool:
+        if lower == "facade" or module == FACADE:
+            return lower == "facade" and module == FACADE
         room = _room(module)
         return room not in UPPER if lower == "core" else room == lower
 
@@ -122,3 +128,40 @@ def test_every_import_is_declared_and_every_declaration_imported() -> None:
     assert imported - core - extras == set(), "imported but not declared"
     assert core - imported == set(), "declared but never imported by the package"
     assert extras - imported == set(), "an extra that the package never imports"
+
+
+def _tree_block() -> list[str]:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = text.split("## The tree", 1)[1].split("```", 2)[1]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def _region(lines: list[str], folder: str) -> list[str]:
+    """The lines indented under ``folder/`` in the tree block."""
+    for i, line in enumerate(lines):
+        if line.strip().split()[0] == folder + "/":
+            indent = len(line) - len(line.lstrip())
+            out = []
+            for later in lines[i + 1:]:
+                if len(later) - len(later.lstrip()) <= indent:
+                    break
+                out.append(later)
+            return out
+    return []
+
+
+def test_docs_architecture_lists_every_module() -> None:
+    """docs/architecture.md matches the tree: every module is named under its room (and every room is there)."""
+    lines = _tree_block()
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        region = lines
+        for folder in rel.parts[:-1]:
+            region = _region(region, folder)
+            if not region:
+                break
+        words = {w.strip(",():") for line in region for w in line.split()}
+        if rel.name != "__init__.py" and rel.name not in words or not region:
+            missing.append(str(rel))
+    assert not missing, f"docs/architecture.md's tree does not name: {', '.join(missing)}"

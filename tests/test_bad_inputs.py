@@ -18,15 +18,18 @@ import json
 import os
 import pickle
 import re
+import struct
 import sys
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from torch import nn
 
 from rffsurgery import analyze, freeze, rewrite, tag
@@ -38,10 +41,19 @@ from rffsurgery.plan import FreezePlan, PlanError
 from rffsurgery.surgery import RewriteError, load as load_rewritten
 from rffsurgery.train import (Augment, GeneratedSource, ProtocolConfig, resolve_splits,
                               select_device)
+from rffsurgery.analysis.erf import erf
 from rffsurgery.cli.train import parse_seeds
+from rffsurgery.data.images import read_image
+from rffsurgery.models.weights import load_weights
+from rffsurgery.plan import Schedule, build_freeze_plan
+from rffsurgery.tags import TagError
+from rffsurgery.train.protocols.rewrite import RewriteConfig
 from rffsurgery.models.zoo import ModelNotFound
+from rffsurgery.usercode import UserCodeError
 
 USER_MODELS = '''
+import sys
+
 import torch
 from torch import nn
 
@@ -139,7 +151,107 @@ class DictOut(nn.Module):
 
     def forward(self, x):
         return {"maps": self.conv(x)}
+
+
+# -- issue 23: user code that exits, models with NaN weights or no spatial axes -----------------------
+def exits():
+    sys.exit(0)
+
+
+class Stop(BaseException):
+    """Not an Exception: a KeyboardInterrupt-like exit of the user's own."""
+
+
+def stops():
+    raise Stop("the factory gave up")
+
+
+def bad_size():
+    return nn.Conv2d(3, 4, 3)
+
+
+bad_size.default_input_size = "big"
+
+
+class Small(nn.Module):
+    """A conv net with a Linear head, small enough to train in a second."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+class ExitsInForward(Small):
+    def forward(self, x):
+        sys.exit(0)
+
+
+class ExitsWhileTraining(Small):
+    """Traces (in eval mode) like Small; ends the process once the trainer runs it in train mode."""
+
+    def forward(self, x):
+        if self.training:
+            sys.exit(0)
+        return super().forward(x)
+
+
+class NanInit(Small):
+    def __init__(self):
+        super().__init__()
+        with torch.no_grad():
+            self.conv.weight[0, 0, 0, 0] = float("nan")
+
+
+class Mlp2(nn.Module):
+    default_input_size = (3, 8, 8)
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 10)
+        self.out = nn.Linear(10, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(x.flatten(1))))
 '''
+
+
+def _onnx_files(w: Path) -> None:
+    """Small ONNX files, good and bad, built with onnx.helper (no export needed)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def save(name: str, nodes: list, inputs: list, consts: dict, opsets: tuple = (("", 17),)) -> Path:
+        graph = helper.make_graph(nodes, name, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()])
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets])
+        onnx.save(proto, str(w / name))
+        return w / name
+
+    image = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    conv = {"w": np.ones((4, 3, 3, 3), np.float32)}
+    small = save("small.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c")], [image], conv)
+    (w / "empty.onnx").write_bytes(b"")
+    (w / "truncated.onnx").write_bytes(small.read_bytes()[:150])
+    save("custom.onnx", [helper.make_node("Conv", ["x", "w"], ["c"], name="c"),
+                         helper.make_node("Frobnicate", ["c"], ["y"], name="f", domain="com.example")],
+         [image], conv, (("", 17), ("com.example", 1)))
+    save("two.onnx", [helper.make_node("Add", ["x", "z"], ["y"])], [image, helper.make_tensor_value_info(
+        "z", TensorProto.FLOAT, [1, 3, 8, 8])], {})
+    save("tokens.onnx", [helper.make_node("Cast", ["x"], ["y"], to=1)],
+         [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 3, 8, 8])], {})
+    save("dynamic.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
+         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])], conv)
+    needs = save("needs_data.onnx", [helper.make_node("Conv", ["x", "w"], ["c"], name="c"),
+                                     helper.make_node("Reshape", ["c", "shape"], ["y"], name="r")],
+                 [image], {**conv, "shape": np.array([1, -1], np.int64)})
+    onnx.save_model(onnx.load(str(needs)), str(needs), save_as_external_data=True, location="needs_data.bin",
+                    size_threshold=0)
+    (w / "needs_data.bin").unlink()
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +267,7 @@ def work(tmp_path_factory) -> Path:
     (w / "existing.json").write_text('{"mine": true}\n')
     (w / "existing.png").write_bytes(b"not really a png")
     (w / "existing.onnx").write_bytes(b"not really onnx")
+    _onnx_files(w)
     runner = CliRunner()
     made = runner.invoke(main, ["analyze", "rff-base-cnn", "--export-plan", str(w / "plan.json")])
     assert made.exit_code == 0, made.output
@@ -187,7 +300,54 @@ def work(tmp_path_factory) -> Path:
     made = runner.invoke(main, ["train", "--per-class", "10", "--epochs", "1", "--transfer-epochs", "1", "--no-plots",
                                 "--stop-after", "base", "--out", str(w / "resumable")])
     assert made.exit_code == 0, made.output
+    _issue_23_inputs(w, plan, runner)
     return w
+
+
+def _issue_23_inputs(w: Path, plan: dict[str, Any], runner: CliRunner) -> None:
+    """Inputs of the issue-23 cases: NaN weights, text as weights, absurd plan numbers, exiting modules, runs to resume."""
+    (w / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
+    (w / "text.pt").write_text("hello, these are not weights\n")
+    state = RFFBaseCNN().state_dict()
+    state["features.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, w / "nan.pt")
+    state["features.0.weight"][0, 0, 0, 0] = float("inf")
+    torch.save({"state_dict": state}, w / "inf.pt")
+    (w / "nan_recipe").mkdir()
+    (w / "nan_recipe" / "recipe.json").write_text((w / "recipe" / "recipe.json").read_text())
+    weights = torch.load(w / "recipe" / "state_dict.pt", weights_only=True)
+    weights[next(iter(weights))].view(-1)[0] = float("nan")
+    torch.save(weights, w / "nan_recipe" / "state_dict.pt")
+    (w / "every_huge.json").write_text(json.dumps({**plan, "schedule": {"every": 10**300, "start": 2}}))
+    (w / "digits.json").write_text(json.dumps(plan).replace('"schedule": {', '"schedule": {"stop": ' + "9" * 5000 + ", "))
+    (w / "size_huge.json").write_text(json.dumps({**plan, "input_size": [3, 10**300, 32]}))
+    (w / "version_huge.json").write_text(json.dumps({**plan, "schema_version": 10**300}))
+    (w / "ünï.png").write_text("not an image, in a folder with a unicode name\n")
+    Image.new("RGB", (40, 40), (30, 120, 200)).save(w / "real.png")
+    made = runner.invoke(main, ["train", "--per-class", "10", "--epochs", "1", "--transfer-epochs", "1", "--no-plots",
+                                "--split", "mine", "--base", "disk,ring,square", "--transfer", "hbars,vbars",
+                                "--stop-after", "base", "--out", str(w / "custom_split")])
+    assert made.exit_code == 0, made.output
+    _mnist_files(w / "mnist")
+    _mnist_files(w / "mnist_copy")
+    made = runner.invoke(main, ["train", "--data", "mnist", "--data-root", str(w / "mnist"), "--split", "random:1",
+                                "--per-class", "10", "--epochs", "1", "--transfer-epochs", "1", "--no-plots",
+                                "--stop-after", "base", "--out", str(w / "mnist_run")])
+    assert made.exit_code == 0, made.output
+    made = runner.invoke(main, ["train", "--protocol", "rewrite", "--meta-groups", "2", "--epochs", "1",
+                                "--per-class", "10", "--batch-size", "32", "--no-plots", "--out", str(w / "rw_run")])
+    assert made.exit_code == 0, made.output
+
+
+def _mnist_files(folder: Path, per_class: int = 12) -> None:
+    """Four tiny MNIST-shaped IDX files (10 classes of random 28×28 images)."""
+    folder.mkdir()
+    labels = np.repeat(np.arange(10), per_class).astype(np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
+    for stem, array in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels),
+                        ("t10k-images-idx3-ubyte", images), ("t10k-labels-idx1-ubyte", labels)):
+        header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+        (folder / stem).write_bytes(header + array.tobytes())
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -247,12 +407,30 @@ CASES = [
     Case("analyze {w}/nofile.py:f", 1, "no such file"),
     Case("analyze no_such_pkg_xyz:f", 1, "cannot import 'no_such_pkg_xyz'"),
     Case("analyze :f", 1, "expected 'package.module:name'"),
-    Case("analyze {w}/models.py:Untraceable", 1, "cannot trace Untraceable"),
+    Case("analyze {w}/models.py:Untraceable --capture fx", 1, "cannot trace Untraceable"),
     Case("analyze {w}/models.py:Mlp", 1, "cannot run on an input of 3x224x224"),
     Case("analyze {w}/models.py:DictIn", 1, "the model's first input must be one image tensor"),
     Case("analyze {w}/models.py:TwoInputs", 1, "more than one required input"),
     Case("analyze {w}/models.py:Fft --strict", 1, "without an exact geometry: fft_fft2"),
     Case("analyze {w}/models.py:NeedsReal --input-size 3,40000,40000", 1, "limit 4 GiB"),
+    # -- analyze: ONNX files -------------------------------------------------------------------
+    Case("analyze {w}/nosuch.onnx", 1, "no such ONNX file"),
+    Case("analyze {w}/empty.onnx", 1, "is empty (0 bytes)"),
+    Case("analyze {w}/existing.onnx", 1, "is not a valid ONNX file"),
+    Case("analyze {w}/truncated.onnx", 1, "corrupt or truncated"),
+    Case("analyze {w}/custom.onnx --strict", 1, "f (Frobnicate): no geometry rule for ONNX com.example.Frobnicate"),
+    Case("analyze {w}/needs_data.onnx", 1, "stored in the external-data file needs_data.bin, which is missing"),
+    Case("analyze {w}/two.onnx", 1, "takes 2 inputs (x, z)"),
+    Case("analyze {w}/tokens.onnx", 1, "holds int64 values"),
+    Case("analyze {w}/dynamic.onnx", 1, "has dynamic dims (N, 3, ?, ?): give --input-size"),
+    Case("analyze {w}/small.onnx --input-size 16", 1, "fixes its input at 3x8x8"),
+    Case("analyze {w}/dynamic.onnx --input-size 2", 1, "input 3x2x2 is too small for"),
+    Case("analyze {w}/small.onnx --num-classes 5", 1, "--num-classes applies to PyTorch models"),
+    Case("analyze {w}/small.onnx --capture export", 2, "--capture only applies with PyTorch models"),
+    Case("analyze {w}/small.onnx --leaf torch.nn:ReLU", 2, "--leaf only applies with PyTorch models"),
+    Case("analyze {w}/small.onnx --export-plan {w}/small.onnx --force", 1, "also an input of this command"),
+    Case("rewrite {w}/small.onnx --meta-groups 2", 1, "does not run, rewrite or train them"),
+    Case("plan check {w}/plan.json {w}/small.onnx", 1, "made from a PyTorch model's graph and this is an ONNX file"),
     # -- analyze: input sizes ------------------------------------------------------------------
     Case("analyze rff-base-cnn --input-size 0", 1, "must be positive in every dimension"),
     Case("analyze rff-base-cnn --input-size -5", 1, "must be positive"),
@@ -278,7 +456,7 @@ CASES = [
     Case("analyze rff-base-cnn --every 2", 2, "--every only applies with --export-plan"),
     Case("analyze rff-base-cnn --bn freeze", 2, "--bn only applies with --export-plan"),
     Case("analyze rff-base-cnn --export-plan {w}/new.json --epochs 2 --every 2", 2, "either --epochs or --every"),
-    Case("analyze rff-base-cnn --export-plan {w}/new.json --epochs 0", 1, "integers ≥ 1"),
+    Case("analyze rff-base-cnn --export-plan {w}/new.json --epochs 0", 2, "--epochs: 0 is not an integer from 1"),
     Case("analyze rff-base-cnn --export-plan {w}/new.json --epochs a,b", 2, "comma-separated list"),
     Case("analyze rff-base-cnn --export-plan {w}/new.json --every 2 --start 5 --stop 3", 1, "'stop' must be"),
     Case("analyze rff-base-cnn --select features.*", 2, "--select only applies with --policy names"),
@@ -351,13 +529,13 @@ CASES = [
     Case(R + " --onnx {w}/adir", 2, "is a directory"),
     # -- train ----------------------------------------------------------------------------------------
     Case(T + " --threads -1", 2, "'--threads': -1 is not in the range"),
-    Case(T + " --epochs 0", 1, "epochs=0"),
-    Case(T + " --batch-size 0", 1, "batch_size=0"),
-    Case(T + " --until-overfit --patience 0", 1, "patience=0"),
-    Case(T + " --lr -1", 1, "lr > 0"),
-    Case(T + " --dropout 1.5", 1, "dropout < 1"),
-    Case(T + " --rotation 500", 1, "rotation ≤ 180"),
-    Case(T + " --cue 2", 1, "cue strength must be in [0, 1]"),
+    Case(T + " --epochs 0", 2, "'--epochs': 0 is not in the range"),
+    Case(T + " --batch-size 0", 2, "'--batch-size': 0 is not in the range"),
+    Case(T + " --until-overfit --patience 0", 2, "'--patience': 0"),
+    Case(T + " --lr -1", 2, "'--lr': -1.0 is not in the range x>0"),
+    Case(T + " --dropout 1.5", 2, "'--dropout': 1.5 is not in the range 0<=x<1"),
+    Case(T + " --rotation 500", 2, "'--rotation': 500.0 is not in the range 0<=x<=180"),
+    Case(T + " --cue 2", 2, "'--cue': 2.0 is not in the range 0<=x<=1"),
     Case(T + " --seeds x", 1, "--seeds must look like"),
     Case(T + " --seeds 1,1", 1, "distinct seeds"),
     Case(T + " --split 9.9", 1, "unknown split"),
@@ -380,10 +558,10 @@ CASES = [
     Case(D + " --data cifar100 --data-root {w}/empty --cue 0.5", 2, "--cue only applies with --data generated"),
     Case(D + " --data folder --data-root {w}/afile", 1, "is a file; --data-root takes the folder"),
     Case(T + " --seeds 5-1", 1, "range '5-1' is empty"),
-    Case(T + " --max-epochs 0 --until-overfit", 1, "max_epochs=0"),
-    Case(T + " --transfer-epochs 0", 1, "transfer_epochs=0"),
-    Case(T + " --weight-decay -1", 1, "weight_decay ≥ 0"),
-    Case(T + " --zoom 1", 1, "zoom < 1"),
+    Case(T + " --max-epochs 0 --until-overfit", 2, "'--max-epochs': 0"),
+    Case(T + " --transfer-epochs 0", 2, "'--transfer-epochs': 0"),
+    Case(T + " --weight-decay -1", 2, "'--weight-decay': -1.0"),
+    Case(T + " --zoom 1", 2, "'--zoom': 1.0 is not in the range 0<=x<1"),
     Case(T + " --optimizer bogus", 2, "'--optimizer'"),
     Case(T + " --stop-after bogus", 2, "'--stop-after'"),
     Case(D + " --data cifar100", 1, "needs --data-root"),
@@ -404,6 +582,84 @@ CASES = [
          "cue: 0.0 → 0.5"),
     Case("train --per-class 10 --epochs 2 --transfer-epochs 1 --no-plots --resume --out {w}/resumable", 1,
          "epochs: 1 → 2"),
+    # == issue 23 ==================================================================================
+    # -- 1. numbers at the edges: one range per setting (rffsurgery.limits), refused naming the option ---------
+    Case(T + " --lr nan", 2, "'--lr': nan is not a finite number"),
+    Case(T + " --lr inf", 2, "'--lr': inf is not a finite number"),
+    Case(T + " --weight-decay 1e999", 2, "'--weight-decay': 1e999 is not a finite number"),
+    Case(T + " --per-class 0", 2, "'--per-class': 0 is not in the range 1<=x<=1000000"),
+    Case(T + " --probe-l2 nan", 2, "'--probe-l2': nan is not a finite number"),
+    Case(T + " --meta-groups 99999999999999999999", 2, "'--meta-groups': 99999999999999999999 is not in the range"),
+    Case(T + " --seeds 5-99999999999999999999999", 1, "--seeds must be an integer from 0 to"),
+    Case(T + " --split random:²", 1, "--split random:K needs a whole number K"),
+    Case("erf rff-base-cnn --batch 0", 2, "'--batch': 0 is not in the range 1<=x<=4096"),
+    Case("erf rff-base-cnn --seed 99999999999999999999999", 2, "'--seed': 99999999999999999999999 is not in the range"),
+    Case("erf rff-base-cnn --seed -1", 2, "'--seed': -1 is not in the range"),
+    Case("rewrite rff-base-cnn --meta-groups 99999999999999999999", 2, "'--meta-groups': 99999999999999999999 is not"),
+    Case("analyze rff-base-cnn --policy growth --threshold nan", 2, "'--threshold': nan is not a finite number"),
+    Case("analyze rff-base-cnn --num-classes 99999999999999999999999", 2, "'--num-classes': 99999999999999999999999"),
+    Case("analyze rff-base-cnn --export-plan {w}/new.json --every 999999999999", 2, "'--every': 999999999999 is not"),
+    Case("plan check {w}/plan.json rff-base-cnn --num-classes 0", 2, "'--num-classes': 0 is not in the range"),
+    Case("plan show {w}/every_huge.json", 1, "schedule 'every' must be an integer from 1 to 100,000, got a 301-digit"),
+    Case("plan show {w}/digits.json", 1, "holds a number too long to be a plan field"),
+    Case("plan show {w}/size_huge.json", 1, "'input_size': input size [3, 1"),
+    Case("plan show {w}/version_huge.json", 1, "schema_version 10000000… (301 digits) is not a version"),
+    # -- 2. non-finite weights, inputs, gradients, losses: refused naming the tensor, no result printed -------
+    Case("erf rff-base-cnn --weights {w}/nan.pt", 1, "tensor 'features.0.weight' holds 1 NaN value(s) of 864"),
+    Case("erf rff-base-cnn --weights {w}/inf.pt", 1, "tensor 'features.0.weight' holds 1 infinite value(s)"),
+    Case("erf rff-base-cnn --weights {w}/nan_recipe", 1, "state_dict.pt: tensor 'features.0.weight' holds 1 NaN"),
+    Case("analyze rff-base-cnn --overlay {w}/real.png --node features.0 --unit 1,1 --out-image {w}/o.png --with-erf "
+         "--weights {w}/nan.pt", 1, "holds 1 NaN value(s)"),
+    Case(T + " --model {w}/models.py:NanInit", 1, "the initial weights of {w}/models.py:NanInit: tensor 'conv.weight'"),
+    Case(T + " --lr 1e30 --batch-size 8", 1, "training diverged"),
+    # -- 3. user code that exits or misbehaves: "your … did …", exit status 1 -----------------------------------
+    Case("analyze {w}/models.py:exits", 1, "your model factory '{w}/models.py:exits' called sys.exit(0)"),
+    Case("erf {w}/models.py:exits", 1, "your model factory '{w}/models.py:exits' called sys.exit(0)"),
+    Case("rewrite {w}/models.py:exits --meta-groups 2", 1, "'{w}/models.py:exits' called sys.exit(0)"),
+    Case(T + " --model {w}/models.py:exits", 1, "'{w}/models.py:exits' called sys.exit(0)"),
+    Case("plan check {w}/plan.json {w}/models.py:exits", 1, "'{w}/models.py:exits' called sys.exit(0)"),
+    Case("analyze {w}/models.py:stops", 1, "your model factory '{w}/models.py:stops' raised Stop: the factory gave up"),
+    Case("analyze {w}/exits_on_import.py:f", 1, "your module '{w}/exits_on_import.py' (imported for"),
+    Case("analyze rff-base-cnn --leaf {w}/exits_on_import.py:Cls", 1, "exits_on_import.py' (imported for"),
+    Case("analyze {w}/models.py:ExitsInForward", 1, "the forward of ExitsInForward called sys.exit(0)"),
+    Case(T + " --model {w}/models.py:ExitsWhileTraining --policy names --select conv", 1, "the model {w}/models.py:ExitsWhileTraining called sys.exit(0)"),
+    Case("analyze {w}/models.py:bad_size", 1, "declares default_input_size = 'big'"),
+    # -- 4. resume refuses any change of the data, naming the setting, old and new --------------------------------
+    Case("train --per-class 10 --epochs 1 --transfer-epochs 1 --no-plots --resume --split mine --base disk,ring,square "
+         "--transfer hbars,frame --out {w}/custom_split", 1, "transfer: hbars,vbars → hbars,frame"),
+    Case("train --data mnist --data-root {w}/mnist --split random:1 --per-class 10 --epochs 1 --transfer-epochs 1 "
+         "--no-plots --resume --image-size 28 --out {w}/mnist_run", 1, "image_size: 32 → 28"),
+    Case("train --data mnist --data-root {w}/mnist_copy --split random:1 --per-class 10 --epochs 1 --transfer-epochs 1 "
+         "--no-plots --resume --out {w}/mnist_run", 1, "root: {w}/mnist → {w}/mnist_copy"),
+    Case("train --protocol rewrite --meta-groups 2 --epochs 2 --per-class 10 --batch-size 32 --no-plots --resume "
+         "--out {w}/rw_run", 1, "epochs: 1 → 2"),
+    Case("train --protocol rewrite --meta-groups 2 --epochs 1 --per-class 12 --batch-size 32 --no-plots --resume "
+         "--out {w}/rw_run", 1, "per_class: 10 → 12"),
+    # -- 5. internal errors that leaked: what was expected and what to pass instead ------------------------------
+    Case("erf rff-base-cnn --weights {w}/text.pt", 1, "text.pt is corrupt or unreadable"),
+    Case("erf resnet18 --input-size 3,32,32 --weights {w}/recipe", 1,
+         "the rewrite recipe was made from 'rff-base-cnn'; its step 1 (meta_head) does not apply to ResNet"),
+    # -- 6. options that would do nothing are refused; a model without spatial axes says so ---------------------
+    Case("analyze rff-base-cnn --node features.0", 2, "--node only applies with --unit or --overlay"),
+    Case("analyze rff-base-cnn --json --all", 2, "--all only applies with the table"),
+    Case("analyze rff-base-cnn --csv --tags", 2, "--tags only applies with the table"),
+    Case("analyze rff-base-cnn --force", 2, "--force only applies with an output file"),
+    Case("analyze rff-base-cnn --node features.0 --unit 1,1 --json", 2, "--unit prints one unit's interval"),
+    Case("analyze rff-base-cnn --policy growth --top-k 2 --threshold 1", 2, "either --top-k or --threshold"),
+    Case("analyze rff-base-cnn --overlay {w}/ünï.png --node features.0 --unit 1,1 --out-image {w}/o.png "
+         "--weights {w}/nan.pt", 2, "--weights only applies with --with-erf"),
+    Case("erf rff-base-cnn --data-root {w}/empty", 2, "--data-root only applies with --data cifar100"),
+    Case("erf rff-base-cnn --force", 2, "--force only applies with --out"),
+    Case(R + " --force", 2, "--force only applies with --out or --onnx"),
+    Case(T + " --workers 4", 2, "--workers only applies with --data folder"),
+    Case(T + " --patience 3", 2, "--patience only applies with --until-overfit"),
+    Case(T + " --until-overfit", 2, "--epochs only applies with experiment 1"),
+    Case(T + " --probe sgd --probe-l2 0.1", 2, "--probe-l2 only applies with --probe lbfgs"),
+    Case("train --protocol rewrite --meta-groups 2 --control --out {w}/runs", 1, "--control: RFF-protocol option"),
+    Case("erf {w}/models.py:Mlp2", 1, "has no spatial axes after its input: every layer mixes the whole input"),
+    # -- 7. paths as the user typed them: once, unicode intact, not quoted by a library -------------------------
+    Case("analyze rff-base-cnn --overlay {w}/ünï.png --node features.0 --unit 1,1 --out-image {w}/o.png", 1,
+         "error: {w}/ünï.png cannot be decoded (not an image format PIL reads); give a PNG/JPEG file"),
 ]
 
 
@@ -449,7 +705,7 @@ API = [
     ("interval(3 axes)", lambda w: _plan()["features.0"].interval((0, 0, 0)), InvalidArgument, "2 (e.g. (0, 1))"),
     ("plan[unknown]", lambda w: _plan()["nope"], KeyError, "no node or module 'nope'"),
     ("rewrite(meta_groups='2')", lambda w: rewrite(RFFBaseCNN(), meta_groups="2"), InvalidArgument,
-     "meta_groups must be an integer ≥ 1, got str '2'"),
+     "meta_groups must be an integer from 1 to 1,048,576, got str '2'"),
     ("rewrite(meta_groups=2.0)", lambda w: rewrite(RFFBaseCNN(), meta_groups=2.0), InvalidArgument,
      "got float 2.0"),
     ("rewrite(meta_groups=True)", lambda w: rewrite(RFFBaseCNN(), meta_groups=True), InvalidArgument, "got bool"),
@@ -457,7 +713,7 @@ API = [
     ("rewrite(meta_out=0)", lambda w: rewrite(RFFBaseCNN(), meta_groups=2, meta_out=0), InvalidArgument,
      "meta_out must be"),
     ("rewrite(hidden=-8)", lambda w: rewrite(RFFBaseCNN(), meta_groups=2, hidden=-8), InvalidArgument,
-     "hidden must be an integer ≥ 1, got -8"),
+     "hidden must be an integer from 1 to 1,048,576, got -8"),
     ("rewrite(hidden alone)", lambda w: rewrite(RFFBaseCNN(), conv3d_filters=64, hidden=8), InvalidArgument,
      "give meta_groups too"),
     ("rewrite(None)", lambda w: rewrite(None, meta_groups=2), InvalidArgument, "got NoneType"),
@@ -479,15 +735,74 @@ API = [
     ("onnx exists", lambda w: export_onnx(RFFBaseCNN(), (3, 32, 32), w / "existing.onnx"), OutputExists,
      "pass --force"),
     ("parse_seeds", lambda w: parse_seeds("1-x"), InvalidArgument, "--seeds must look like"),
-    ("ProtocolConfig(epochs=0)", lambda w: ProtocolConfig(epochs=0), InvalidArgument, "epochs=0"),
+    ("ProtocolConfig(epochs=0)", lambda w: ProtocolConfig(epochs=0), InvalidArgument,
+     "epochs must be an integer from 1 to 100,000, got 0"),
     ("ProtocolConfig(bn)", lambda w: ProtocolConfig(bn="sometimes"), InvalidArgument, "unknown BatchNorm mode"),
     ("GeneratedSource(per_class=1)", lambda w: GeneratedSource(per_class=1).protocol_data(
         resolve_splits("g.1", GeneratedSource().splits)[0], 0), InvalidArgument, "too few"),
     ("resolve_splits", lambda w: resolve_splits("7.7"), InvalidArgument, "unknown split '7.7'"),
     ("select_device", lambda w: select_device("tpu"), InvalidArgument, "unknown device"),
-    ("Augment", lambda w: Augment(zoom=1.5), InvalidArgument, "zoom < 1"),
-    ("zoo import", lambda w: analyze(f"{w}/syntax.py:f"), ModelNotFound, "syntax error"),
+    ("Augment", lambda w: Augment(zoom=1.5), InvalidArgument, "zoom must be a number with 0 ≤ x < 1, got 1.5"),
+    ("zoo import", lambda w: analyze(f"{w}/syntax.py:f"), UserCodeError, "has a syntax error"),
+    # == issue 23 ==================================================================================
+    # -- 1. numbers: the configurations and the plan schema read the same ranges as the CLI ---------------------
+    ("ProtocolConfig(lr=nan)", lambda w: ProtocolConfig(lr=float("nan")), InvalidArgument,
+     "lr must be a finite number > 0, got nan"),
+    ("ProtocolConfig(l1=inf)", lambda w: ProtocolConfig(l1=float("inf")), InvalidArgument,
+     "l1 must be a finite number ≥ 0, got inf"),
+    ("RewriteConfig(batch_size=10**300)", lambda w: RewriteConfig(meta_groups=2, batch_size=10**300), InvalidArgument,
+     "batch_size must be an integer from 1 to 1,048,576, got a 301-digit number"),
+    ("Augment(rotation=nan)", lambda w: Augment(rotation=float("nan")), InvalidArgument,
+     "rotation must be a number with 0 ≤ x ≤ 180, got nan"),
+    ("GeneratedSource(per_class=0)", lambda w: GeneratedSource(per_class=0), InvalidArgument,
+     "per_class must be an integer from 1 to 1,000,000, got 0"),
+    ("erf(batch=0)", lambda w: erf(RFFBaseCNN(), batch=0), InvalidArgument, "batch must be an integer from 1 to 4,096"),
+    ("growth(threshold=nan)", lambda w: tag(_plan(), "growth", threshold=float("nan")), TagError,
+     "threshold must be a finite number, got nan"),
+    ("Schedule(every=10**300)", lambda w: Schedule(every=10**300), PlanError,
+     "schedule 'every' must be an integer from 1 to 100,000, got a 301-digit number"),
+    # -- 2. non-finite inputs and gradients ----------------------------------------------------------------
+    ("erf(NaN inputs)", lambda w: erf(RFFBaseCNN(), inputs=torch.full((1, 3, 32, 32), float("nan"))), RffError,
+     "tensor 'inputs' holds 3,072 NaN value(s)"),
+    ("erf(overflowing model)", lambda w: erf(_overflowing(), images=1), RffError,
+     "the ERF of features.16: tensor 'input gradient' holds"),
+    ("erf(NaN module)", lambda w: erf(_overflowing(float("nan")), images=1), RffError,
+     "the weights of RFFBaseCNN (as given): tensor 'features.0.weight' holds"),
+    # -- 5. what was expected and what to pass instead -----------------------------------------------------------
+    ("tag(model)", lambda w: tag(RFFBaseCNN(), "paper"), TagError,
+     "tag() takes the analysis that analyze() returns, got a model: call tag(analyze(model), …)"),
+    ("build_freeze_plan(model)", lambda w: build_freeze_plan(RFFBaseCNN()), PlanError,
+     "build_freeze_plan() takes the analysis that analyze() returns"),
+    ("freeze(model, analysis)", lambda w: freeze(RFFBaseCNN(), _plan()).__enter__(), InvalidArgument,
+     "make one from this analysis with build_freeze_plan(analysis)"),
+    ("load(recipe, base=other)", lambda w: load_rewritten(w / "recipe", base=nn.Sequential(nn.Linear(2, 2))),
+     RewriteError, "was made from 'rff-base-cnn'; its step 1 (meta_head) does not apply to Sequential"),
+    ("rewrite(head_layers=5)", lambda w: rewrite(RFFBaseCNN(), meta_groups=2, head_layers=5), InvalidArgument,
+     "layer globs takes a name or a list of names (strings), got int 5"),
+    ("load_weights(path=5)", lambda w: load_weights(RFFBaseCNN(), 5), InvalidArgument,
+     "weights are given by the path of a file or rewrite folder, got int"),
+    ("FreezePlan.load(dict)", lambda w: FreezePlan.load({"schema": "x"}), PlanError,
+     "for a dict use FreezePlan.from_dict"),
+    ("interval(strings)", lambda w: _plan()["features.0"].interval(("a", "b")), InvalidArgument,
+     "a unit is a tuple of integers, one per spatial axis"),
+    ("erf(unit=5)", lambda w: erf(RFFBaseCNN(), unit=5, images=1), InvalidArgument, "a unit is a tuple of integers"),
+    ("ProtocolConfig(augment=None)", lambda w: ProtocolConfig(augment=None), InvalidArgument,
+     "augment must be an Augment"),
+    ("erf(inputs=list)", lambda w: erf(RFFBaseCNN(), inputs=[[0.0]]), InvalidArgument, "inputs must be a float tensor"),
+    # -- 7. paths once, as typed -----------------------------------------------------------------------------------
+    ("read_image(unicode)", lambda w: read_image(w / "ünï.png", (8, 8)), InvalidArgument,
+     "ünï.png cannot be decoded (not an image format PIL reads)"),
 ]
+
+
+def _overflowing(value: float = 1e30) -> nn.Module:
+    """The base CNN with every weight matrix set to ``value``: 1e30 is finite, but the forward overflows."""
+    model = RFFBaseCNN()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.fill_(value)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -547,6 +862,21 @@ def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 130 and result.stderr.strip() == "interrupted"
 
 
+@pytest.mark.parametrize("exit_with", [SystemExit(0), GeneratorExit()], ids=["sys.exit(0)", "GeneratorExit"])
+def test_an_exit_from_code_no_wrapper_saw_is_an_error(exit_with: BaseException,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's own backstop: rffsurgery never ends a command with SystemExit, so one arriving is user code's."""
+    import rffsurgery.cli.analyze
+
+    def leaves(*args: Any, **kwargs: Any) -> None:
+        raise exit_with
+
+    monkeypatch.setattr(rffsurgery.cli.analyze, "analyze", leaves)
+    result = CliRunner().invoke(main, ["analyze", "rff-base-cnn"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.stderr.startswith("error: code outside rffsurgery (the model's)"), result.stderr
+
+
 def test_a_single_glob_string_is_one_glob_not_its_characters() -> None:
     done = rewrite(RFFBaseCNN(), meta_groups=2, head_layers="classifier.1")
     assert [c.path for c in done.changes] == ["classifier.1"]
@@ -585,7 +915,9 @@ def test_tuple_output_rewrite_checks_backward_and_onnx(work: Path, tmp_path: Pat
 
 def test_resume_records_the_data_settings(work: Path) -> None:
     state = torch.load(work / "resumable" / "split-g.1" / "seed-0" / "checkpoint.pt", weights_only=True)
-    assert state["data"] == {"source": "generated", "per_class": 10, "cue": 0.0, "image_size": 32}
+    data = {k: v for k, v in state["data"].items() if k not in ("base", "transfer")}
+    assert data == {"source": "generated", "per_class": 10, "cue": 0.0, "image_size": 32}
+    assert state["data"]["transfer"] == ["hbars", "vbars"]  # the split's classes, not only its name
 
 
 def test_a_refused_onnx_leaves_no_file(tmp_path: Path) -> None:
@@ -622,3 +954,49 @@ def test_plot_needs_matplotlib_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(MissingDependency, match=re.escape("pip install 'rffsurgery[plot]'")):
         plot_rf(_plan(), tmp_path / "rf.png")
+
+
+# -- issue 23: the good paths next to the refused ones -------------------------------------------------------
+def test_a_rewrite_result_is_accepted_where_a_model_is_meant(tmp_path: Path) -> None:
+    done = rewrite(RFFBaseCNN(), meta_groups=2)
+    plan = build_freeze_plan(analyze(RFFBaseCNN()), "paper")
+    assert plan.check(done) == ""  # the rewritten model keeps the frozen layers' graph
+    with freeze(done, plan) as frozen:
+        assert frozen == list(plan.parameter_names)
+        assert not done.after.get_parameter(frozen[0]).requires_grad
+    assert done.after.get_parameter(frozen[0]).requires_grad
+    assert [l.name for l in analyze(done)] == [l.name for l in analyze(done.after)]
+    assert erf(done, "features.3", images=1).nodes[0].node == "features.3"  # one name, not its characters
+
+
+def test_a_single_select_pattern_is_one_pattern() -> None:
+    assert ProtocolConfig(policy="names", select="features.6").select == ("features.6",)
+
+
+def test_a_model_without_spatial_axes_says_so(work: Path) -> None:
+    table = CliRunner().invoke(main, ["analyze", f"{work}/models.py:Mlp2"])
+    assert table.exit_code == 0, table.output
+    assert "no spatial axes: every layer of" in table.output and "(an MLP)" in table.output
+    conv = CliRunner().invoke(main, ["analyze", "rff-base-cnn"])
+    assert "no spatial axes" not in conv.output
+
+
+def test_ranges_are_declared_once_and_shown_by_click() -> None:
+    """Every numeric option of every command takes its type from rffsurgery.limits (one range per setting)."""
+    import click
+
+    from rffsurgery.cli.types import FiniteFloatRange
+
+    untyped = []
+
+    def walk(command: click.Command, path: str) -> None:
+        for param in command.params:
+            kind = param.type
+            bounded = isinstance(kind, FiniteFloatRange) or isinstance(kind, click.IntRange) and kind.max is not None
+            if isinstance(kind, (click.types.IntParamType, click.types.FloatParamType)) and not bounded:
+                untyped.append(f"{path} {param.opts[0]}")  # an int without a ceiling, or a float that may be NaN
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(main, "rffsurgery")
+    assert not untyped, f"numeric options without a declared range: {untyped}"

@@ -158,3 +158,29 @@ def test_units_of_a_channels_last_node_are_indexed_by_axis() -> None:
         support = (node.heatmap > 0).nonzero()
         assert support[:, 0].min() == 2 and support[:, 0].max() == 4
         assert support[:, 1].min() == 6 and support[:, 1].max() == 8
+
+
+def test_heat_map_picture_keeps_every_box_on_the_image(monkeypatch) -> None:
+    """An RF and squares larger than the image: drawn clipped to it, their true size in the legend.
+
+    Six 5×5 boxes read 25×25 pixels; on a 15×15 input unit (2, 2) reads rows and columns
+    −10…14, and the square centred on it that holds 99 % is wider than the image too.
+    """
+    import rffsurgery.reports.plot as plot
+
+    figures = []
+    monkeypatch.setattr(plot, "save_figure", lambda fig, path, *a, **k: figures.append(fig) or Path(path))
+    result = erf(box_stack(6, 5), input_size=(1, 15, 15), images=1, unit=(2, 2))
+    node = result.nodes[0]
+    assert node.interval == ((-10, 14), (-10, 14)) and node.squares[0.99] > 15
+    plot.plot_erf(result, node, "unused.png")
+    ax = figures[0].axes[0]
+    boxes = [p for p in ax.patches if p.get_label() and not p.get_label().startswith("_")]
+    assert len(boxes) == 3  # the RF, the 50 % and the 99 % squares
+    for patch in boxes:
+        x, y, w, h = patch.get_x(), patch.get_y(), patch.get_width(), patch.get_height()
+        assert -0.5 <= x and -0.5 <= y and x + w <= 14.5 and y + h <= 14.5, patch.get_label()
+    labels = [p.get_label() for p in boxes]
+    assert "theoretical RF 25 (25x25 px, past the 15x15 image: drawn clipped)" in labels
+    assert any(label.startswith(f"99% of the contribution: {node.squares[0.99]} px square (past the image")
+               for label in labels), labels

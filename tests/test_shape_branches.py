@@ -70,7 +70,7 @@ def test_branches_on_values_still_name_the_construct() -> None:
             return x if x.mean() > 0 else -x
 
     with pytest.raises(TraceError, match=r"data-dependent control flow.*x\.mean\(\) > 0"):
-        analyze(ValueBranchy(), 15)
+        analyze(ValueBranchy(), 15, capture="fx")
 
 
 def test_a_freeze_plan_for_a_shape_specialised_model_applies_to_it() -> None:

@@ -20,6 +20,7 @@ from rffsurgery.cli import main
 from rffsurgery.errors import InvalidArgument, RffError
 from rffsurgery.train import DatasetNotFound, random_splits, resolve_splits
 from rffsurgery.data.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxError, read_idx
+from rffsurgery.data import sample_inputs
 from rffsurgery.data.mnist import FASHION_CLASSES, FASHION_SPLITS, fit_side, mnist_source
 
 STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -262,3 +263,24 @@ def test_cli_rejects_bad_random_split_and_per_class(tmp_path):
 
 def test_errors_are_rff_errors():
     assert issubclass(IdxError, RffError)
+
+
+# -- erf --data: the same registry as train --data ---------------------------------------
+
+@pytest.mark.parametrize("name, title", [("fashion-mnist", "Fashion-MNIST"), ("mnist", "MNIST")])
+def test_erf_reads_the_idx_files(tmp_path, name, title):
+    """``erf --data`` offers the trainer's datasets: its inputs are the files' training images as read."""
+    arrays = _dataset(tmp_path / name)
+    done = CliRunner().invoke(main, ["erf", "rff-base-cnn", "--data", name, "--data-root", str(tmp_path / name),
+                                     "--images", "2"])
+    assert done.exit_code == 0, done.output
+    assert f"data: 2 image(s) of {title}" in done.output
+    inputs, described = sample_inputs(name, 3, (3, 32, 32), tmp_path / name, seed=0)
+    assert described == f"3 image(s) of {title}" and inputs.shape == (3, 3, 32, 32)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    pixels = ((inputs * std.view(3, 1, 1) + mean.view(3, 1, 1)) * 255).round().to(torch.uint8)
+    train = torch.from_numpy(arrays["train"])
+    for image in pixels:  # grey replicated to 3 channels, 28×28 centred on a 32×32 zero canvas
+        assert torch.equal(image[0], image[1]) and torch.equal(image[0], image[2])
+        assert image[0, :2].sum() == 0 and image[0, :, :2].sum() == 0
+        assert any(torch.equal(image[0, 2:30, 2:30], t) for t in train)

@@ -259,5 +259,5 @@ def test_untraceable_control_flow_names_the_construct() -> None:
             return -x
 
     with pytest.raises(TraceError, match=r"data-dependent control flow.*x\.sum\(\) > 0.*--leaf") as info:
-        analyze(Branchy(), 8)
+        analyze(Branchy(), 8, capture="fx")
     assert "\n" not in str(info.value)

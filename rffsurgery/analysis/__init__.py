@@ -8,7 +8,7 @@
 """
 
 from .analyzer import UnknownOpError, analyze, declared_input_size, parse_input_size
-from .result import GLOBAL, LayerRF, Plan, check_unit, describe_unit, find_layer
+from .result import GLOBAL, DimLayout, LayerRF, Plan, check_unit, describe_unit, find_layer, select_unit
 
-__all__ = ["GLOBAL", "LayerRF", "Plan", "UnknownOpError", "analyze", "check_unit", "declared_input_size",
-           "describe_unit", "find_layer", "parse_input_size"]
+__all__ = ["GLOBAL", "DimLayout", "LayerRF", "Plan", "UnknownOpError", "analyze", "check_unit",
+           "declared_input_size", "describe_unit", "find_layer", "parse_input_size", "select_unit"]

@@ -18,6 +18,7 @@ gradient itself, so the fractions are fractions of the contribution.)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -26,12 +27,16 @@ import torch
 from torch import fx, nn
 
 from ..data import sample_inputs
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, brief, names
 from ..formats import stamp
+from ..limits import NON_FINITE_WEIGHTS, check, require_finite
+from ..models.given import require_module
 from ..models.weights import load_weights
 from ..models.zoo import resolve
+from ..usercode import FORWARD_FIX, user_code
 from .analyzer import analyze, declared_input_size, parse_input_size
-from .result import LayerRF, Plan, check_unit, find_layer
+from .fallback import MEMORY_ENV, FallbackTooLarge, fallback_limit
+from .result import LayerRF, Plan, check_unit, find_layer, select_unit
 
 __all__ = ["FRACTIONS", "ErfResult", "NodeErf", "default_node", "erf", "growth_nodes", "load_model"]
 
@@ -54,10 +59,15 @@ class NodeErf:
         """The input pixel the squares are centred on: the middle of the unit's RF (clipped to the input)."""
         return _centre(self.interval, self.heatmap.shape)
 
+    def square(self, fraction: float) -> tuple[tuple[int, int], ...]:
+        """The square holding ``fraction``: its first and last pixel per axis, unclipped (it can pass the border)."""
+        r = self.squares[fraction] // 2
+        return tuple((c - r, c + r) for c in self.centre)
+
     def area_ratio(self, fraction: float) -> float:
         """RepLKNet's ratio: the square's area (the part inside the input) over the input's."""
-        r, shape = self.squares[fraction] // 2, self.heatmap.shape
-        inside = [min(c + r, n - 1) - max(c - r, 0) + 1 for c, n in zip(self.centre, shape)]
+        shape = self.heatmap.shape
+        inside = [min(hi, n - 1) - max(lo, 0) + 1 for (lo, hi), n in zip(self.square(fraction), shape)]
         return inside[0] * inside[1] / (shape[0] * shape[1])
 
     def outside_rf(self) -> float:
@@ -66,8 +76,8 @@ class NodeErf:
                                     for iv in self.interval)].sum()
         return float(self.heatmap.sum() - inside)
 
-    def to_dict(self, digits: int = 7) -> dict[str, Any]:
-        peak = float(self.heatmap.max()) or 1.0
+    def summary(self) -> dict[str, Any]:
+        """Everything but the heat map: the unit, its theoretical RF, the squares and their area ratios."""
         return {
             "node": self.node, "unit": list(self.unit), "rf": list(self.rf),
             "rf_interval": [list(iv) if iv is not None else None for iv in self.interval],
@@ -75,6 +85,12 @@ class NodeErf:
             "squares": [{"fraction": f, "side": s, "area_ratio": round(self.area_ratio(f), 6)}
                         for f, s in self.squares.items()],
             "outside_rf": self.outside_rf(),
+        }
+
+    def to_dict(self, digits: int = 7) -> dict[str, Any]:
+        peak = float(self.heatmap.max()) or 1.0
+        return {
+            **self.summary(),
             "heatmap_scale": "max = 1 (divide by heatmap_sum for each pixel's share of the contribution)",
             "heatmap_sum": round(float(self.heatmap.sum()) / peak, digits),
             "heatmap": [[round(v / peak, digits) for v in row] for row in self.heatmap.tolist()],
@@ -152,7 +168,8 @@ def load_model(model: nn.Module | str, weights: str | Path | None = None, seed: 
         module, name = spec.build("cpu"), spec.name
         label = f"random init (seed {seed})"
     else:
-        module, name, label = model, type(model).__name__, "as given"
+        module = require_module(model, "erf()")
+        name, label = type(module).__name__, "as given"
     if weights is not None:
         module, label = load_weights(module, weights), str(weights)
     return module, name, label
@@ -163,14 +180,6 @@ def _spatial_unit(layer: LayerRF, unit: Sequence[int] | None) -> tuple[int, ...]
     if unit is not None or layer.status == "ok":  # a feature map: checked like a unit the user names
         return check_unit(layer, unit if unit is not None else tuple(n // 2 for n in layer.grid))
     return ()  # a vector (after global pooling): the whole of it
-
-
-def _select(value: torch.Tensor, layer: LayerRF, unit: Sequence[int]) -> torch.Tensor:
-    """The unit's activations (every channel, every batch item), wherever the node keeps its spatial dims."""
-    index: list[Any] = [slice(None)] * value.dim()
-    for dim, u in zip(layer.dims, unit):
-        index[dim] = u
-    return value[tuple(index)]
 
 
 def _squares(heat: torch.Tensor, centre: Sequence[int]) -> dict[float, int]:
@@ -203,19 +212,28 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
     ``images`` samples of ``data`` (``"noise"`` or a name in :data:`rffsurgery.data.DATASETS`) or the
     tensor ``inputs``.  ``unit`` is the spatial position (default: each node's centre).
     """
+    check("seed", seed)
+    check("batch", batch)
+    nodes = names(nodes, "erf() nodes") or None
     module, name, label = load_model(model, weights, seed)
+    require_finite(module.state_dict().items(), f"the weights of {name} ({label})", NON_FINITE_WEIGHTS)
     size = parse_input_size(input_size, declared_input_size(module) or _zoo_size(model))
     if len(size) != 3:
         raise InvalidArgument(f"ERF heat maps need an image input (C, H, W), got {size}")
     plan = analyze(module, size, name=name)
     layers = _nodes(plan, nodes)
     units = {l.name: _spatial_unit(l, unit) for l in layers}
+    _check_memory(plan, len(inputs) if inputs is not None else images, batch)
     if inputs is None:
         inputs, described = sample_inputs(data, images, size, data_root, seed)
     else:
+        if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() != len(size) + 1:
+            raise InvalidArgument(f"inputs must be a float tensor (N, {', '.join(map(str, size))}), got "
+                                  f"{type(inputs).__name__} {brief(inputs)}")
         if tuple(inputs.shape[1:]) != size:
             raise InvalidArgument(f"inputs are {tuple(inputs.shape[1:])}, the model reads {size}")
         described = f"{len(inputs)} given input(s)"
+    require_finite([("inputs", inputs)], f"the ERF's {described}", "Give inputs without NaN or infinity.")
     by_name = {n: node for node, n in plan.traced.names.items()}
     gm = plan.traced.graph_module
     total = {l.name: torch.zeros(size[1:], dtype=torch.float64) for l in layers}
@@ -227,13 +245,16 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
             x = inputs[start:start + batch].detach().clone().requires_grad_(True)
             run = _Capture(gm, (by_name[l.name] for l in layers))
             try:
-                run.run(x)
+                with user_code(f"the forward of {name}", FORWARD_FIX, exits_only=True):
+                    run.run(x)
             except _Done:
                 pass
             for l in layers:
                 value = run.captured[by_name[l.name]]
-                (grad,) = torch.autograd.grad(_select(value, l, units[l.name]).sum(), x,
+                (grad,) = torch.autograd.grad(select_unit(value, l, units[l.name]).sum(), x,
                                               retain_graph=True)
+                require_finite([("input gradient", grad)], f"the ERF of {l.name}",
+                               "The model overflows on these inputs: check its weights and the input scale.")
                 total[l.name] += grad.abs().sum(dim=(0, 1)).double()
     finally:
         module.train(was_training)
@@ -248,6 +269,25 @@ def erf(model: nn.Module | str, nodes: Sequence[str] | None = None, *, images: i
     return result
 
 
+def _check_memory(plan: Plan, images: int, batch: int) -> None:
+    """Refuse an ERF whose inputs and one batch's activations (kept for the backward pass) exceed the memory limit.
+
+    The bound the real-tensor fallback of the analysis uses (``RFFSURGERY_MEMORY_LIMIT_GB``):
+    a large ``--input-size`` on a model that accepts any size must fail in one line, not
+    exhaust the machine.
+    """
+    def numel(shape: Any) -> int:
+        return math.prod(shape) if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape) else 0
+
+    values = images * math.prod(plan.input_size) + 2 * min(batch, images) * sum(numel(l.shape) for l in plan)
+    need, limit = values * 4 / 2**30, fallback_limit()
+    if need > limit:
+        raise FallbackTooLarge(f"the ERF of {plan.model_name} at input {'x'.join(map(str, plan.input_size))} with "
+                               f"{images} input(s) in batches of {batch} would take about {need:.1f} GiB (limit "
+                               f"{limit:g} GiB): give a smaller --input-size, fewer --images or a smaller --batch, or "
+                               f"raise the limit with {MEMORY_ENV}")
+
+
 def _zoo_size(model: nn.Module | str) -> tuple[int, ...]:
     if isinstance(model, str):
         return tuple(resolve(model).input_size)
@@ -255,10 +295,14 @@ def _zoo_size(model: nn.Module | str) -> tuple[int, ...]:
 
 
 def default_node(plan: Plan) -> str:
-    """The last node with a local receptive field: the deepest feature map before global pooling."""
-    local = [l for l in plan if l.is_local]
+    """The last feature map with a local receptive field: the deepest one before global pooling (or flattening)."""
+    local = [l for l in plan.local_layers() if l.is_map]
+    if not local and not plan.complete:
+        raise InvalidArgument(f"{plan.model_name} has no node with a known local receptive field; name one with --nodes")
     if not local:
-        raise InvalidArgument(f"{plan.model_name} has no node with a local receptive field; name one with --nodes")
+        raise InvalidArgument(f"{plan.model_name} has no spatial axes after its input: every layer mixes the whole "
+                              f"input (an MLP), so no layer has a local receptive field or a centre unit to measure; "
+                              f"name a node with --nodes to see its gradient over the whole input")
     return local[-1].name
 
 

@@ -19,7 +19,8 @@ from ..errors import InvalidArgument, RffError
 from ..geometry.propagate import ShapeError, propagate
 from ..trace.tracer import Traced
 
-__all__ = ["FALLBACK_LIMIT_GB", "FallbackTooLarge", "MEMORY_ENV", "check_fallback", "explained", "fallback_limit"]
+__all__ = ["FALLBACK_LIMIT_GB", "FallbackTooLarge", "MEMORY_ENV", "check_fallback", "check_weights", "explained",
+           "fallback_limit"]
 
 FALLBACK_LIMIT_GB = 4.0
 MEMORY_ENV = "RFFSURGERY_MEMORY_LIMIT_GB"
@@ -54,6 +55,15 @@ def check_fallback(name: str, size: tuple[int, ...], model: nn.Module, failed: S
             f"{name} needs real tensors for its shapes ({failed.op} '{failed.node}' cannot run on the meta device: "
             f"{failed.cause}), which would take about {need:.1f} GiB at input {_fmt(size)} (limit {limit:g} GiB): "
             f"give a smaller --input-size, or raise the limit with {MEMORY_ENV}")
+
+
+def check_weights(name: str, model: nn.Module, why: str) -> None:
+    """Refuse to build ``model`` with real weights (for a capture that runs it) when they alone exceed the limit."""
+    need = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / 2**30
+    limit = fallback_limit()
+    if need > limit:
+        raise FallbackTooLarge(f"{name}: {why}, and its weights alone take about {need:.1f} GiB (limit {limit:g} GiB): "
+                               f"raise the limit with {MEMORY_ENV}")
 
 
 def _fmt(size: Sequence[int]) -> str:

@@ -8,8 +8,9 @@ bias adds, pooling) is not counted, as is usual for MACs: torchvision's ResNet-5
 at 224 px is the familiar 4.09 GMACs (torchvision's model table calls it "GFLOPS").
 
 Parameters of a node are those of the module it calls (all of them, children
-included, for a module kept whole) or the parameter it reads (``get_attr``); a
-parameter used twice is counted at each use, the model's total counts it once.
+included, for a module kept whole), the parameter it reads (``get_attr``), or those
+``get_attr`` nodes feed to it (a functional conv's weight); a parameter used twice
+is counted at each use, the model's total counts it once.
 """
 
 from __future__ import annotations
@@ -144,8 +145,11 @@ def _node_costs(plan: "Plan") -> Costs:
     for node, name in traced.names.items():
         if node.op == "call_module":
             params[name] = count_params(modules[node.target])
-        elif node.op == "get_attr" and isinstance(read_attr(traced.root, node.target), nn.Parameter):
-            params[name] = read_attr(traced.root, node.target).numel()
+        else:  # a parameter itself, or a function reading parameters (F.conv2d(x, weight), ONNX, aten graphs)
+            read = [node] if node.op == "get_attr" else [a for a in node.all_input_nodes if a.op == "get_attr"]
+            values = [read_attr(traced.root, str(a.target)) for a in read]
+            if any(isinstance(v, nn.Parameter) for v in values):
+                params[name] = sum(v.numel() for v in values if isinstance(v, nn.Parameter))
     total_params = count_params(traced.root)
     gm = traced.graph_module
     inputs = [n for n in traced.graph.nodes if n.op == "placeholder"]

@@ -12,50 +12,38 @@ from ..analysis.erf import erf
 from ..data.images import normalise, read_image
 from ..files import prepare_output
 from ..models.zoo import import_module_class, source_files
-from ..plan import build_freeze_plan
-from ..reports.graph import FORMATS as GRAPH_FORMATS, write_graph
+from ..reports.graph import FORMATS as GRAPH_FORMATS
+from ..reports.graph import write_graph
 from ..reports.overlay import draw_overlay
 from ..reports.plot import image_format, plot_rf, pyplot
 from ..reports.table import to_csv, to_json, to_table
 from ..tags import tag
-from .common import given_flags, only_with, parse_unit, schedule_option_value
+from .common import (
+    analysis_options,
+    export_plan,
+    given_flags,
+    only_with,
+    parse_unit,
+    plan_options,
+    plan_schedule,
+    policy_options,
+    policy_settings,
+    pytorch_only,
+)
 
 __all__ = ["analyze_command"]
 
 
 @click.command("analyze")
 @click.argument("model")
-@click.option("--input-size", "input_size", default=None, metavar="SIZE",
-              help="Input size: 224 (H=W), 224x192 (HxW), or channels first with commas: 1,16000 (1-D), "
-                   "3,224,224, 3,16,112,112 (video). Default: the model's own, else 3,224,224.")
-@click.option("--num-classes", type=int, default=None, metavar="N",
-              help="Build MODEL with an N-class head (default: the model's own).")
+@analysis_options
 @click.option("--all", "every_node", is_flag=True, help="Show every node, not only the main layers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every node unless --main).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (every node unless --main).")
 @click.option("--main", "main_only", is_flag=True, help="With --json/--csv: only the main layers.")
-@click.option("--strict", is_flag=True, help="Fail if an op has no geometry rule instead of reporting it.")
-@click.option("--leaf", "leaves", multiple=True, metavar="PKG.MODULE:CLASS",
-              help="Keep modules of this class as single nodes when tracing (repeatable).")
 @click.option("--tags", "show_tags", is_flag=True, help="Mark the RF-expanding layers (policy below) in the table.")
-@click.option("--policy", type=click.Choice(["paper", "growth", "names"]), default=None,
-              help="Tagging policy (default paper). See 'Tagging policies' in the README.")
-@click.option("--include-stem", is_flag=True, help="paper: also tag the stem layer that reads the image.")
-@click.option("--include-shortcuts", is_flag=True,
-              help="paper: also tag off-main-path layers at each new resolution (projection shortcuts).")
-@click.option("--metric", type=click.Choice(["pixels", "ratio"]), default="pixels", help="growth: score.")
-@click.option("--top-k", type=click.IntRange(min=1), default=None, help="growth: tag the k largest (default 4).")
-@click.option("--threshold", type=float, default=None, help="growth: tag every layer scoring at least this.")
-@click.option("--select", "patterns", multiple=True, metavar="GLOB",
-              help="names: node names or glob patterns (repeatable).")
-@click.option("--export-plan", "export_path", type=click.Path(dir_okay=False), default=None,
-              help="Write the freeze plan JSON for the tagged layers.")
-@click.option("--epochs", default=None, metavar="N[,N…]", help="Plan schedule: frozen in these (1-based) epochs.")
-@click.option("--every", type=click.IntRange(min=1), default=None, help="Plan schedule: frozen every k-th epoch …")
-@click.option("--start", type=click.IntRange(min=1), default=1, show_default=True, help="… from this epoch …")
-@click.option("--stop", type=click.IntRange(min=1), default=None, help="… up to this epoch (default: no end).")
-@click.option("--bn", type=click.Choice(["train", "freeze-affine", "freeze"]), default="train", show_default=True,
-              help="BatchNorm right after a tagged layer: train it, freeze its affine params, or also its stats.")
+@policy_options
+@plan_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Save a PNG of RF and stride per layer with the tagged layers marked.")
 @click.option("--graph", "graph_path", type=click.Path(dir_okay=False), default=None,
@@ -72,27 +60,34 @@ __all__ = ["analyze_command"]
 @click.option("--weights", type=click.Path(exists=True), default=None,
               help="--with-erf: weights (state_dict, .safetensors, checkpoint, rewrite folder); default random init.")
 @click.option("--force", is_flag=True, help="Replace existing output files (--export-plan, --plot, --graph, --out-image).")
-def analyze_command(model: str, input_size: str | None, num_classes: int | None, every_node: bool, as_json: bool,
-                    as_csv: bool, main_only: bool, strict: bool, leaves: tuple[str, ...], show_tags: bool,
+def analyze_command(model: str, input_size: str | None, num_classes: int | None, strict: bool, leaves: tuple[str, ...],
+                    how: str, every_node: bool, as_json: bool, as_csv: bool, main_only: bool, show_tags: bool,
                     policy: str | None, include_stem: bool, include_shortcuts: bool, metric: str, top_k: int | None,
                     threshold: float | None, patterns: tuple[str, ...], export_path: str | None, epochs: str | None,
                     every: int | None, start: int, stop: int | None, bn: str, plot_path: str | None,
-                    graph_path: str | None, node: str | None, unit_text: str | None, overlay_image: str | None, out_image: str | None,
-                    with_erf: bool, weights: str | None, force: bool) -> None:
+                    graph_path: str | None, node: str | None, unit_text: str | None, overlay_image: str | None,
+                    out_image: str | None, with_erf: bool, weights: str | None, force: bool) -> None:
     """Receptive field (RF), effective stride and padding of every layer of MODEL.
 
     MODEL is a torchvision or timm name (resnet50, timm:convnext_tiny), a built-in
-    (rff-base-cnn) or user code (package.module:factory, file.py:factory).
-    No weights are downloaded.
+    (rff-base-cnn), user code (package.module:factory, file.py:factory) or an ONNX
+    file (model.onnx, from any framework). No weights are downloaded or read.
     """
-    policy_name = policy or "paper"
+    pytorch_only(model)
     only_with(as_json or as_csv, given_flags("main_only"), "--json or --csv")
     if as_json and as_csv:
         raise click.UsageError("give either --json or --csv, not both")
-    only_with(policy_name == "paper", given_flags("include_stem", "include_shortcuts"), "--policy paper")
-    only_with(policy_name == "growth", given_flags("metric", "top_k", "threshold"), "--policy growth")
-    only_with(policy_name == "names", given_flags("patterns"), "--policy names")
-    only_with(bool(export_path), given_flags("epochs", "every", "start", "stop", "bn"), "--export-plan")
+    policy_name, options = settings = policy_settings(policy, include_stem, include_shortcuts, metric, top_k,
+                                                      threshold, patterns)
+    schedule = plan_schedule(export_path, epochs, every, start, stop)
+    if unit_text is not None and (as_json or as_csv):
+        raise click.UsageError("--unit prints one unit's interval, --json/--csv the whole analysis: give one")
+    only_with(not (as_json or as_csv or unit_text is not None), given_flags("every_node", "show_tags"),
+              "the table (not with --json, --csv or --unit)")
+    only_with(unit_text is not None or overlay_image is not None, given_flags("node"), "--unit or --overlay")
+    only_with(bool(with_erf), given_flags("weights"), "--with-erf")
+    only_with(any((export_path, plot_path, graph_path, out_image)), given_flags("force"),
+              "an output file (--export-plan, --plot, --graph or --out-image)")
     outputs = {"--export-plan": export_path, "--plot": plot_path, "--graph": graph_path}
     given = [(o, os.path.abspath(p)) for o, p in outputs.items() if p]
     clash = [o for o, p in given if [q for _, q in given].count(p) > 1]
@@ -108,12 +103,6 @@ def analyze_command(model: str, input_size: str | None, num_classes: int | None,
     if plot_path:
         pyplot()  # fail before the analysis when matplotlib is missing or the file type is unknown
         image_format(plot_path)
-    options = {
-        "paper": {"include_stem": include_stem, "include_shortcuts": include_shortcuts},
-        "growth": {"metric": metric, "top_k": top_k if top_k is not None or threshold is not None else 4,
-                   "threshold": threshold},
-        "names": {"patterns": list(patterns)},
-    }[policy_name]
     wants_tags = show_tags or policy is not None or export_path or plot_path or graph_path
     unit = parse_unit(unit_text)
     if (unit is not None or overlay_image) and (node is None or unit is None):
@@ -122,15 +111,11 @@ def analyze_command(model: str, input_size: str | None, num_classes: int | None,
         raise click.UsageError("--overlay IMAGE and --out-image PNG go together")
     if (with_erf or weights) and not overlay_image:
         raise click.UsageError("--with-erf and --weights draw on an --overlay image")
-    schedule = schedule_option_value(epochs, every, start, stop)
     plan = analyze(model, input_size, strict=strict, leaf_modules=[import_module_class(spec) for spec in leaves],
-                   num_classes=num_classes)
+                   num_classes=num_classes, capture=how)
     tags = tag(plan, policy_name, **options) if wants_tags else []
     if export_path:
-        freeze_plan = build_freeze_plan(plan, policy_name, schedule, bn, **options)
-        freeze_plan.export(export_path, force=force)
-        click.echo(f"wrote {export_path}: {len(freeze_plan.tagged)} tagged layer(s), "
-                   f"{len(freeze_plan.parameter_names)} parameter(s), frozen in {schedule.describe()}", err=True)
+        export_plan(plan, settings, schedule, bn, export_path, force)
     if plot_path:
         click.echo(f"wrote {plot_rf(plan, plot_path, tags, force=force)}", err=True)
     if graph_path:

@@ -9,10 +9,9 @@ import click
 
 from ..analysis import analyze
 from ..analysis.erf import default_node, erf, growth_nodes
-from ..data import DATASETS
 from ..files import prepare_output, write_text
 from ..reports.plot import plot_erf, plot_erf_growth
-from .common import parse_unit
+from .common import check_erf_inputs, erf_input_options, given_flags, only_with, parse_unit
 
 __all__ = ["erf_command"]
 
@@ -22,23 +21,15 @@ __all__ = ["erf_command"]
 @click.option("--nodes", "nodes", multiple=True, metavar="NAME[,NAME…]",
               help="Nodes or module paths (repeatable). Default: the last node with a local RF.")
 @click.option("--unit", "unit_text", default=None, metavar="I,J", help="Output position. Default: each node's centre.")
-@click.option("--images", type=int, default=8, show_default=True, help="How many inputs to aggregate |gradient| over.")
-@click.option("--data", type=click.Choice(["noise", *DATASETS]), default="noise", show_default=True,
-              help="Inputs: Gaussian noise, or images of a dataset as for train --data (any class).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Folder of the dataset (every --data but noise and generated).")
-@click.option("--weights", type=click.Path(exists=True), default=None,
-              help="state_dict / .safetensors / trainer checkpoint / rewrite folder. Default: random init (labelled).")
+@erf_input_options
 @click.option("--input-size", "input_size", default=None, metavar="C,H,W", help="As for analyze.")
 @click.option("--growth", is_flag=True, help="Also compute the ERF of the main layers (up to 24) and plot its growth.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write erf.json, erf-NODE.png heat maps (and growth.png) into this folder.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and inputs.")
-@click.option("--batch", type=int, default=4, show_default=True, help="Inputs per forward/backward pass.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
-def erf_command(model: str, nodes: tuple[str, ...], unit_text: str | None, images: int, data: str, data_root: str | None,
-        weights: str | None, input_size: str | None, growth: bool, out_dir: str | None, seed: int, batch: int,
-        force: bool) -> None:
+def erf_command(model: str, nodes: tuple[str, ...], unit_text: str | None, images: int, data: str,
+                data_root: str | None, weights: str | None, seed: int, batch: int, input_size: str | None, growth: bool,
+                out_dir: str | None, force: bool) -> None:
     """Effective receptive field of MODEL: the input gradient of a unit, aggregated over inputs.
 
     Prints, per node, the theoretical RF and the sides (and area ratios) of the
@@ -46,6 +37,8 @@ def erf_command(model: str, nodes: tuple[str, ...], unit_text: str | None, image
     the heat maps with the theoretical RF drawn on them and the JSON.
     """
     names = [n.strip() for group in nodes for n in group.split(",") if n.strip()]
+    check_erf_inputs(data)
+    only_with(out_dir is not None, given_flags("force"), "--out")
     if growth and unit_text:
         raise click.UsageError("--growth measures each layer's centre unit; drop --unit (or --growth)")
     if not names or growth:

@@ -6,6 +6,7 @@ import click
 
 from ..models.zoo import resolve
 from ..plan import FreezePlan
+from .types import number
 
 __all__ = ["plan_group"]
 
@@ -27,10 +28,13 @@ def plan_show(path: str, as_json: bool) -> None:
 @plan_group.command("check")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.argument("model")
-@click.option("--num-classes", type=int, default=None, metavar="N", help="Build MODEL with an N-class head.")
+@click.option("--num-classes", type=number("num_classes"), default=None, metavar="N", help="Build MODEL with an N-class head.")
 def plan_check(path: str, model: str, num_classes: int | None) -> None:
     """Check that the plan at PATH fits MODEL (parameter names, fingerprint of the graph up to the frozen layers)."""
     loaded = FreezePlan.load(path)
-    found = loaded.check(resolve(model).build_cheapest(num_classes))
+    spec = resolve(model)
+    # torch.export runs the model to take its branches: that needs real weights
+    network = spec.build("cpu", num_classes) if loaded.capture == "export" else spec.build_cheapest(num_classes)
+    found = loaded.check(network)
     where = f" (the network at '{found}')" if found else ""
     click.echo(f"ok: {path} matches {model}{where} ({len(loaded.parameter_names)} parameters to freeze)")

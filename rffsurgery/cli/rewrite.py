@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 import torch
 
@@ -15,21 +13,22 @@ from ..surgery import rewrite, save
 from ..surgery.check import check
 from ..surgery.recipe import check_save
 from .common import given_flags, only_with
+from .types import number
 
 __all__ = ["rewrite_command"]
 
 
 @click.command("rewrite")
 @click.argument("model")
-@click.option("--meta-groups", type=click.IntRange(min=1), default=None, metavar="G",
+@click.option("--meta-groups", type=number("meta_groups"), default=None, metavar="G",
               help="Replace the head's large FC layer(s) with G-way grouped FC + Meta.")
-@click.option("--meta-out", type=click.IntRange(min=1), default=None, metavar="M", help="Meta output groups (default G).")
-@click.option("--hidden", type=click.IntRange(min=1), default=None,
+@click.option("--meta-out", type=number("meta_out"), default=None, metavar="M", help="Meta output groups (default G).")
+@click.option("--hidden", type=number("hidden"), default=None,
               help="Bottleneck width when the classifier itself is replaced (default K/4).")
 @click.option("--head-layers", multiple=True, metavar="GLOB",
               help="Linear layers to replace instead of the detected head (module-path globs, repeatable).")
 @click.option("--init-from-old", is_flag=True, help="Start the new head from the old weights; report its error.")
-@click.option("--conv3d-filters", type=click.IntRange(min=1), default=None, metavar="S",
+@click.option("--conv3d-filters", type=number("conv3d_filters"), default=None, metavar="S",
               help="Replace eligible Conv2d layers with channel-sliding Conv3d of S filters.")
 @click.option("--conv3d-layers", multiple=True, metavar="GLOB",
               help="Conv2d layers to consider (module-path globs, repeatable; default: all but the stem).")
@@ -38,7 +37,7 @@ __all__ = ["rewrite_command"]
               help="Write recipe.json + state_dict.pt into this directory.")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), default=None,
               help="Export to ONNX, run onnx.checker and compare onnxruntime with PyTorch.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--seed", type=number("seed"), default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--force", is_flag=True, help="Replace existing --out / --onnx files.")
 def rewrite_command(model: str, meta_groups: int | None, meta_out: int | None, hidden: int | None,
             head_layers: tuple[str, ...], init_from_old: bool, conv3d_filters: int | None,
@@ -52,6 +51,7 @@ def rewrite_command(model: str, meta_groups: int | None, meta_out: int | None, h
     """
     only_with(meta_groups is not None, given_flags("meta_out", "hidden", "head_layers", "init_from_old"), "--meta-groups")
     only_with(conv3d_filters is not None, given_flags("conv3d_layers"), "--conv3d-filters")
+    only_with(out_dir is not None or onnx_path is not None, given_flags("force"), "--out or --onnx")
     reading = source_files(model)
     if out_dir:
         check_save(out_dir, force=force, reading=reading)
@@ -73,4 +73,4 @@ def rewrite_command(model: str, meta_groups: int | None, meta_out: int | None, h
         click.echo(f"wrote {exported}")
         ok = ok and exported.ok
     if not ok:
-        sys.exit(1)
+        click.get_current_context().exit(1)

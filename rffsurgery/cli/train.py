@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,14 +16,16 @@ from ..data import OPTIONS as DATA_OPTIONS
 from ..data.splits import Split, random_splits, resolve_splits
 from ..errors import InvalidArgument
 from ..files import check_folder
+from ..limits import LIMITS, check
 from ..plan import FreezePlan
 from ..reports.training import format_table
 from ..train.augment import Augment
 from ..train.model import model_input_size
 from ..train.protocols.experiment import run_experiment
 from ..train.protocols.rff import ProtocolConfig
-from .common import given_flags
+from .common import given_flags, only_with
 from .train_rewrite import REWRITE_OPTIONS, rewrite_options, run_rewrite_protocol
+from .types import number
 
 __all__ = ["parse_seeds", "run_command", "train_command", "train_options"]
 
@@ -51,39 +52,39 @@ _OPTIONS = [
                  help="Comma-separated base class names (a custom split; needs --transfer)."),
     click.option("--transfer", default=None, help="Comma-separated transfer class names (a custom split)."),
     click.option("--seeds", default="0", show_default=True, help="Seeds: '0,1,2' or a range '0-4'."),
-    click.option("--epochs", default=4, show_default=True, help="Experiment 1: base epochs n (branch at epoch n+1)."),
+    click.option("--epochs", type=number("epochs"), default=4, show_default=True, help="Experiment 1: base epochs n (branch at epoch n+1)."),
     click.option("--until-overfit", is_flag=True,
                  help="Experiment 2: n = epoch of lowest validation loss once --patience epochs fail to lower it."),
-    click.option("--max-epochs", default=30, show_default=True, help="Cap on base epochs with --until-overfit."),
-    click.option("--patience", default=2, show_default=True, help="Epochs without a new validation-loss minimum."),
-    click.option("--transfer-epochs", default=50, show_default=True,
+    click.option("--max-epochs", type=number("max_epochs"), default=30, show_default=True, help="Cap on base epochs with --until-overfit."),
+    click.option("--patience", type=number("patience"), default=2, show_default=True, help="Epochs without a new validation-loss minimum."),
+    click.option("--transfer-epochs", type=number("transfer_epochs"), default=50, show_default=True,
                  help="Epochs of the transfer step (cheap: with a fixed extractor the features are computed once)."),
     click.option("--finetune", is_flag=True, help="Transfer by training every weight instead of only the new head."),
     click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True),
-    click.option("--batch-size", default=64, show_default=True),
-    click.option("--lr", default=1e-3, show_default=True),
-    click.option("--weight-decay", default=0.0, show_default=True, help="L2 penalty (the optimizer's weight decay)."),
-    click.option("--l1", default=0.0, show_default=True, help="L1 penalty on weight tensors."),
-    click.option("--dropout", default=0.0, show_default=True, help="Dropout probability before the output layer."),
+    click.option("--batch-size", type=number("batch_size"), default=64, show_default=True),
+    click.option("--lr", type=number("lr"), default=1e-3, show_default=True),
+    click.option("--weight-decay", type=number("weight_decay"), default=0.0, show_default=True, help="L2 penalty (the optimizer's weight decay)."),
+    click.option("--l1", type=number("l1"), default=0.0, show_default=True, help="L1 penalty on weight tensors."),
+    click.option("--dropout", type=number("dropout"), default=0.0, show_default=True, help="Dropout probability before the output layer."),
     click.option("--flip", is_flag=True, help="Augment: random horizontal flips."),
-    click.option("--rotation", default=0.0, show_default=True, help="Augment: random rotation up to ± degrees."),
-    click.option("--zoom", default=0.0, show_default=True, help="Augment: random zoom in [1-z, 1+z]."),
-    click.option("--per-class", default=None, type=int,
+    click.option("--rotation", type=number("rotation"), default=0.0, show_default=True, help="Augment: random rotation up to ± degrees."),
+    click.option("--zoom", type=number("zoom"), default=0.0, show_default=True, help="Augment: random zoom in [1-z, 1+z]."),
+    click.option("--per-class", default=None, type=number("per_class"),
                  help="Training images per class: generated data (default 250), or a seeded subsample of "
                       "(Fashion-)MNIST (default all 6000; the paper's CIFAR-100 has 500)."),
     click.option("--probe", type=click.Choice(["lbfgs", "sgd"]), default=None,
                  help="Transfer metric: L2 logistic regression fit to convergence on frozen features (default), "
                       "or the SGD-trained head's last epoch (the paper's; default with --finetune)."),
-    click.option("--probe-l2", default=1e-3, show_default=True,
+    click.option("--probe-l2", type=number("probe_l2"), default=1e-3, show_default=True,
                  help="L2 strength λ of the L-BFGS probe (on standardised features)."),
     click.option("--control", type=click.Choice(["aa", "placebo", "both"]), is_flag=False, flag_value="aa",
                  default=None,
                  help="Control arms of the branch epoch: aa (trained normally in another data order: the noise "
                       "floor; a bare --control means aa, as before), placebo (as many other, non-RF-expanding layers "
                       "frozen, parameter count matched), or both."),
-    click.option("--cue", default=0.0, show_default=True,
+    click.option("--cue", type=number("cue"), default=0.0, show_default=True,
                  help="Generated data: strength (0…1) of the class cue drawn on base training images."),
-    click.option("--image-size", default=None, type=click.IntRange(min=1), help="Folder data: side in pixels (default: the model's)."),
+    click.option("--image-size", default=None, type=number("image_size"), help="Folder data: side in pixels (default: the model's)."),
     click.option("--plan", "plan", type=click.Path(path_type=Path),
                  help="Freeze plan JSON (default: made from the model)."),
     click.option("--policy", default="paper", show_default=True, help="Tagging policy when no --plan is given."),
@@ -97,8 +98,8 @@ _OPTIONS = [
                  show_default=True,
                  help="auto: channels_last on CUDA/CPU unless the model has 5-D weights (Conv3d), then contiguous."),
     click.option("--deterministic", is_flag=True, help="Deterministic GPU kernels (exact --resume on GPU)."),
-    click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="DataLoader workers for folder data."),
-    click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice)."),
+    click.option("--workers", default=2, show_default=True, type=number("workers"), help="DataLoader workers for folder data."),
+    click.option("--threads", default=None, type=number("threads"), help="CPU threads for torch (default: torch's choice)."),
     click.option("--out", type=click.Path(path_type=Path), default=Path("runs/rff"), show_default=True,
                  help="Output folder: checkpoints, logs, plots and the report."),
     click.option("--resume", is_flag=True, help="Continue interrupted runs from their checkpoints."),
@@ -124,8 +125,11 @@ def parse_seeds(text: str) -> list[int]:
             first, last = (int(lo), int(hi)) if sep else (int(part), int(part))
         except ValueError:
             raise InvalidArgument(f"--seeds must look like '0,1,2' or '0-4', got {text!r}") from None
+        check("seed", first, label="--seeds")
+        check("seed", last, label="--seeds")
         if last < first:
-            raise InvalidArgument(f"--seeds range {part!r} is empty: write it low-high, e.g. '0-4'")
+            raise InvalidArgument(f"--seeds range '{part}' is empty: write it low-high, e.g. '0-4'")
+        check("seed_count", len(seeds) + last - first + 1, label="the number of --seeds")  # before it is built
         seeds += range(first, last + 1)
     if not seeds or len(set(seeds)) != len(seeds):
         raise InvalidArgument(f"--seeds must name distinct seeds, got {text!r}")
@@ -138,7 +142,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def _source(o: dict[str, Any]) -> Source:
     """The dataset of ``--data`` from the registry; its options, and only its options, are passed on."""
-    for name in ("data_root", *DATA_OPTIONS):
+    for name in ("data_root", "workers", *DATA_OPTIONS):
         users = option_users(name)
         if o["data"] not in users and given_flags(name):
             raise click.UsageError(f"{given_flags(name)[0]} only applies with --data {' or '.join(users)}")
@@ -191,7 +195,7 @@ def resume_command() -> str:
 def run_command(**o: Any) -> None:
     """Build the source, splits and config from the options, run, and print the report table."""
     check_folder(o["out"], option="--out")  # before any data is loaded: a file or read-only place fails now
-    if o["threads"]:
+    if o["threads"] is not None:
         torch.set_num_threads(o["threads"])
     if o["plan"]:
         if o["policy"] != "paper" or o["bn"] != "train":
@@ -206,8 +210,10 @@ def run_command(**o: Any) -> None:
         splits = [Split(o["split"] or "custom", _names(o["base"]), _names(o["transfer"]))]
     elif (o["split"] or "").startswith("random:"):
         count = o["split"].partition(":")[2]
-        if not count.isdigit():
-            raise InvalidArgument(f"--split random:K needs a whole number K, got {o['split']!r}")
+        if not (count.isascii() and count.isdigit()) or len(count) > 18:
+            raise InvalidArgument(f"--split random:K needs a whole number K from 1 to "
+                                  f"{LIMITS['random_splits'].high:,}, got '{o['split']}'")
+        check("random_splits", int(count), label="K of --split random:K")
         first = next(iter(source.splits.values()), None)  # the source's natural sizes; 8/2 if it has no splits
         sizes = (len(first.base), len(first.transfer)) if first else (8, 2)
         splits = random_splits(source.classes, int(count), *sizes)
@@ -215,8 +221,11 @@ def run_command(**o: Any) -> None:
         raise InvalidArgument(f"{source.name} has no built-in splits: name the classes with --base and --transfer")
     else:
         splits = resolve_splits(o["split"] or next(iter(source.splits)), source.splits)
+    experiment_2 = _experiment_2(o, splits)
+    only_with(experiment_2, given_flags("max_epochs", "patience"), "--until-overfit (or a split 2.x)")
+    only_with(not experiment_2, given_flags("epochs"), "experiment 1 (with --until-overfit n is found while training)")
     cfg = ProtocolConfig(
-        model=o["model"], epochs=o["epochs"], until_overfit=_experiment_2(o, splits), max_epochs=o["max_epochs"],
+        model=o["model"], epochs=o["epochs"], until_overfit=experiment_2, max_epochs=o["max_epochs"],
         patience=o["patience"], transfer_epochs=o["transfer_epochs"], finetune=o["finetune"],
         optimizer=o["optimizer"], batch_size=o["batch_size"], lr=o["lr"], weight_decay=o["weight_decay"],
         l1=o["l1"], dropout=o["dropout"], augment=Augment(o["flip"], o["rotation"], o["zoom"]),
@@ -225,6 +234,7 @@ def run_command(**o: Any) -> None:
         memory_format=o["memory_format"], rewrite=rewrite_options(o), probe=o["probe"],
         probe_l2=o["probe_l2"], control=o["control"],
     )
+    only_with(cfg.probe == "lbfgs", given_flags("probe_l2"), "--probe lbfgs (the default without --finetune)")
     if getattr(source, "note", None) and _main_process():
         click.echo(source.note)
     try:
@@ -234,7 +244,7 @@ def run_command(**o: Any) -> None:
         if _main_process():
             click.echo(f"\ninterrupted: the last checkpoint in {o['out']} is safe (checkpoints are replaced "
                        f"atomically); continue with:\n  {resume_command()}", err=True)
-        sys.exit(130)
+        click.get_current_context().exit(130)
     if not _main_process():
         return
     if report is None:

@@ -18,16 +18,17 @@ from ..reports.rewrite import format_table
 from ..train.augment import Augment
 from ..train.protocols.rewrite import RewriteConfig, run_rewrite_experiment
 from .common import given_flags
+from .types import number
 
 __all__ = ["REWRITE_OPTIONS", "rewrite_options", "run_rewrite_protocol"]
 
 REWRITE_OPTIONS = [
     click.option("--protocol", type=click.Choice(["rff", "rewrite"]), default="rff", show_default=True,
                  help="rff: the RFF experiment; rewrite: train the original and each rewrite, compare (paper 002)."),
-    click.option("--meta-groups", type=int, default=None, metavar="G",
+    click.option("--meta-groups", type=number("meta_groups"), default=None, metavar="G",
                  help="Rewrite: FC head → G-way grouped FC + Meta (a variant with --protocol rewrite)."),
-    click.option("--meta-out", type=int, default=None, metavar="M", help="Rewrite: Meta output groups (default G)."),
-    click.option("--conv3d-filters", type=int, default=None, metavar="S",
+    click.option("--meta-out", type=number("meta_out"), default=None, metavar="M", help="Rewrite: Meta output groups (default G)."),
+    click.option("--conv3d-filters", type=number("conv3d_filters"), default=None, metavar="S",
                  help="Rewrite: Conv2d → channel-sliding conv with S filters (a variant with --protocol rewrite)."),
     click.option("--conv3d-layers", multiple=True, metavar="GLOB",
                  help="Rewrite: which Conv2d to replace (default: all but the stem; repeatable)."),
@@ -39,7 +40,8 @@ PAPER_DEFAULTS = {"epochs": 20, "batch_size": 128, "model": "p002-small-cnn"}
 """Paper 002's setting, used by --protocol rewrite where the user did not choose (Adam 1e-3 is the default)."""
 
 RFF_ONLY = ("until_overfit", "max_epochs", "patience", "transfer_epochs", "finetune", "split", "base", "transfer",
-            "plan", "policy", "bn", "dropout", "stop_after", "cue")
+            "plan", "policy", "select", "bn", "dropout", "stop_after", "cue", "probe", "probe_l2", "control",
+            "memory_format")
 
 
 def rewrite_options(o: dict[str, Any]) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import InvalidArgument
+from ..limits import LIMITS, check
 from .base import DatasetNotFound, ImageFiles, ImageTensors, LabelledSource, ProtocolData, Source, UnknownClassError
 from .cifar import cifar100
 from .cifar10 import cifar10
@@ -51,6 +52,7 @@ class Dataset:
     help: str
     root: bool = True  # read from --data-root (False: made in memory)
     options: tuple[str, ...] = ()  # of OPTIONS
+    streams: bool = False  # image files decoded by DataLoader workers while training (--workers applies)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -58,7 +60,8 @@ DATASETS: dict[str, Dataset] = {
                          root=False, options=("per_class", "cue")),
     "cifar100": Dataset(cifar100, "CIFAR-100 in torchvision's layout (cifar-100-python/)", options=("download",)),
     "cifar10": Dataset(cifar10, "CIFAR-10 in torchvision's layout (cifar-10-batches-py/)", options=("download",)),
-    "folder": Dataset(image_folder, "an ImageFolder tree ROOT/<class>/<image>", options=("image_size",)),
+    "folder": Dataset(image_folder, "an ImageFolder tree ROOT/<class>/<image>", options=("image_size",),
+                      streams=True),
     "fashion-mnist": Dataset(fashion_mnist, "Fashion-MNIST's four IDX files (Debian: dataset-fashion-mnist)",
                              options=("image_size", "per_class")),
     "mnist": Dataset(mnist, "MNIST's four IDX files", options=("image_size", "per_class")),
@@ -66,9 +69,12 @@ DATASETS: dict[str, Dataset] = {
 
 
 def option_users(option: str) -> tuple[str, ...]:
-    """The datasets that take ``option`` (``"data_root"`` for the root), for "only applies with" messages."""
+    """The datasets that take ``option`` (``"data_root"`` for the root, ``"workers"`` for loader workers),
+    for "only applies with" messages."""
     if option == "data_root":
         return tuple(name for name, d in DATASETS.items() if d.root)
+    if option == "workers":
+        return tuple(name for name, d in DATASETS.items() if d.streams)
     return tuple(name for name, d in DATASETS.items() if option in d.options)
 
 
@@ -85,10 +91,12 @@ def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> S
     unknown = [k for k in given if k not in OPTIONS]
     if unknown:
         raise InvalidArgument(f"unknown dataset option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
-    for key in given:
+    for key, value in given.items():
         if key not in entry.options:
             users = option_users(key)
             raise InvalidArgument(f"--{key.replace('_', '-')} only applies with --data {' or '.join(users)}")
+        if key in LIMITS:
+            check(key, value)
     if not entry.root:
         if root is not None:
             raise InvalidArgument(f"--data-root only applies with --data {' or '.join(option_users('data_root'))}")
@@ -105,8 +113,8 @@ def sample_inputs(data: str, count: int, input_size: Sequence[int], root: str | 
     Noise is standard normal; images (any class, picked with ``seed``) are resized to
     cover the input and centre-cropped, then normalised like the zoo's models expect.
     """
-    if count < 1:
-        raise InvalidArgument(f"the number of images must be at least 1, got {count}")
+    check("images", count)
+    check("seed", seed)
     channels, *spatial = input_size
     g = torch.Generator().manual_seed(seed)
     if data == "noise":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, Union
 
 import torch
@@ -20,7 +21,7 @@ from ..seeding import generator
 from .splits import Split
 
 __all__ = ["DatasetNotFound", "data_settings", "ImageFiles", "ImageTensors", "LabelledSource", "ProtocolData", "Source",
-           "UnknownClassError", "holdout", "input_size_of", "pick"]
+           "UnknownClassError", "holdout", "input_size_of", "pick", "root_setting"]
 
 
 class DatasetNotFound(RffError, FileNotFoundError):
@@ -106,15 +107,27 @@ class ProtocolData:
                 f"({len(self.transfer_train)} train / {len(self.transfer_val)} val)")
 
 
-def data_settings(source: "Source") -> dict[str, Any]:
-    """What a source's images depend on besides split and seed: recorded in every checkpoint and report,
-    and compared on ``--resume`` so a continued run never mixes data made with other settings."""
+def data_settings(source: "Source", split: Split | None = None) -> dict[str, Any]:
+    """What the images depend on besides the seed: recorded in every checkpoint and report, and compared
+    on ``--resume``, so that a continued run never mixes data made with other settings.
+
+    The source's name, its generator options (``per_class``, ``cue``, ``image_size``), its own
+    ``settings`` (a reader's data root, resolved, and image size), and with ``split`` the
+    classes of each half (a custom split keeps its name while its classes change).
+    """
     found: dict[str, Any] = {"source": source.name}
     for key in ("per_class", "cue", "image_size"):
         if hasattr(source, key):
             found[key] = getattr(source, key)
     found.update(getattr(source, "settings", {}))
+    if split is not None:
+        found.update(base=list(split.base), transfer=list(split.transfer))
     return found
+
+
+def root_setting(root: Path) -> dict[str, str]:
+    """``{"root": the absolute path}``: the data root a source records in its ``settings``."""
+    return {"root": str(root.resolve())}
 
 
 class Source(Protocol):

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .base import DatasetNotFound, ImageTensors, LabelledSource
+from .base import DatasetNotFound, ImageTensors, LabelledSource, root_setting
 from .splits import CIFAR100_SPLITS
 
 __all__ = ["cifar100", "find_folder", "guarded_download", "read_pickle", "take_classes"]
@@ -123,7 +123,8 @@ def cifar100(root: str | Path, download: bool = False) -> LabelledSource:
     if len(labels) != len(images) or labels.min() < 0 or labels.max() >= len(names):
         raise DatasetNotFound(f"{folder / 'train'}: {len(images)} images but labels do not match the meta file")
     everything = ImageTensors(torch.from_numpy(images), torch.from_numpy(labels), names)
-    return LabelledSource("CIFAR-100", names, lambda wanted: take_classes(everything, wanted), CIFAR100_SPLITS)
+    return LabelledSource("CIFAR-100", names, lambda wanted: take_classes(everything, wanted), CIFAR100_SPLITS,
+                          root_setting(folder))
 
 
 def take_classes(data: ImageTensors, wanted: Sequence[str]) -> ImageTensors:

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .base import DatasetNotFound, Images, ImageTensors, LabelledSource
+from .base import DatasetNotFound, Images, ImageTensors, LabelledSource, root_setting
 from .cifar import find_folder, guarded_download, read_pickle, take_classes
 
 __all__ = ["TrainTestSource", "cifar10"]
@@ -79,4 +79,5 @@ def cifar10(root: str | Path, download: bool = False) -> TrainTestSource:
     train = _read([folder / f for f in TRAIN], names)
     test = _read([folder / TEST], names)
 
-    return TrainTestSource("CIFAR-10", names, lambda wanted: take_classes(train, wanted), {}, test=lambda: test)
+    return TrainTestSource("CIFAR-10", names, lambda wanted: take_classes(train, wanted), {}, root_setting(folder),
+                           test=lambda: test)

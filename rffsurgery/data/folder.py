@@ -15,8 +15,8 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .base import DatasetNotFound, ImageFiles, LabelledSource, ProtocolData, pick
-from .images import EXTENSIONS
+from .base import DatasetNotFound, ImageFiles, LabelledSource, ProtocolData, pick, root_setting
+from .images import EXTENSIONS, decode
 from .splits import Split
 
 __all__ = ["FileDataset", "FolderSource", "image_folder"]
@@ -32,15 +32,10 @@ class FileDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from PIL import Image
         from torchvision.transforms.v2 import functional as F
 
-        size, path = self.files.image_size, self.files.paths[i]
-        try:
-            with Image.open(path) as img:
-                image = F.pil_to_tensor(img.convert("RGB"))
-        except OSError as exc:  # truncated or corrupt pixel data behind a valid header
-            raise DatasetNotFound(f"{path} cannot be decoded ({exc}); remove or replace it") from None
+        size = self.files.image_size
+        image = decode(self.files.paths[i], DatasetNotFound, "remove or replace it")
         image = F.center_crop(F.resize(image, [round(size / 0.875)], antialias=True), [size, size])
         return image, self.files.labels[i]
 
@@ -104,4 +99,5 @@ def image_folder(root: str | Path, image_size: int) -> FolderSource:
             labels += [label] * len(files)
         return ImageFiles(tuple(paths), torch.tensor(labels, dtype=torch.int64), tuple(wanted), image_size)
 
-    return FolderSource(f"image folder {root}", classes, load, {}, {"image_size": image_size}, root=root)
+    return FolderSource(f"image folder {root}", classes, load, {}, {**root_setting(root), "image_size": image_size},
+                        root=root)

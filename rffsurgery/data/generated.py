@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidArgument
+from ..limits import check
 from ..seeding import generator
 from .base import ImageTensors, ProtocolData, check_classes, pick
 from .splits import Split
@@ -125,8 +126,7 @@ def _render_class(name: str, count: int, g: torch.Generator, size: int, cue: flo
 def render(classes: Sequence[str], per_class: int, seed: int, role: str, cue: float = 0.0,
            size: int = 32) -> ImageTensors:
     """``per_class`` images of each shape in ``classes`` (labels = position in ``classes``)."""
-    if not 0 <= cue <= 1:
-        raise InvalidArgument(f"cue strength must be in [0, 1], got {cue}")
+    check("cue", cue)
     check_classes("the generated dataset", list(SHAPES), classes)
     images = [_render_class(c, per_class, generator(seed, role, c), size, cue) for c in classes]
     labels = torch.arange(len(classes)).repeat_interleave(per_class)
@@ -143,6 +143,10 @@ class GeneratedSource:
     name: str = "generated"
     classes: tuple[str, ...] = tuple(SHAPES)
     splits: dict[str, Split] = field(default_factory=lambda: dict(GENERATED_SPLITS))
+
+    def __post_init__(self) -> None:
+        for name in ("per_class", "cue", "image_size"):
+            check(name, getattr(self, name))
 
     def protocol_data(self, split: Split, seed: int, fraction: float = 0.2) -> ProtocolData:
         check_classes(self.name, self.classes, split.base + split.transfer)

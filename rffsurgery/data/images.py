@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, RffError
 
 __all__ = ["EXTENSIONS", "fit", "normalise", "read_image"]
 
@@ -22,17 +22,32 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", 
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def read_image(path: str | Path, size: Sequence[int]) -> torch.Tensor:
-    """An image file as a uint8 ``(3, H, W)`` tensor, resized to cover ``size`` and centre-cropped to it."""
+def decode(path: str | Path, error: type[RffError], fix: str) -> torch.Tensor:
+    """An image file as a uint8 ``(3, H, W)`` RGB tensor; any failure is ``error`` naming the file once.
+
+    PIL's own messages repeat the path in quotes (``cannot identify image file '…'``), so
+    the reason is given in our words; a file PIL refuses for any reason (not an image,
+    truncated pixels, a decompression bomb) is the user's to replace.
+    """
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2 import functional as F
 
     try:
         with Image.open(path) as img:
-            image = F.pil_to_tensor(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InvalidArgument(f"cannot read the image {path} ({exc}); give a PNG/JPEG file") from None
-    return fit(image, size)
+            return F.pil_to_tensor(img.convert("RGB"))
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        if isinstance(exc, UnidentifiedImageError):
+            reason = "not an image format PIL reads"
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = f"{type(exc).__name__}: {str(exc).replace(repr(str(path)), 'it')}"
+        raise error(f"{path} cannot be decoded ({reason}); {fix}") from None
+
+
+def read_image(path: str | Path, size: Sequence[int]) -> torch.Tensor:
+    """An image file as a uint8 ``(3, H, W)`` tensor, resized to cover ``size`` and centre-cropped to it."""
+    return fit(decode(path, InvalidArgument, "give a PNG/JPEG file"), size)
 
 
 def fit(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from ..errors import InvalidArgument
 from ..seeding import generator
-from .base import DatasetNotFound, ImageTensors, ProtocolData, check_classes
+from .base import DatasetNotFound, ImageTensors, ProtocolData, check_classes, root_setting
 from .idx import find_idx, read_pair
 from .splits import Split
 
@@ -118,6 +118,13 @@ class MnistSource:
     side: int = 32
     per_class: int | None = None
     base_val_per_class: int | None = 250
+    root: Path | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What the images depend on besides the class counts (see :func:`~.base.data_settings`)."""
+        return {**(root_setting(self.root) if self.root is not None else {}), "image_size": self.side,
+                "base_val_per_class": self.base_val_per_class}
 
     def __post_init__(self) -> None:
         if self.per_class is not None:
@@ -184,7 +191,8 @@ def mnist_source(kind: str, root: str | Path, side: int = 32, per_class: int | N
                                   f"get the files with: {hint}")
         images, labels = read_pair(paths[0], paths[1], len(classes))
         parts[part] = (torch.from_numpy(np.array(images)), torch.from_numpy(labels.astype(np.int64)))
-    return MnistSource(title, classes, splits, parts["train"], parts["test"], side, per_class, base_val_per_class)
+    return MnistSource(title, classes, splits, parts["train"], parts["test"], side, per_class, base_val_per_class,
+                       root)
 
 
 def fashion_mnist(root: str | Path, image_size: int = 32, per_class: int | None = None) -> MnistSource:

@@ -86,13 +86,27 @@ class AxisMap:
         q, j = divmod(u, self.period)
         return self.lo[j] + q * self.step, self.hi[j] + q * self.step
 
+    def hull(self, a: int, b: int) -> tuple[int, int]:
+        """The bounding interval of everything units ``a … b`` read.
+
+        For a :meth:`monotone` map that is the left edge of ``a`` and the right edge
+        of ``b``.  A map that mixes a coarse factor of the axis (MaxViT's grid
+        attention: unit ``u`` reads units ``u mod g + k·g``) is not monotone; then the
+        leftmost edge is that of the first unit of each phase, the rightmost that of
+        the last (``step ≥ 0``: a phase's intervals move right from period to period).
+        """
+        if self._monotone:
+            return self.interval(a)[0], self.interval(b)[1]
+        lo = min(self.interval(u)[0] for u in range(a, min(b, a + self.period - 1) + 1))
+        hi = max(self.interval(u)[1] for u in range(max(a, b - self.period + 1), b + 1))
+        return lo, hi
+
     # -- algebra ------------------------------------------------------------
     def then(self, outer: "AxisMap") -> "AxisMap":
         """Compose: ``self`` maps this node to the input, ``outer`` maps a later node to this one.
 
-        Monotone bounding intervals compose exactly: the leftmost input of the
-        leftmost unit, the rightmost input of the rightmost unit.  ``self`` must be
-        :meth:`monotone` (rules that could build another map refuse to).
+        Bounding intervals compose exactly: a later unit reads every unit in its
+        interval, so its input interval is the :meth:`hull` of theirs.
         """
         # Smallest number of outer periods whose input shift is a whole number of our periods.
         reps = self.period // gcd(outer.step, self.period)
@@ -100,13 +114,39 @@ class AxisMap:
         step = (outer.step * reps // self.period) * self.step
 
         def phase(j: int) -> tuple[int, int]:
-            a, b = outer.interval(j)
-            return self.interval(a)[0], self.interval(b)[1]
+            return self.hull(*outer.interval(j))
 
         return AxisMap.from_function(period, step, phase)
 
+    def gather(self, period: int, step: int, members: "callable") -> "AxisMap":
+        """Compose with a later map given by the exact set of our units each of its units reads.
+
+        ``members(j)`` lists the units read by later unit ``j`` of the first period;
+        unit ``j + q·period`` reads them shifted by ``q·step``.  Unlike :meth:`then`
+        the set may have holes (a unit attending to every g-th token), so the hull is
+        taken over the members themselves, not over the span between them.
+        """
+        reps = self.period // gcd(step, self.period)
+        total = period * reps
+        new_step = (step * reps // self.period) * self.step
+
+        def phase(j: int) -> tuple[int, int]:
+            q, r = divmod(j, period)
+            units = [m + q * step for m in members(r)]
+            if self._monotone:
+                return self.interval(min(units))[0], self.interval(max(units))[1]
+            return min(self.interval(u)[0] for u in units), max(self.interval(u)[1] for u in units)
+
+        return AxisMap.from_function(total, new_step, phase)
+
     def monotone(self) -> bool:
-        """Whether both edges never move left as the output index grows (what :meth:`then` relies on)."""
+        """Whether both edges never move left as the output index grows (then :meth:`hull` is the end units')."""
+        return self._monotone
+
+    @functools.cached_property
+    def _monotone(self) -> bool:
+        if self.period == 1:  # every convolution and pooling
+            return self.step >= 0
         ends = [self.interval(u) for u in range(self.period + 1)]
         return all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(ends, ends[1:]))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -25,10 +25,11 @@ from ..errors import RffError
 from ..trace.meta import read_attr, run_op, to_meta
 from ..trace.tracer import Traced
 from .call import Call, RuleError
+from .factors import bound_note, has_factors
 from .rules import lookup
-from .tensor import Geo, Misaligned, TensorGeom, Unknown
+from .tensor import Geo, Misaligned, Packed, TensorGeom, Track, Unknown
 
-__all__ = ["NodeState", "ShapeError", "propagate"]
+__all__ = ["NodeState", "ShapeError", "TOO_SMALL", "propagate"]
 
 
 class ShapeError(RffError, RuntimeError):
@@ -48,7 +49,7 @@ class ShapeError(RffError, RuntimeError):
 
 
 # torch's wording when an input is too small for a kernel, a pooling window or an output size
-_TOO_SMALL = re.compile(r"too small|can't be greater than actual input|negative dimension|non-zero size|"
+TOO_SMALL = re.compile(r"too small|can't be greater than actual input|negative dimension|non-zero size|"
                         r"non-empty|greater than 0|should be positive|must be positive", re.IGNORECASE)
 
 
@@ -71,10 +72,26 @@ def _is_tensors(value: Any) -> bool:
 def _geo_of_value(value: Any, geo: TensorGeom) -> Geo:
     """Broadcast one geometry over a (possibly nested) tensor output."""
     if isinstance(value, torch.Tensor):
-        return geo if geo.rank == value.dim() else geo.globalised(value.dim())
+        if geo.whole:  # a reshape or reduction of what reads the whole input everywhere still does
+            return geo if geo.rank == value.dim() else TensorGeom.everywhere(value.dim())
+        return geo if geo.rank == value.dim() and not has_factors(geo) else geo.globalised(value.dim())
     if isinstance(value, (tuple, list)):
         return tuple(_geo_of_value(v, geo) for v in value)
     return None
+
+
+def _tracked(tensors: list[TensorGeom]) -> bool:
+    """Whether global inputs still place axes in dims (factors, or axes every unit reads whole after attention):
+    then the op's rule must say where they go, rather than the dims being copied."""
+    return any(has_factors(g) or any(isinstance(t, Track) and t.whole for t in g.dims) for g in tensors)
+
+
+def _unpacked(geo: Any, lost: set[int]) -> Any:
+    """``geo`` without its dims that carry factors of axes: those axes are global (their axes go to ``lost``)."""
+    if not has_factors(geo):
+        return geo
+    lost.update(a for a, _ in geo.packed)
+    return replace(geo, dims=tuple(None if isinstance(t, Packed) else t for t in geo.dims), packed=())
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -122,7 +139,8 @@ class _Pass:
         tensors = [g for g in inputs if isinstance(g, TensorGeom)]
         if tensors and all(g.const for g in tensors):
             return NodeState(out, _geo_of_value(out, tensors[0]), rule and rule.name)
-        if tensors and all(g.const or g.is_global for g in tensors):
+        factors = any(has_factors(g) for g in tensors)
+        if tensors and all(g.const or g.is_global for g in tensors) and not (rule is not None and _tracked(tensors)):
             # whatever the op, an output computed from inputs that each depend on the
             # whole image depends on the whole image
             glob = next(g for g in tensors if not g.const)
@@ -134,7 +152,12 @@ class _Pass:
         if rule is None:
             what = type(module).__qualname__ if module is not None else _op_name(node)
             return NodeState(out, Unknown(f"no geometry rule for {what}", name))
-        call = Call(node, module, args, kwargs, geo_args, geo_kwargs, out)
+        notes: list[str] = []
+        if not rule.factors and factors:
+            lost: set[int] = set()
+            geo_args, geo_kwargs = fx.node.map_aggregate((geo_args, geo_kwargs), lambda g: _unpacked(g, lost))
+            notes.append(bound_note(f"no rule for {rule.name or 'this op'} on factors", lost))
+        call = Call(node, module, args, kwargs, geo_args, geo_kwargs, out, notes)
         try:
             geo = rule.fn(call)
         except RuleError as exc:
@@ -149,7 +172,7 @@ class _Pass:
         return ShapeError(
             f"running node '{self.names[node]}' ({_op_name(node)}) for shapes failed: {type(exc).__name__}: {cause}",
             node=self.names[node], op=type(self.modules[node.target]).__name__ if node.op == "call_module"
-            else _op_name(node), cause=cause, too_small=bool(_TOO_SMALL.search(cause)),
+            else _op_name(node), cause=cause, too_small=bool(TOO_SMALL.search(cause)),
             bytes_done=sum(t.numel() * t.element_size() for t in done), nodes_done=len(self.states),
             nodes_total=len(self.graph.nodes))
 

@@ -4,16 +4,24 @@ A rule never has to guess layouts: an NCHW tensor straight from the image has
 ``dims = (None, None, Track(0, id), Track(1, id))``; after ``permute(0, 2, 3, 1)``
 the tracks move with their dims, so a LayerNorm over the last dim of an NHWC
 tensor is known to normalise channels, not space.
+
+A reshape can split an axis into factors or merge it with others (window
+partitions, patches, tokens, space-to-depth).  Such a dim is :class:`Packed`: its
+index is the row-major combination of :class:`Digit` s, and the unit index of an
+axis is the mixed-radix number its digits spell (``H → (H/w, w)``: unit
+``u = q·w + r``).  The axis keeps one map, in :attr:`TensorGeom.packed`; the
+operations on factors live in :mod:`.factors`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, replace
 from typing import Iterable, Union
 
 from .algebra import AxisMap
 
-__all__ = ["Track", "TensorGeom", "Unknown", "Misaligned", "Geo", "unite"]
+__all__ = ["Digit", "Geo", "Misaligned", "Packed", "TensorGeom", "Track", "Unknown"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,44 @@ class Track:
 
 
 @dataclass(frozen=True)
+class Digit:
+    """One factor of a dim: ``size`` values; a spatial one adds ``value·place`` to its axis's unit index.
+
+    ``axis is None``: a factor that is not spatial (batch, channels, heads, a
+    window's offsets once they are mixed); like channels, its values are summed
+    when a unit's receptive field is read.
+    """
+
+    axis: int | None
+    place: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A dim whose index is ``lead`` + the row-major combination of its digits (most significant first).
+
+    ``lead`` / ``trail`` extra elements (a class token concatenated in front) hold no
+    unit of any axis: they are constant or already global.
+    """
+
+    digits: tuple[Digit, ...]
+    lead: int = 0
+    trail: int = 0
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(d.axis for d in self.digits if d.axis is not None))
+
+    @property
+    def size(self) -> int:
+        return self.lead + math.prod(d.size for d in self.digits) + self.trail
+
+
+Dim = Union[Track, Packed, None]
+
+
+@dataclass(frozen=True)
 class TensorGeom:
     """Per-dim tracks of a tensor that depends on the input.
 
@@ -42,11 +88,18 @@ class TensorGeom:
     though a local receptive field still exists along the tracked dims.
     ``const`` marks tensors that do not depend on the input at all (parameters,
     buffers, ``torch.arange``): they never widen a receptive field.
+    ``packed`` holds the map of every axis carried by :class:`Packed` dims
+    (``None``: each unit reads the whole axis, like a ``whole`` track).
+    ``whole`` marks a tensor each of whose units reads the whole input itself
+    (after attention over all tokens), not a pooled summary: like a ``whole``
+    track, it makes any union global.
     """
 
-    dims: tuple[Track | None, ...]
+    dims: tuple[Dim, ...]
     global_ctx: bool = False
     const: bool = False
+    packed: tuple[tuple[int, AxisMap | None], ...] = ()
+    whole: bool = False
 
     @classmethod
     def image(cls, rank: int, spatial: int) -> "TensorGeom":
@@ -64,23 +117,29 @@ class TensorGeom:
 
     def track_of(self, axis: int) -> Track | None:
         for t in self.dims:
-            if t is not None and t.axis == axis:
+            if isinstance(t, Track) and t.axis == axis:
                 return t
         return None
 
     @property
     def is_global(self) -> bool:
         """Depends on the input but no dim keeps a local map."""
-        return not self.const and all(t is None or t.map is None for t in self.dims)
+        return (not self.const and all(t is None or t.map is None for t in self.dims if not isinstance(t, Packed))
+                and (not self.packed or all(m is None for _, m in self.packed)))
 
-    def with_dims(self, dims: Iterable[Track | None], global_ctx: bool = False) -> "TensorGeom":
+    def with_dims(self, dims: Iterable[Dim], global_ctx: bool = False) -> "TensorGeom":
         return replace(self, dims=tuple(dims), global_ctx=self.global_ctx or global_ctx)
 
     def globalised(self, rank: int) -> "TensorGeom":
-        """Every spatial axis reduced away: the output depends on the whole input."""
+        """Every spatial axis reduced away: the output depends on the whole input (a summary)."""
         if self.const:
             return TensorGeom.constant(rank)
         return TensorGeom((None,) * rank, global_ctx=True)
+
+    @classmethod
+    def everywhere(cls, rank: int) -> "TensorGeom":
+        """Every unit reads the whole input itself (see ``whole``)."""
+        return cls((None,) * rank, global_ctx=True, whole=True)
 
 
 @dataclass(frozen=True)
@@ -100,70 +159,3 @@ class Misaligned:
 
 
 Geo = Union[TensorGeom, Unknown, Misaligned, tuple, None]
-
-
-@dataclass
-class UnionResult:
-    geom: TensorGeom | Unknown | Misaligned
-    notes: list[str] = field(default_factory=list)
-
-
-def unite(inputs: list[tuple[TensorGeom, tuple[int, ...]]], out_shape: tuple[int, ...]) -> UnionResult:
-    """Union of several tensors combined pointwise with broadcasting (add, mul, cat, where…).
-
-    Dims are aligned from the right, as broadcasting does.  An input that does not
-    keep an axis local — collapsed to size 1 and broadcast (a squeeze-excitation
-    gate), or reduced away — depends on the whole axis: the result keeps the local
-    maps of the other inputs and is marked ``global_ctx``.  An input whose dim is
-    ``whole`` (every unit reads the whole axis itself, after a recurrence) makes
-    that dim global in the result.  Branches that carry the same axis in different
-    dims, or at different strides, are reported, never guessed.
-    """
-    rank = len(out_shape)
-    live = [(g, s) for g, s in inputs if not g.const]
-    if not live:
-        return UnionResult(TensorGeom.constant(rank))
-    notes: list[str] = []
-    maps: list[list[AxisMap]] = [[] for _ in range(rank)]
-    axis_at: list[int | None] = [None] * rank
-    whole = [False] * rank
-    global_ctx = False
-    local_axes: list[set[int]] = []
-    for g, shape in live:
-        global_ctx |= g.global_ctx
-        offset = rank - len(shape)
-        mine: set[int] = set()
-        for d, (t, n) in enumerate(zip(g.dims, shape)):
-            if t is None:
-                continue
-            od = d + offset
-            if axis_at[od] not in (None, t.axis):
-                return UnionResult(Unknown(f"branches carry spatial axes {axis_at[od]} and {t.axis} in one dim"))
-            axis_at[od] = t.axis
-            whole[od] |= t.whole
-            if t.map is not None and not (n == 1 and out_shape[od] != 1):
-                maps[od].append(t.map)
-                mine.add(t.axis)
-        local_axes.append(mine)
-    every = set().union(*local_axes)
-    global_ctx |= any(mine != every for mine in local_axes)
-    dims: list[Track | None] = []
-    for od in range(rank):
-        if axis_at[od] is None:
-            dims.append(None)
-            continue
-        if not maps[od] or whole[od]:
-            dims.append(Track(axis_at[od], None, whole[od]))
-            continue
-        merged = maps[od][0]
-        for m in maps[od][1:]:
-            if not merged.aligned_with(m):
-                return UnionResult(Misaligned(
-                    f"branches meet at different strides {merged.stride} and {m.stride}: their units do not line "
-                    "up (one branch was resized by a non-integer ratio, e.g. a gate pooled and interpolated back "
-                    "to an odd size), so no receptive field describes this node exactly"))
-            if not merged.same_centres(m):
-                notes.append(f"axis {axis_at[od]}: branch centres differ")
-            merged = merged.union(m)
-        dims.append(Track(axis_at[od], merged))
-    return UnionResult(TensorGeom(tuple(dims), global_ctx=global_ctx), notes)

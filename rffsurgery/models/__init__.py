@@ -4,7 +4,8 @@
   built on the meta device when only shapes are needed; never downloads weights;
 * :mod:`.builtin` — the RFF paper's base CNN and paper 002's CNNs; :mod:`.audio` — two 1-D audio nets;
 * :mod:`.head` — the one classifier finder (the trainer and the rewrites agree on it);
-* :mod:`.weights` — trained weights into a model, never unpickling code.
+* :mod:`.weights` — trained weights into a model, never unpickling code;
+* :mod:`.onnx_file` — an ONNX file as a model of meta initializers (analysed from its graph, never run).
 
 A new built-in model: a class in :mod:`.builtin` (or its own module) and one entry in ``BUILTIN``.
 """

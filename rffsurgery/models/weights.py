@@ -10,6 +10,7 @@ trainer resized it).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from torch import nn
 from ..errors import InvalidArgument
 from ..files import load_tensors
 from ..formats import kind_of
+from ..limits import NON_FINITE_WEIGHTS, require_finite
 from ..surgery.recipe import RECIPE_FILE, load
+from .given import require_module
 from .head import find_head, make_head
 
 __all__ = ["load_weights"]
@@ -26,6 +29,9 @@ __all__ = ["load_weights"]
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """``model`` with the weights at ``path`` (see the module docstring); may return a rebuilt model."""
+    model = require_module(model, "load_weights()")
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidArgument(f"weights are given by the path of a file or rewrite folder, got {type(path).__name__}")
     path = Path(path).expanduser()
     if not path.exists():
         raise InvalidArgument(f"weights {path} do not exist; give a state_dict, .safetensors, checkpoint or rewrite folder")
@@ -68,6 +74,7 @@ def _resize_head(model: nn.Module, state: dict[str, Any]) -> nn.Module:
 
 
 def _load_state(model: nn.Module, state: dict[str, Any], path: Path) -> nn.Module:
+    require_finite(state.items(), f"weights {path}", NON_FINITE_WEIGHTS, InvalidArgument)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches

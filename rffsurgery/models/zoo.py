@@ -3,7 +3,8 @@
 Resolution order for a bare name: rffsurgery's built-in models, torchvision,
 then timm.  Prefixes force a source: ``torchvision:resnet50``, ``timm:resnet50``,
 ``rffsurgery:rff-base-cnn``; ``package.module:factory`` or ``path/to/file.py:factory``
-call user code (a function or class, called with no arguments).
+call user code (a function or class, called with no arguments); a name ending in
+``.onnx`` is an ONNX file (:mod:`.onnx_file`: analysed from its graph, never run).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgument, RffError, brief
+from ..limits import check
+from ..usercode import UserCodeError, user_code
 from .builtin import BUILTIN
+from .onnx_file import data_files, is_onnx_file, load_onnx, onnx_input
 
 __all__ = ["ModelNotFound", "ModelSpec", "build", "parse_size", "resolve"]
 
@@ -49,9 +53,11 @@ class ModelSpec:
     def build(self, device: str = "cpu", num_classes: int | None = None) -> nn.Module:
         """Construct with random (or, on ``"meta"``, unallocated) weights; ``num_classes`` sizes the head.
 
-        A user factory that fails, or returns something other than an ``nn.Module``,
-        raises :class:`ModelNotFound` naming the factory.
+        A user factory that exits, fails, or returns something other than an ``nn.Module``
+        raises :class:`~rffsurgery.usercode.UserCodeError` naming the factory.
         """
+        if self.source == "onnx":
+            return self._onnx(device, num_classes)
         kwargs = {} if num_classes is None else {"num_classes": self._checked_num_classes(num_classes)}
         if self.source != "user":
             try:
@@ -62,15 +68,23 @@ class ModelSpec:
                 raise InvalidArgument(f"{self.name} cannot be built with num_classes={num_classes}: {exc}") from None
         if not kwargs:
             _check_no_arguments(self.name, self.builder)
-        try:
+        with user_code(f"your model factory '{self.name}'",
+                       "fix it so that calling it with no arguments returns the model"):
             model = self._construct(device, kwargs)
-        except Exception as exc:
-            raise ModelNotFound(f"model factory '{self.name}' raised {type(exc).__name__}: {_first_line(exc)}; "
-                                "fix it so that calling it with no arguments returns the model") from exc
         if not isinstance(model, nn.Module):
-            raise ModelNotFound(f"model factory '{self.name}' returned {type(model).__name__} "
+            raise UserCodeError(f"your model factory '{self.name}' returned {type(model).__name__} "
                                 f"{brief(model)}, not an nn.Module; name a function or class that returns the model")
         return model.eval()
+
+    def _onnx(self, device: str, num_classes: int | None) -> nn.Module:
+        """An ONNX file's graph and meta initializers; it cannot be resized, run, rewritten or trained."""
+        if num_classes is not None:
+            raise InvalidArgument(f"{self.name} is an ONNX file with its own classifier: --num-classes applies to "
+                                  "PyTorch models")
+        if device != "meta":
+            raise InvalidArgument(f"{self.name} is an ONNX file: rffsurgery analyses ONNX graphs (analyze, plan "
+                                  "check) but does not run, rewrite or train them; use the PyTorch model")
+        return self.builder()
 
     def _construct(self, device: str, kwargs: dict[str, Any]) -> Any:
         """Call the builder with new tensors on ``device``.
@@ -91,8 +105,7 @@ class ModelSpec:
                 return self.builder(**kwargs)
 
     def _checked_num_classes(self, value: object) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidArgument(f"num_classes must be an integer ≥ 1, got {value!r}")
+        check("num_classes", value)
         if not _takes(self.builder, "num_classes"):
             raise InvalidArgument(f"{self.name} does not take num_classes (its factory has no such argument); "
                                   "build the model yourself and pass it as a module")
@@ -102,7 +115,7 @@ class ModelSpec:
         """On the meta device when its constructor allows it (no memory for weights), else on CPU."""
         try:
             return self.build("meta", num_classes)
-        except InvalidArgument:
+        except RffError:  # a bad argument, file or factory: building on CPU would fail the same way
             raise
         except Exception:  # e.g. ``.tolist()`` on a meta tensor; a failing user factory fails again on CPU
             return self.build("cpu", num_classes)
@@ -298,11 +311,6 @@ def _load_file(path: Path):
     return module
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _check_no_arguments(name: str, factory: Callable) -> None:
     try:
         params = inspect.signature(factory).parameters.values()
@@ -319,23 +327,27 @@ def import_object(spec: str) -> object:
     """``package.module:Name`` or ``path/to/file.py:Name`` → the object (a factory, a class)."""
     where, sep, attr = spec.rpartition(":")
     if not sep or not where or not attr:
-        raise ModelNotFound(f"expected 'package.module:name' or 'file.py:name', got {spec!r}")
-    try:
+        raise ModelNotFound(f"expected 'package.module:name' or 'file.py:name', got '{spec}'")
+    with user_code(f"your module '{where}' (imported for '{spec}')", "fix it so that it imports"):
         if where.endswith(".py"):
             module = _load_file(Path(where))
         else:
-            module = importlib.import_module(where)
-    except ModelNotFound:
-        raise
-    except SyntaxError as exc:
-        raise ModelNotFound(f"cannot import '{where}' for '{spec}': syntax error in {exc.filename} line "
-                            f"{exc.lineno}: {exc.msg}") from exc
-    except Exception as exc:  # the user's module raised while being imported
-        raise ModelNotFound(f"cannot import '{where}' for '{spec}': {type(exc).__name__}: {_first_line(exc)}") from exc
+            module = _import(where, spec)
     found = getattr(module, attr, None)
     if not callable(found):
         raise ModelNotFound(f"'{where}' has no callable '{attr}'")
     return found
+
+
+def _import(where: str, spec: str) -> Any:
+    """``importlib.import_module(where)``; a module that does not exist is a wrong name, not failing user code."""
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as exc:
+        if exc.name and (where == exc.name or where.startswith(exc.name + ".")):
+            raise ModelNotFound(f"cannot import '{where}' for '{spec}': there is no module '{exc.name}'; check the "
+                                "name, the current folder and that its package is installed") from None
+        raise
 
 
 def import_module_class(spec: str) -> type[nn.Module]:
@@ -349,7 +361,9 @@ def import_module_class(spec: str) -> type[nn.Module]:
 
 
 def source_files(spec: str) -> list[Path]:
-    """The files a user model name reads (its module's source), so outputs never replace them."""
+    """The files a user model name reads (its module's source, an ONNX file and its data), so outputs never replace them."""
+    if is_onnx_file(spec):
+        return [Path(spec), *data_files(spec)]
     where, sep, _ = spec.rpartition(":")
     if not sep or where in _SOURCES:
         return []
@@ -364,7 +378,11 @@ def source_files(spec: str) -> list[Path]:
 
 def _user(spec: str) -> ModelSpec:
     factory = import_object(spec)
-    size = tuple(getattr(factory, "default_input_size", DEFAULT_INPUT))
+    declared = getattr(factory, "default_input_size", DEFAULT_INPUT)
+    try:
+        size = parse_size(declared)
+    except InvalidArgument as exc:
+        raise UserCodeError(f"your model factory '{spec}' declares default_input_size = {brief(declared)}: {exc}")
     return ModelSpec(spec, "user", factory, size)
 
 
@@ -373,6 +391,8 @@ _SOURCES = {"rffsurgery": _builtin, "torchvision": _torchvision, "timm": _timm}
 
 def resolve(spec: str) -> ModelSpec:
     """Turn a model name into a :class:`ModelSpec` (see the module docstring for the forms)."""
+    if is_onnx_file(spec):
+        return ModelSpec(spec, "onnx", functools.partial(load_onnx, spec), onnx_input(spec).size)
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in _SOURCES:
         found = _SOURCES[prefix](rest)

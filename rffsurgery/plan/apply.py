@@ -16,7 +16,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..analysis.result import Plan
 from ..errors import InvalidArgument
+from ..models.given import require_module
 from .document import FreezePlan, PlanError, some_names
 from .wrappers import strict_ddp
 
@@ -35,8 +37,10 @@ def freeze(model: nn.Module, plan: "FreezePlan | Sequence[str]",
     names them.  ``plan`` may also be a plain list of parameter names of ``model``
     (no fingerprint check).  Under DistributedDataParallel see :func:`ddp_frozen`.
     """
+    model = require_module(model, "freeze()")
     if isinstance(plan, (str, bytes)) or not isinstance(plan, (FreezePlan, Sequence)):
-        hint = f"; for one parameter write [{plan!r}]" if isinstance(plan, str) else ""
+        hint = f"; for one parameter write [{plan!r}]" if isinstance(plan, str) else \
+            "; make one from this analysis with build_freeze_plan(analysis)" if isinstance(plan, Plan) else ""
         raise InvalidArgument(f"freeze() takes a FreezePlan or a list of parameter names, "
                               f"got {type(plan).__name__}{hint}")
     if isinstance(plan, FreezePlan):

@@ -20,12 +20,17 @@ from typing import Any, Sequence
 from torch import nn
 
 from .._version import __version__
-from ..analysis.result import Plan
-from ..errors import RffError
+from ..analysis.result import Plan, require_plan
+from ..errors import InvalidArgument, RffError
 from ..files import prepare_output, write_text
 from ..formats import read_stamp, stamp
+from ..limits import check
+from ..models.given import require_module
+from ..models.onnx_file import OnnxModel
+from ..models.zoo import parse_size
 from ..tags import tag
-from ..trace.tracer import TraceError, trace
+from ..trace.capture import capture
+from ..trace.tracer import TraceError
 from .fingerprint import digest, first_difference, graph_lines
 from .wrappers import candidates, describe
 
@@ -34,6 +39,7 @@ __all__ = ["BN_MODES", "DEFAULT_SCHEDULE", "FreezePlan", "PlanError", "Schedule"
 log = logging.getLogger(__name__)
 
 KIND = "freeze-plan"
+CAPTURES = ("fx", "export", "onnx")
 SCHEMA_VERSION = 2  # 2: the fingerprint covers the graph up to the frozen layers, listed in model.graph
 MAX_PLAN_BYTES = 16 * 1024 * 1024
 BN_MODES = {
@@ -68,14 +74,13 @@ class Schedule:
             raise PlanError("a schedule needs epochs (e.g. [5]) or a repeating pattern (every=2, start=5)")
         if self.every is not None and self.epochs:
             raise PlanError("a schedule is either a list of epochs or a repeating pattern, not both")
-        if any(not isinstance(e, int) or isinstance(e, bool) or e < 1 for e in self.epochs):
-            raise PlanError(f"schedule epochs must be integers ≥ 1, got {list(self.epochs)}")
-        if self.every is not None and (not isinstance(self.every, int) or self.every < 1):
-            raise PlanError(f"schedule 'every' must be an integer ≥ 1, got {self.every!r}")
-        if not isinstance(self.start, int) or self.start < 1:
-            raise PlanError(f"schedule 'start' must be an integer ≥ 1, got {self.start!r}")
-        if self.stop is not None and (not isinstance(self.stop, int) or self.stop < self.start):
-            raise PlanError(f"schedule 'stop' must be an integer ≥ start, got {self.stop!r}")
+        for epoch in self.epochs:
+            check("epoch", epoch, PlanError, "each schedule epoch", required=True)
+        check("every", self.every, PlanError, "schedule 'every'")
+        check("start", self.start, PlanError, "schedule 'start'", required=True)
+        check("stop", self.stop, PlanError, "schedule 'stop'")
+        if self.stop is not None and self.stop < self.start:
+            raise PlanError(f"schedule 'stop' must be an integer ≥ start ({self.start}), got {self.stop}")
 
     def is_frozen(self, epoch: int) -> bool:
         if self.every is None:
@@ -125,6 +130,7 @@ class FreezePlan:
     schedule: Schedule = DEFAULT_SCHEDULE
     bn_mode: str = "train"
     bn_modules: tuple[str, ...] = ()
+    capture: str = "fx"  # how the graph was captured (fx, export, onnx): a check captures the model the same way
     tool_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -137,6 +143,8 @@ class FreezePlan:
             raise PlanError("duplicate parameter names in the freeze set")
         if self.bn_mode not in BN_MODES:
             raise PlanError(f"unknown BatchNorm mode {self.bn_mode!r}; choose one of {', '.join(BN_MODES)}")
+        if self.capture not in CAPTURES:
+            raise PlanError(f"unknown capture {self.capture!r}; a plan's graph is captured by {', '.join(CAPTURES)}")
         if digest(self.graph) != self.fingerprint:
             raise PlanError("the model graph listed in the plan does not match its fingerprint (edited by hand?); "
                             "re-create the plan with rffsurgery analyze MODEL --export-plan")
@@ -155,8 +163,8 @@ class FreezePlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             **stamp(KIND, SCHEMA_VERSION, self.tool_version),
-            "model": {"name": self.model_name, "class": self.model_class, "fingerprint": self.fingerprint,
-                      "graph": list(self.graph)},
+            "model": {"name": self.model_name, "class": self.model_class, "capture": self.capture,
+                      "fingerprint": self.fingerprint, "graph": list(self.graph)},
             "input_size": list(self.input_size),
             "policy": {"name": self.policy, "options": self.policy_options},
             "tagged": list(self.tagged),
@@ -181,6 +189,9 @@ class FreezePlan:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "FreezePlan":
+        if not isinstance(path, (str, os.PathLike)):
+            raise PlanError(f"FreezePlan.load takes the path of a plan file, got {type(path).__name__}"
+                            + ("; for a dict use FreezePlan.from_dict" if isinstance(path, dict) else ""))
         path = Path(path)
         try:
             if path.stat().st_size > MAX_PLAN_BYTES:
@@ -194,6 +205,8 @@ class FreezePlan:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PlanError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except ValueError:  # an integer longer than Python converts (4300 digits)
+            raise PlanError(f"{path} holds a number too long to be a plan field") from None
         except RecursionError:
             raise PlanError(f"{path} is nested too deeply to be a freeze plan") from None
         try:
@@ -217,8 +230,10 @@ class FreezePlan:
         if not all(isinstance(t, dict) and isinstance(t.get("node"), str) for t in tagged):
             raise PlanError("'tagged' must be a list of objects with a 'node' name")
         size = _get(data, "input_size", list)
-        if not size or not all(isinstance(v, int) and v > 0 for v in size):
-            raise PlanError(f"'input_size' must be a list of positive integers, got {size!r}")
+        try:
+            size = parse_size(size)
+        except InvalidArgument as exc:
+            raise PlanError(f"'input_size': {exc}") from None
         return cls(
             model_name=_get(model, "name", str),
             model_class=_get(model, "class", str),
@@ -232,6 +247,7 @@ class FreezePlan:
             schedule=Schedule.from_dict(data.get("schedule")),
             bn_mode=_get(bn, "mode", str),
             bn_modules=tuple(_str_list(bn, "modules")),
+            capture=model.get("capture", "fx") if isinstance(model.get("capture", "fx"), str) else "",
             tool_version=str(_get(data, "tool", dict).get("version", "")),
         )
 
@@ -249,8 +265,14 @@ class FreezePlan:
 
         A candidate must hold every planned parameter (a cheap name check) and, with
         ``check``, have the plan's fingerprint; without ``check`` the first candidate
-        holding the parameters is taken.
+        holding the parameters is taken.  ``model`` may be what ``rewrite()`` returns (its rewritten model).
         """
+        model = require_module(model, "a freeze plan")
+        if (self.capture == "onnx") != isinstance(model, OnnxModel):
+            made, given = ("an ONNX file", "a PyTorch model") if self.capture == "onnx" else ("a PyTorch model",
+                                                                                               "an ONNX file")
+            raise PlanError(f"the plan for {self.model_name} was made from {made}'s graph and this is {given}; "
+                            "check it against the model it was made from")
         found = candidates(model, self.parameter_names)
         if not found:
             params = {n for n, _ in model.named_parameters()}
@@ -281,7 +303,8 @@ class FreezePlan:
         if bad_bn:
             return f"the plan's BatchNorm module(s) {some_names(bad_bn)} are not BatchNorm layers of this model"
         try:
-            lines, missing = graph_lines(trace(network, input_shape=(1, *self.input_size)), self.frozen_nodes)
+            how = "export" if self.capture == "export" else "fx"
+            lines, missing = graph_lines(capture(network, input_shape=(1, *self.input_size), how=how), self.frozen_nodes)
         except TraceError as exc:
             return f"it cannot be traced ({str(exc).splitlines()[0]})"
         if missing:
@@ -296,6 +319,7 @@ class FreezePlan:
             f"freeze plan v{SCHEMA_VERSION} for {self.model_name} ({self.model_class}), made by rffsurgery {self.tool_version}",
             f"  fingerprint  {self.fingerprint} (graph up to the frozen layers: {len(self.graph)} nodes)",
             f"  input size   {'x'.join(map(str, self.input_size))}",
+            f"  capture      {self.capture}",
             f"  policy       {self.policy} {json.dumps(self.policy_options) if self.policy_options else ''}".rstrip(),
             f"  schedule     frozen in {self.schedule.describe()}",
             f"  batchnorm    {self.bn_mode}: {BN_MODES[self.bn_mode]}",
@@ -341,13 +365,16 @@ def build_freeze_plan(analysis: Plan, policy: str = "paper", schedule: Schedule 
     ``options`` go to the policy (:func:`rffsurgery.tags.tag`); ``schedule`` defaults to
     every 2nd epoch from epoch 2; ``bn`` is one of :data:`BN_MODES`.
     """
+    require_plan(analysis, "build_freeze_plan()", PlanError)
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise PlanError(f"schedule must be a Schedule (e.g. Schedule(epochs=(5,))), got {type(schedule).__name__}")
     if bn not in BN_MODES:
         raise PlanError(f"unknown BatchNorm mode {bn!r}; choose one of {', '.join(BN_MODES)}")
     tags = tag(analysis, policy, **options)
     params: list[str] = []
     bn_modules: list[str] = []
     tagged = []
-    modules = dict(analysis.traced.root.named_modules())
+    modules = dict(analysis.model.named_modules())
     for t in tags:
         layer = analysis.layers[t.name]
         params += layer.params
@@ -372,6 +399,7 @@ def build_freeze_plan(analysis: Plan, policy: str = "paper", schedule: Schedule 
         schedule=schedule or DEFAULT_SCHEDULE,
         bn_mode=bn,
         bn_modules=tuple(bn_modules),
+        capture=analysis.capture,
     )
 
 
@@ -386,9 +414,12 @@ def _jsonable(values: Sequence[Any]) -> list[Any]:
 
 
 def _following_batchnorm(analysis: Plan, name: str, modules: dict[str, nn.Module]) -> str | None:
-    """The BatchNorm node that consumes the tagged layer's output directly, if any."""
+    """The BatchNorm node that consumes the tagged layer's output directly, if any.
+
+    A traced BatchNorm calls its module; a torch.export capture names its batch_norm node by the module's path.
+    """
     for layer in analysis:
-        if layer.inputs[:1] == (name,) and layer.kind == "call_module" and isinstance(
-                modules.get(layer.target), nn.modules.batchnorm._BatchNorm):
+        path = layer.target if layer.kind == "call_module" else layer.name
+        if layer.inputs[:1] == (name,) and isinstance(modules.get(path), nn.modules.batchnorm._BatchNorm):
             return layer.name
     return None

@@ -123,24 +123,51 @@ def plot_rf(plan: "Plan", path: str | Path, tags: Sequence["Tag"] = (), force: b
     return save_figure(fig, path, force, "--plot")
 
 
-def _rect(iv: tuple[tuple[int, int] | None, ...], shape: Sequence[int]) -> tuple[float, float, float, float]:
-    """(x, y, width, height) of an RF box in image coordinates (pixel centres at integers)."""
-    (r0, r1), (c0, c1) = [(iv_[0], iv_[1]) if iv_ is not None else (0, n - 1) for iv_, n in zip(iv, shape)]
-    return c0 - 0.5, r0 - 0.5, c1 - c0 + 1, r1 - r0 + 1
+def _clip_box(spans: Sequence[tuple[int, int] | None], shape: Sequence[int]) -> tuple[tuple[int, int], ...] | None:
+    """Inclusive (first, last) pixel per axis of a box clipped to an image of ``shape`` (``None``: the whole axis).
+
+    ``None`` when the box lies wholly outside the image.
+    """
+    out = []
+    for span, n in zip(spans, shape):
+        lo, hi = span if span is not None else (0, n - 1)
+        lo, hi = max(lo, 0), min(hi, n - 1)
+        if lo > hi:
+            return None
+        out.append((lo, hi))
+    return tuple(out)
+
+
+def _box_patch(spans: Sequence[tuple[int, int] | None], shape: Sequence[int], **style: Any) -> tuple[Any, bool]:
+    """A matplotlib Rectangle of the box clipped to the image, and whether clipping cut it.
+
+    A box larger than the image would otherwise have every edge outside the axes: invisible.
+    """
+    from matplotlib.patches import Rectangle
+
+    clipped = _clip_box(spans, shape)
+    cut = clipped != tuple(span if span is not None else (0, n - 1) for span, n in zip(spans, shape))
+    if clipped is None:
+        return None, cut
+    (r0, r1), (c0, c1) = clipped
+    return Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0 + 1, r1 - r0 + 1, fill=False, **style), cut
 
 
 def draw_rf_box(ax: Any, interval: tuple[tuple[int, int] | None, ...], shape: Sequence[int], label: str) -> None:
-    """The unit's theoretical RF, unclipped (the part outside the image is padding)."""
-    from matplotlib.patches import Rectangle
-
-    x, y, w, h = _rect(interval, shape)
-    ax.add_patch(Rectangle((x, y), w, h, fill=False, ec="cyan", lw=1.5, ls="--", label=label, clip_on=True))
+    """The unit's theoretical RF, clipped to the image; the label says when it extends past the image."""
+    patch, cut = _box_patch(interval, shape, ec="cyan", lw=1.5, ls="--")
+    if cut:
+        sides = "x".join(str(iv[1] - iv[0] + 1) if iv is not None else "global" for iv in interval)
+        label += f" ({sides} px, past the {'x'.join(map(str, shape))} image: drawn clipped)"
+    if patch is None:
+        ax.plot([], [], color="cyan", lw=1.5, ls="--", label=label + ", wholly outside the image")
+        return
+    patch.set_label(label)
+    ax.add_patch(patch)
 
 
 def plot_erf(result: "ErfResult", node: "NodeErf", path: str | Path, force: bool = False) -> Path:
-    """The ERF heat map (max = 1) with the theoretical RF box and the 50 % / 99 % squares."""
-    from matplotlib.patches import Rectangle
-
+    """The ERF heat map (max = 1) with the theoretical RF box and the 50 % / 99 % squares, clipped to the image."""
     plt = pyplot()
     heat = node.heatmap
     peak = float(heat.max()) or 1.0
@@ -149,11 +176,12 @@ def plot_erf(result: "ErfResult", node: "NodeErf", path: str | Path, force: bool
     fig.colorbar(shown, ax=ax, fraction=0.046, label="|∂unit/∂input|, max = 1")
     if all(iv is not None for iv in node.interval):
         draw_rf_box(ax, node.interval, heat.shape, f"theoretical RF {'x'.join(map(str, dict.fromkeys(node.rf)))}")
-    ci, cj = node.centre
     for fraction, colour in ((0.5, "lime"), (0.99, "white")):
         side = node.squares[fraction]
-        ax.add_patch(Rectangle((cj - side / 2, ci - side / 2), side, side, fill=False, ec=colour, lw=1,
-                               label=f"{fraction:.0%} of the contribution: {side} px square"))
+        patch, cut = _box_patch(node.square(fraction), heat.shape, ec=colour, lw=1)
+        past = " (past the image: drawn clipped)" if cut else ""
+        patch.set_label(f"{fraction:.0%} of the contribution: {side} px square{past}")
+        ax.add_patch(patch)
     ax.set_xlim(-0.5, heat.shape[1] - 0.5)
     ax.set_ylim(heat.shape[0] - 0.5, -0.5)
     ax.legend(loc="lower left", fontsize=7, framealpha=0.7)

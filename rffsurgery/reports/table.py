@@ -53,6 +53,8 @@ def _flags(layer: LayerRF) -> str:
         parts.append(f"{layer.status.upper()}: {layer.reason}")
     if layer.global_context:
         parts.append("+global context")
+    if any(layer.windowed) and layer.status == "ok":
+        parts.append(f"windowed (period {_per_axis(w or '-' for w in layer.windowed)})")
     parts.extend(layer.notes)
     return "; ".join(parts)
 
@@ -75,6 +77,15 @@ def _totals(costs: Costs) -> str:
     return f"total: {costs.total_params:,} parameters, {macs}"
 
 
+def _specialised(plan: Plan) -> str:
+    """What the graph holds for, when not every input of this size: the header says so."""
+    if plan.capture == "export":
+        return "  (captured by torch.export: holds for the branches its example input took, at this size)"
+    if plan.capture == "onnx":
+        return "  (the ONNX file's dynamic dims set to this size)" if plan.shape_specialised else ""
+    return "  (traced for this size only: the model's code branches on shapes)" if plan.shape_specialised else ""
+
+
 def to_table(plan: Plan, every_node: bool = False, tags: Sequence["Tag"] = ()) -> str:
     """A fixed-width table: node, op, output shape (C x H x W), RF, stride, padding, params, MACs, notes.
 
@@ -95,10 +106,13 @@ def to_table(plan: Plan, every_node: bool = False, tags: Sequence["Tag"] = ()) -
 
     size = "x".join(map(str, plan.input_size))
     shown = "every node" if every_node else f"{len(layers)} main layers of {len(plan)} nodes (--all for every node)"
-    only = "  (traced for this size only: the model's code branches on shapes)" if plan.shape_specialised else ""
+    only = _specialised(plan)
     lines = [f"{plan.model_name}  input {size}  {shown}{only}", fmt(header)]
     lines += [fmt(r) for r in rows[1:]]
     lines.append(_totals(costs))
+    if plan.complete and not plan.local_layers():
+        lines.append(f"\nno spatial axes: every layer of {plan.model_name} mixes the whole input (an MLP), so every "
+                     "receptive field is global and there is no RF to grow or freeze by")
     if tags:
         lines.append(f"\n* {len(tags)} RF-expanding layer(s) tagged: " + ", ".join(tagged))
     unknown = plan.unknown

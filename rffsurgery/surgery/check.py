@@ -101,7 +101,8 @@ def _run(rewritten: Rewritten, batch: int) -> list[Check]:
 
 
 def _last_local(plan: Plan) -> str | None:
-    local = [layer.name for layer in plan if layer.is_local]
+    """The deepest local feature map (a flattened one, read per element, is the same receptive field)."""
+    local = [layer.name for layer in plan if layer.is_map]
     return local[-1] if local else None
 
 

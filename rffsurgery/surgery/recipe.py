@@ -20,10 +20,13 @@ import torch
 from torch import nn
 
 from ..analysis.analyzer import declared_input_size, parse_input_size
-from ..errors import InvalidArgument, positive_int
+from ..errors import InvalidArgument
 from ..files import atomic_output, check_folder, load_tensors, prepare_folder, prepare_output, write_text
 from ..formats import read_stamp, stamp
-from ..models.zoo import build, resolve
+from ..limits import NON_FINITE_WEIGHTS, check, require_finite
+from ..models.given import require_module
+from ..models.zoo import build, parse_size, resolve
+from ..usercode import first_line
 from . import conv3d, head
 from .select import Change, RewriteError, Skip, count_params
 
@@ -57,14 +60,22 @@ class Recipe:
         steps, size = data.get("steps"), data.get("input_size")
         if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
             raise RewriteError("'steps' must be a list of rewrite steps")
-        if not isinstance(size, list) or not all(isinstance(v, int) and v > 0 for v in size):
-            raise RewriteError(f"'input_size' must be a list of positive integers, got {size!r}")
+        if not isinstance(size, list):
+            raise RewriteError(f"'input_size' must be a list of positive integers, got {type(size).__name__}")
+        try:
+            size = parse_size(size)
+        except InvalidArgument as exc:
+            raise RewriteError(f"'input_size': {exc}") from None
+        parameters = data.get("parameters")
+        if parameters is not None and (not isinstance(parameters, int) or isinstance(parameters, bool)
+                                       or parameters < 0):
+            raise RewriteError(f"'parameters' must be a parameter count or null, got {type(parameters).__name__}")
         if not isinstance(data.get("model"), (str, type(None))):
             raise RewriteError("'model' must be a model name or null")
         unknown = [s.get("rewrite") for s in data["steps"] if s.get("rewrite") not in _STEPS]
         if unknown:
             raise RewriteError(f"unknown rewrite step(s) {unknown}; this rffsurgery knows {sorted(_STEPS)}")
-        return cls(data["model"], tuple(data["input_size"]), data["steps"], data.get("parameters"))
+        return cls(data["model"], size, data["steps"], data.get("parameters"))
 
 
 @dataclass
@@ -81,6 +92,10 @@ class Rewritten:
     def input_size(self) -> tuple[int, ...]:
         return self.recipe.input_size
 
+    def as_module(self) -> nn.Module:
+        """The rewritten model: what ``freeze``, ``analyze``, ``erf`` and ``export_onnx`` use when given this result."""
+        return self.after
+
 
 def rewrite(model: nn.Module | str, *, input_size: Any = None, meta_groups: int | None = None,
             meta_out: int | None = None, hidden: int | None = None, head_layers: Iterable[str] | None = None,
@@ -93,19 +108,16 @@ def rewrite(model: nn.Module | str, *, input_size: Any = None, meta_groups: int 
     :func:`~rffsurgery.surgery.head.rewrite_head` and
     :func:`~rffsurgery.surgery.conv3d.rewrite_conv3d`.
     """
-    meta_groups, meta_out = positive_int("meta_groups", meta_groups), positive_int("meta_out", meta_out)
-    hidden, conv3d_filters = positive_int("hidden", hidden), positive_int("conv3d_filters", conv3d_filters)
+    meta_groups, meta_out = check("meta_groups", meta_groups), check("meta_out", meta_out)
+    hidden, conv3d_filters = check("hidden", hidden), check("conv3d_filters", conv3d_filters)
     if meta_groups is None and conv3d_filters is None:
         raise RewriteError("nothing to rewrite: give meta_groups (FC head) and/or conv3d_filters (Conv2d)")
     if meta_groups is None and (meta_out is not None or hidden is not None or head_layers):
         raise InvalidArgument("meta_out, hidden and head_layers shape the head rewrite: give meta_groups too")
     if conv3d_filters is None and conv3d_layers:
         raise InvalidArgument("conv3d_layers chooses layers for the Conv3d rewrite: give conv3d_filters too")
-    if isinstance(model, type) and issubclass(model, nn.Module):
-        raise InvalidArgument(f"rewrite() got the class {model.__name__}, not a model: pass an instance")
-    if not isinstance(model, (str, nn.Module)):
-        raise InvalidArgument(f"rewrite() takes an nn.Module or a model name such as 'resnet50', "
-                              f"got {type(model).__name__}")
+    if not isinstance(model, str):
+        model = require_module(model, "rewrite()")
     if isinstance(model, str):
         spec = resolve(model)
         name, before, default = model, spec.build("cpu"), spec.input_size
@@ -136,8 +148,14 @@ def rebuild(recipe: Recipe | dict[str, Any] | str | Path, base: nn.Module | None
             raise RewriteError("the recipe was made from a module built in Python: pass that model as base=")
 
         base = build(recipe.model)
-    for step in recipe.steps:
-        _STEPS[step["rewrite"]](base, step)
+    for number, step in enumerate(recipe.steps, 1):
+        try:
+            _STEPS[step["rewrite"]](base, step)
+        except Exception as exc:  # noqa: BLE001 - a missing layer, a wrong size: another model than the recipe's
+            made_from = f"'{recipe.model}'" if recipe.model else "a module built in Python"
+            raise RewriteError(f"the rewrite recipe was made from {made_from}; its step {number} ({step['rewrite']}) "
+                               f"does not apply to {type(base).__name__} ({type(exc).__name__}: {first_line(exc)}): "
+                               f"use it with the model it was made from") from None
     return base
 
 
@@ -179,6 +197,7 @@ def load(out_dir: str | Path, base: nn.Module | None = None) -> nn.Module:
                          "Save the rewritten model again (rffsurgery rewrite … --out).")
     if not isinstance(state, dict):
         raise RewriteError(f"{out / WEIGHTS_FILE} holds a {type(state).__name__}, not a state_dict")
+    require_finite(state.items(), f"weights {out / WEIGHTS_FILE}", NON_FINITE_WEIGHTS, RewriteError)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -199,7 +218,7 @@ def _recipe(value: Recipe | dict[str, Any] | str | Path) -> Recipe:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RewriteError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, an integer of thousands of digits
         raise RewriteError(f"{path} is not a valid recipe (corrupt JSON: {type(exc).__name__}); "
                            "save the rewritten model again") from None
     try:

@@ -16,6 +16,7 @@ from torch import fx, nn
 
 from ..analysis.macs import count_params
 from ..errors import RffError
+from ..errors import names as as_names
 from ..trace.tracer import Traced
 
 __all__ = ["Change", "Rewrite", "RewriteError", "Skip", "called_modules", "count_params", "globs", "select"]
@@ -70,7 +71,7 @@ def called_modules(traced: Traced, kind: type) -> list[str]:
 
 def globs(patterns: Iterable[str] | str | None) -> list[str]:
     """Layer globs as a list; a single string is one glob, not a sequence of one-character globs."""
-    return [patterns] if isinstance(patterns, str) else list(patterns or ())
+    return as_names(patterns, "layer globs")
 
 
 def select(paths: list[str], patterns: Iterable[str], what: str) -> list[str]:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from ..analysis.result import Plan
+from ..analysis.result import Plan, require_plan
 from .common import Tag, TagError, is_weight_layer, main_path
 from .growth import growth
 from .names import names
@@ -58,6 +58,7 @@ def tag(analysis: Plan, policy: str = "paper", **options: Any) -> list[Tag]:
     Memoised on the analysis per policy and options, so a table, a plot and an
     exported freeze plan made from one analysis tag it once.
     """
+    require_plan(analysis, "tag()", TagError)
     try:
         fn = POLICIES[policy]
     except KeyError:

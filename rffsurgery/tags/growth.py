@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..analysis.result import Plan
+from ..limits import check
 from .common import Tag, TagError, is_weight_layer
 
 __all__ = ["growth"]
@@ -11,8 +12,10 @@ __all__ = ["growth"]
 def growth(plan: Plan, metric: str = "pixels", top_k: int | None = 4, threshold: float | None = None) -> list[Tag]:
     if metric not in ("pixels", "ratio"):
         raise TagError(f"growth metric must be 'pixels' or 'ratio', not {metric!r}")
-    if threshold is None and (top_k is None or top_k < 1):
-        raise TagError("growth needs top_k ≥ 1 or a threshold")
+    check("top_k", top_k, TagError)
+    check("threshold", threshold, TagError)
+    if threshold is None and top_k is None:
+        raise TagError("growth needs top_k or a threshold")
     scored: list[tuple[float, int, str, str]] = []
     for order, layer in enumerate(plan):
         if not is_weight_layer(layer) or layer.status != "ok" or any(a is None for a in layer.axes):

@@ -6,13 +6,14 @@ import fnmatch
 from typing import Sequence
 
 from ..analysis.result import Plan
+from ..errors import names as as_names
 from .common import Tag, TagError
 
 __all__ = ["names"]
 
 
 def names(plan: Plan, patterns: Sequence[str] = ()) -> list[Tag]:
-    patterns = [patterns] if isinstance(patterns, str) else patterns  # one pattern, not its characters
+    patterns = as_names(patterns, "the 'names' policy", TagError)  # one pattern, not its characters
     if not patterns:
         raise TagError("the 'names' policy needs at least one node name or glob pattern")
     aliases = plan.traced.module_outputs

@@ -41,6 +41,7 @@ from torch import fx, nn
 
 from ..errors import RffError
 from ..geometry.rules import has_module_rule, keeps_whole
+from ..usercode import FORWARD_FIX, user_code
 from .meta import read_attr, run_op, to_meta
 
 __all__ = ["TraceError", "Traced", "trace"]
@@ -64,6 +65,9 @@ class Traced:
     module_outputs: dict[str, str]  # non-leaf module path → name of the node holding its output
     sized_for: tuple[int, ...] | None = None
     """The input shape the graph was specialised to (its Python branched on shapes), else ``None``."""
+    capture: str = "fx"
+    """How the graph was captured: ``"fx"`` (symbolic tracing, here), ``"export"`` (torch.export, for the branch
+    its example input took: :mod:`.torch_export`) or ``"onnx"`` (an ONNX file's graph: :mod:`.onnx`)."""
 
     @functools.cached_property
     def graph_module(self) -> fx.GraphModule:
@@ -245,21 +249,22 @@ def trace(model: nn.Module, leaf_modules: Iterable[type] = (), autowrap_function
     was_training = model.training
     model.eval()
     try:
-        while True:
-            tracer = _SizedTracer(leaves, functions, input_shape) if sized else _PathTracer(leaves, functions)
-            try:
-                graph = tracer.trace(model, concrete_args=concrete or None)
-                break
-            except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, AttributeError…
-                stack = tracer.failed_in or []
-                culprit = next((type(m) for _, m in reversed(stack) if type(m) in optional), None)
-                if culprit is not None:
-                    optional.discard(culprit)  # timm knew: keep that block whole and try again
-                    leaves.append(culprit)
-                elif input_shape is not None and not sized:
-                    sized = True  # perhaps it only branches on shapes: trace again with them known
-                else:
-                    raise _trace_error(model, stack, exc) from exc
+        with user_code(f"the forward of {type(model).__name__}", FORWARD_FIX):
+            while True:
+                tracer = _SizedTracer(leaves, functions, input_shape) if sized else _PathTracer(leaves, functions)
+                try:
+                    graph = tracer.trace(model, concrete_args=concrete or None)
+                    break
+                except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, AttributeError…
+                    stack = tracer.failed_in or []
+                    culprit = next((type(m) for _, m in reversed(stack) if type(m) in optional), None)
+                    if culprit is not None:
+                        optional.discard(culprit)  # timm knew: keep that block whole and try again
+                        leaves.append(culprit)
+                    elif input_shape is not None and not sized:
+                        sized = True  # perhaps it only branches on shapes: trace again with them known
+                    else:
+                        raise _trace_error(model, stack, exc) from exc
     finally:
         model.train(was_training)
     outputs = {path: tracer.names[node] for path, node in tracer.module_outputs.items()}

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidArgument
+from ..limits import check
 
 __all__ = ["Augment"]
 
@@ -28,8 +28,8 @@ class Augment:
     zoom: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.rotation <= 180 or not 0 <= self.zoom < 1:
-            raise InvalidArgument(f"augmentation needs 0 ≤ rotation ≤ 180 and 0 ≤ zoom < 1, got {self}")
+        check("rotation", self.rotation)
+        check("zoom", self.zoom)
 
     @property
     def active(self) -> bool:

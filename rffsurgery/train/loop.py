@@ -23,13 +23,26 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..data.base import DatasetNotFound, ImageFiles, Images, ImageTensors
 from ..data.folder import FileDataset
+from ..errors import RffError
 from ..seeding import generator, seed_everything
 from .augment import Augment
 from .device import Runtime
 from .distributed import World
 
-__all__ = ["Batches", "EpochStats", "LoaderBatches", "TensorBatches", "evaluate", "extract_features",
+__all__ = ["Batches", "Diverged", "EpochStats", "LoaderBatches", "TensorBatches", "evaluate", "extract_features",
            "make_batches", "train_epoch"]
+
+
+class Diverged(RffError, ArithmeticError):
+    """The loss became NaN or infinite: every number computed after it would be meaningless."""
+
+
+def _finite(loss: float, where: str) -> float:
+    """``loss``, or :class:`Diverged`: a run never reports accuracies computed from NaN weights."""
+    if not math.isfinite(loss):
+        raise Diverged(f"{where}: the mean loss is {loss}, so training diverged and nothing after it would mean "
+                       "anything; lower the learning rate (--lr), or check the weights the model starts from")
+    return loss
 
 MEAN, STD = 0.5, 0.25
 """Fixed normalisation ``(x/255 - 0.5) / 0.25``: data-independent, so both branches and every split agree."""
@@ -208,7 +221,7 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
         seen += len(y)
     world.sync_buffers(model)
     loss_sum, hits, seen = world.sum([total, correct, torch.tensor(seen)])  # one device sync per epoch
-    return EpochStats(loss_sum / seen, hits / seen, time.perf_counter() - start, int(seen))
+    return EpochStats(_finite(loss_sum / seen, desc), hits / seen, time.perf_counter() - start, int(seen))
 
 
 def evaluate(model: nn.Module, batches: Batches, runtime: Runtime, world: World = World()) -> tuple[float, float]:
@@ -223,7 +236,7 @@ def evaluate(model: nn.Module, batches: Batches, runtime: Runtime, world: World 
             total += F.cross_entropy(out.float(), y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
     loss_sum, hits = world.sum([total, correct])
-    return loss_sum / batches.size, hits / batches.size
+    return _finite(loss_sum / batches.size, "evaluation"), hits / batches.size
 
 
 def extract_features(body: nn.Module, batches: Batches, runtime: Runtime,

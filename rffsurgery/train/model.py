@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from ..limits import NON_FINITE_WEIGHTS, require_finite
 from ..models.head import NoHeadError, find_head, make_head
 from ..models.zoo import ModelNotFound, resolve
 from ..surgery import rewrite as apply_rewrite
@@ -53,6 +54,7 @@ def build_model(name: str, num_classes: int, dropout: float = 0.0,
     """
     folder = _rewrite_folder(name)
     model = resolve(name).build("cpu") if folder is None else load(folder)
+    require_finite(model.state_dict().items(), f"the initial weights of {name}", NON_FINITE_WEIGHTS)
     path = _head(model, name)
     model.set_submodule(path, make_head(model.get_submodule(path).in_features, num_classes, dropout))
     size = model_input_size(name)

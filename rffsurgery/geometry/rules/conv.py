@@ -7,8 +7,9 @@ from typing import Any
 
 from ..algebra import AxisMap
 from ..call import Call, RuleError
-from ..tensor import Geo
-from .base import ntuple, spatial, tensor_geo
+from ..factors import Spread, has_factors
+from ..tensor import Geo, TensorGeom
+from .base import bound, ntuple, spatial, tensor_geo
 
 __all__ = [
     "cond_conv", "conv", "conv_transpose", "pad", "same_dynamic", "same_padding", "sequential_conv_mlp",
@@ -38,6 +39,12 @@ def _conv_params(call: Call) -> tuple[int, tuple, tuple, Any, tuple]:
     )
 
 
+def _groups(call: Call, index: int) -> int:
+    """The conv's channel groups (``index``: their position in the functional form's arguments)."""
+    m = call.module
+    return getattr(m, "groups", 1) if m is not None else call.arg(index, "groups", 1)
+
+
 def conv(call: Call) -> Geo:
     """Convolution: window (k, s, p, d) per axis; 'same' pads d·(k−1) with the smaller half left."""
     n, k, s, p, d = _conv_params(call)
@@ -48,7 +55,7 @@ def conv(call: Call) -> Geo:
     p = ntuple(p, n)
     if call.module is not None and getattr(call.module, "padding_mode", "zeros") != "zeros":
         call.notes.append(f"{call.module.padding_mode} padding: edges reported as if zero-padded")
-    return spatial(call, n, [AxisMap.window(*a) for a in zip(k, s, p, d)])
+    return spatial(call, n, [AxisMap.window(*a) for a in zip(k, s, p, d)], groups=_groups(call, 6))
 
 
 def same_dynamic(call: Call) -> Geo:
@@ -56,7 +63,7 @@ def same_dynamic(call: Call) -> Geo:
     m = call.module
     k, s_, d = ntuple(m.kernel_size, 2), ntuple(m.stride, 2), ntuple(getattr(m, "dilation", 1), 2)
     maps = [AxisMap.window(ki, si, same_padding(n, ki, si, di), di) for n, ki, si, di in zip(call.in_shape[-2:], k, s_, d)]
-    return spatial(call, 2, maps)
+    return spatial(call, 2, maps, groups=getattr(m, "groups", None))
 
 
 def cond_conv(call: Call) -> Geo:
@@ -75,7 +82,8 @@ def conv_transpose(call: Call) -> Geo:
         k = tuple(weight.shape[2:])
         s, p = ntuple(call.arg(3, "stride", 1), n), ntuple(call.arg(4, "padding", 0), n)
         d = ntuple(call.arg(7, "dilation", 1), n)
-    return spatial(call, n, [transposed_map(*a) for a in zip(k, ntuple(s, n), ntuple(p, n), ntuple(d, n))])
+    maps = [transposed_map(*a) for a in zip(k, ntuple(s, n), ntuple(p, n), ntuple(d, n))]
+    return spatial(call, n, maps, groups=_groups(call, 6))
 
 
 def transposed_map(kernel: int, stride: int, padding: int, dilation: int) -> AxisMap:
@@ -111,7 +119,29 @@ def pad(call: Call) -> Geo:
     mode = m.__class__.__name__ if m is not None else call.arg(2, "mode", "constant")
     if "onstant" not in str(mode) and "Zero" not in str(mode):
         call.notes.append(f"{mode} padding: edges reported as if zero-padded")
+    if has_factors(g):
+        return _pad_factors(call, g, [(amounts[2 * (n - 1 - a)], amounts[2 * (n - 1 - a) + 1]) for a in range(n)])
     return spatial(call, n, [AxisMap.window(1, 1, left) for left in lefts])
+
+
+def _pad_factors(call: Call, g: TensorGeom, amounts: list[tuple[int, int]]) -> TensorGeom:
+    """Padding dims that carry factors: a dim of one digit shifts; a dim of several (tokens) gets extra elements.
+
+    CoaT pads its token dim by the class token's place: the new elements hold no
+    unit, like a class token concatenated in front.
+    """
+    spread = Spread.of(g, call.in_shape)
+    for k, (left, right) in zip(range(g.rank - len(amounts), g.rank), amounts):
+        if not spread.axes_in(k) or (left, right) == (0, 0):
+            continue
+        if spread.slide(k, AxisMap.window(1, 1, left), call.out_shape[k]):
+            continue
+        if left >= 0 and right >= 0:
+            spread.lead[k] += left
+            spread.trail[k] += right
+        else:
+            bound(call, "cropping a dim that merges factors", spread, spread.axes_in(k))
+    return spread.geom(g, call.out_shape)
 
 
 def sequential_conv_mlp(call: Call) -> Geo:
@@ -120,4 +150,4 @@ def sequential_conv_mlp(call: Call) -> Geo:
     k = m.fc1.kernel_size
     if any(n < ki for n, ki in zip(call.in_shape[-2:], k)):
         raise RuleError("ConvMlp pools an input smaller than its kernel")
-    return spatial(call, 2, [AxisMap.window(ki, 1, 0) for ki in k])
+    return spatial(call, 2, [AxisMap.window(ki, 1, 0) for ki in k], groups=m.fc1.groups)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..call import Call
-from ..tensor import Geo, TensorGeom, unite
+from ..tensor import Geo, TensorGeom
+from ..union import unite
 
-__all__ = ["constant", "pointwise"]
+__all__ = ["constant", "converted", "pointwise"]
 
 
 def pointwise(call: Call) -> Geo:
@@ -16,6 +17,12 @@ def pointwise(call: Call) -> Geo:
     result = unite(inputs, call.out_shape)
     call.notes.extend(result.notes)
     return result.geom
+
+
+def converted(call: Call) -> Geo:
+    """``x.to(…)``, ``x.type_as(other)``, ``x.float()``: x itself; another tensor argument only names a dtype."""
+    g = call.geo(0, "input")
+    return g if isinstance(g, TensorGeom) else TensorGeom.constant(len(call.out_shape))
 
 
 def constant(call: Call) -> Geo:

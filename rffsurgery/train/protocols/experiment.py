@@ -18,6 +18,7 @@ from ...data.splits import Split
 from ...errors import InvalidArgument, OutputExists
 from ...files import prepare_folder
 from ...reports.training import plot_curves, write_report
+from ...usercode import FORWARD_FIX, user_code
 from ..distributed import session
 from ..progress import Progress
 from .aggregate import aggregate
@@ -46,7 +47,7 @@ def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split],
                 raise OutputExists(f"{out / name} already exists: pass --resume to continue that experiment "
                                    "(its report is then rewritten), or choose another --out folder")
     settings = data_settings(source)
-    with session(cfg.device) as world:
+    with session(cfg.device) as world, user_code(f"the model {cfg.model}", FORWARD_FIX, exits_only=True):
         main = world.main
         progress = Progress(out / "train.log", len(splits) * len(seeds), per_run_epochs(cfg), enabled=main and verbose)
         progress.say(f"rffsurgery train: {cfg.model} on {source.name}, split(s) {', '.join(s.name for s in splits)} × "
@@ -57,7 +58,7 @@ def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split],
                 workdir = out / f"split-{split.name}" / f"seed-{seed}"
                 result = run_protocol(cfg, lambda: source.protocol_data(split, seed, cfg.holdout), seed, workdir,
                                       split=split.name, resume=resume, stop_after=stop_after, progress=progress,
-                                      data_settings=settings)
+                                      data_settings=data_settings(source, split))
                 progress.run_finished()
                 if result is None:
                     continue

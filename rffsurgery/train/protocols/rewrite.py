@@ -42,16 +42,18 @@ import torch
 from torch import nn
 
 from ...analysis.macs import count_params, macs
-from ...data.base import ImageFiles, Images, ImageTensors, Source, holdout, input_size_of
+from ...data.base import ImageFiles, Images, ImageTensors, Source, data_settings, holdout, input_size_of
 from ...data.splits import Split
 from ...errors import InvalidArgument
 from ...files import write_text
+from ...limits import check
 from ...models.builtin import BUILTIN
 from ...reports.rewrite import write_report
 from ...seeding import derive_seed, seed_everything
 from ...surgery import rewrite
+from ...usercode import FORWARD_FIX, user_code
 from ..augment import Augment
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, refuse_changes
 from ..device import select_device
 from ..logs import log_row, write_logs
 from ..loop import evaluate, make_batches, train_epoch
@@ -61,6 +63,9 @@ from .stats import summarize
 __all__ = ["RewriteConfig", "classification_data", "run_rewrite_experiment"]
 
 ORIGINAL = "original"
+NUMBERS = ("meta_groups", "meta_out", "conv3d_filters", "epochs", "batch_size", "lr", "weight_decay", "l1", "holdout",
+           "selection", "workers")
+"""The numeric fields of :class:`RewriteConfig`, checked against :data:`rffsurgery.limits.LIMITS`."""
 
 
 @dataclass(frozen=True)
@@ -97,14 +102,10 @@ class RewriteConfig:
             raise InvalidArgument("--conv3d-layers needs --conv3d-filters")
         if self.combined and (self.meta_groups is None or self.conv3d_filters is None):
             raise InvalidArgument("--combined needs both --meta-groups and --conv3d-filters")
-        bad = [f"{k}={v}" for k, v in {"epochs": self.epochs, "batch_size": self.batch_size}.items()
-               if not isinstance(v, int) or v < 1]
-        if bad:
-            raise InvalidArgument(f"these settings must be integers ≥ 1: {', '.join(bad)}")
-        if self.optimizer not in ("adam", "sgd") or self.lr <= 0 or self.weight_decay < 0 or self.l1 < 0:
-            raise InvalidArgument("need optimizer 'adam' or 'sgd', lr > 0, weight_decay ≥ 0 and l1 ≥ 0")
-        if not 0 < self.selection < 1:
-            raise InvalidArgument(f"the selection fraction must be between 0 and 1, got {self.selection}")
+        for name in NUMBERS:
+            check(name, getattr(self, name))
+        if self.optimizer not in ("adam", "sgd"):
+            raise InvalidArgument(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
 
     def variants(self) -> dict[str, dict[str, Any]]:
         """Variant name → keyword arguments of :func:`rffsurgery.surgery.rewrite` (none for the original)."""
@@ -121,6 +122,10 @@ class RewriteConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with its finished results (not the device or worker count)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("device", "workers")}
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -234,49 +239,80 @@ def aggregate(results: Sequence[dict[str, Any]], variants: Sequence[str]) -> dic
     return out
 
 
+def _finished(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """A finished run's ``result.json``, if it was made with these settings (else :class:`CheckpointError`)."""
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} cannot be read back ({type(exc).__name__}); move it away to train that "
+                              "run again") from None
+    if not isinstance(result, dict):
+        raise CheckpointError(f"{path} is not a run result; move it away to train that run again")
+    refuse_changes(path, result.get("settings"), settings)
+    return result
+
+
 def run_rewrite_experiment(cfg: RewriteConfig, source: Source, seeds: Sequence[int], out: str | Path, *,
                            resume: bool = False, plots: bool = True,
                            log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train every variant for every seed in ``out/<variant>/seed-<k>/``; write and return the report.
 
-    A finished run leaves ``result.json``; with ``resume`` it is read back instead of
-    retrained, without it an existing result is never overwritten.
+    A finished run leaves ``result.json`` with the settings that define it (the
+    configuration and :func:`~rffsurgery.data.base.data_settings`); with ``resume`` it is
+    read back instead of retrained, unless a setting differs (refused, naming it), and
+    without ``resume`` an existing result is never overwritten.
     """
     out = Path(out)
     if not seeds:
         raise InvalidArgument("need at least one seed")
     variants = cfg.variants()
+    settings = {"config": cfg.identity(), "data": data_settings(source)}
     results = []
-    for seed in seeds:
-        paths = {name: out / name / f"seed-{seed}" / "result.json" for name in variants}
-        done = [name for name, path in paths.items() if path.exists()]
-        if done and not resume:
-            raise CheckpointError(f"{paths[done[0]]} already exists: pass --resume to reuse finished runs, or "
-                                  "choose another --out folder (nothing was overwritten)")
-        pending = [name for name in variants if name not in done]
-        if pending:
-            train, test, evaluation = classification_data(source, seed, cfg.holdout)
-            train, select = holdout(train, cfg.selection, seed, "select")
-            size = input_size_of(train)
-            # every variant is built before any trains, so a rewrite that does not fit fails at once
-            models = {name: make_variant(cfg, variants[name], len(train.classes), size, seed) for name in pending}
-        for name in variants:
-            if name in done:
-                results.append(json.loads(paths[name].read_text()))
-                continue
-            paths[name].parent.mkdir(parents=True, exist_ok=True)
-            result = train_variant(cfg, name, models.pop(name), train, select, test, seed, paths[name].parent)
-            result.update(classes=len(train.classes), evaluation=evaluation, train_size=len(train),
-                          selection_size=len(select), eval_size=len(test))
-            write_text(paths[name], json.dumps(result, indent=1) + "\n")
-            if log is not None:
-                log(f"seed {seed} {name}: {result['parameters']:,} params, selected {result['selected_accuracy']:.3f} "
-                    f"(epoch {result['selected_epoch']}), final {result['final_accuracy']:.3f}, "
-                    f"{result['epoch_seconds']:.2f} s/epoch")
-            results.append(result)
+    with user_code(f"the model {cfg.model}", FORWARD_FIX, exits_only=True):
+        for seed in seeds:
+            results += _run_seed(cfg, source, seed, out, variants, settings, resume, log)
+    return _report(cfg, source, seeds, out, variants, results, plots)
+
+
+def _run_seed(cfg: RewriteConfig, source: Source, seed: int, out: Path, variants: dict[str, dict[str, Any]],
+              settings: dict[str, Any], resume: bool, log: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    """Every variant of one seed: read back when finished (and ``resume``), else built and trained."""
+    paths = {name: out / name / f"seed-{seed}" / "result.json" for name in variants}
+    done = [name for name, path in paths.items() if path.exists()]
+    if done and not resume:
+        raise CheckpointError(f"{paths[done[0]]} already exists: pass --resume to reuse finished runs, or "
+                              "choose another --out folder (nothing was overwritten)")
+    pending = [name for name in variants if name not in done]
+    if pending:
+        train, test, evaluation = classification_data(source, seed, cfg.holdout)
+        train, select = holdout(train, cfg.selection, seed, "select")
+        size = input_size_of(train)
+        # every variant is built before any trains, so a rewrite that does not fit fails at once
+        models = {name: make_variant(cfg, variants[name], len(train.classes), size, seed) for name in pending}
+    results = []
+    for name in variants:
+        if name in done:
+            results.append(_finished(paths[name], settings))
+            continue
+        paths[name].parent.mkdir(parents=True, exist_ok=True)
+        result = train_variant(cfg, name, models.pop(name), train, select, test, seed, paths[name].parent)
+        result.update(classes=len(train.classes), evaluation=evaluation, train_size=len(train),
+                      selection_size=len(select), eval_size=len(test), settings=settings)
+        write_text(paths[name], json.dumps(result, indent=1) + "\n")
+        if log is not None:
+            log(f"seed {seed} {name}: {result['parameters']:,} params, selected {result['selected_accuracy']:.3f} "
+                f"(epoch {result['selected_epoch']}), final {result['final_accuracy']:.3f}, "
+                f"{result['epoch_seconds']:.2f} s/epoch")
+        results.append(result)
+    return results
+
+
+def _report(cfg: RewriteConfig, source: Source, seeds: Sequence[int], out: Path, variants: dict[str, dict[str, Any]],
+            results: list[dict[str, Any]], plots: bool) -> dict[str, Any]:
+    """The experiment's report over every run, written to ``out`` (and returned)."""
     info = {k: results[0][k] for k in ("classes", "evaluation", "train_size", "selection_size", "eval_size")}
     report = {"meta": {"protocol": "rewrite", "source": source.name, "model": cfg.model, "config": cfg.to_dict(),
                        "seeds": list(seeds), **info},
               "variants": aggregate(results, list(variants)),
-              "runs": [{k: v for k, v in r.items() if k != "history"} for r in results]}
+              "runs": [{k: v for k, v in r.items() if k not in ("history", "settings")} for r in results]}
     return write_report(out, report, results, plots)

@@ -64,7 +64,8 @@ from torch import nn
 from ...analysis.analyzer import analyze
 from ...analysis.result import Plan
 from ...data.base import Images, ProtocolData, input_size_of
-from ...errors import InvalidArgument
+from ...errors import InvalidArgument, names
+from ...limits import check
 from ...models.head import head_in_features, make_head
 from ...plan.apply import freeze
 from ...plan.document import BN_MODES, FreezePlan, PlanError, Schedule, build_freeze_plan
@@ -72,7 +73,7 @@ from ...plan.placebo import Placebo, placebo_plan
 from ...seeding import derive_seed, seed_everything
 from ...tags import POLICIES
 from ..augment import Augment
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint, refuse_changes, save_checkpoint
 from ..device import MEMORY_FORMATS, Runtime, select_device, with_memory_format
 from ..distributed import current, place
 from ..logs import log_row, write_logs
@@ -88,6 +89,10 @@ Stage = Literal["base", "branch"]
 CONTROLS: dict[str | None, tuple[str, ...]] = {None: (), "aa": ("aa",), "placebo": ("placebo",),
                                                "both": ("placebo", "aa")}
 """``control`` → the extra arms of the branch epoch (module docstring, step 4)."""
+
+NUMBERS = ("epochs", "max_epochs", "patience", "transfer_epochs", "batch_size", "lr", "weight_decay", "l1", "dropout",
+           "holdout", "workers", "probe_l2")
+"""The numeric fields of :class:`ProtocolConfig`, checked against :data:`rffsurgery.limits.LIMITS`."""
 
 
 @dataclass(frozen=True)
@@ -124,32 +129,28 @@ class ProtocolConfig:
     control: str | None = None  # None, "aa", "placebo" or "both"; True/False (the former flag) mean "aa"/None
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "max_epochs": self.max_epochs, "patience": self.patience,
-                    "transfer_epochs": self.transfer_epochs, "batch_size": self.batch_size}
-        bad = [f"{k}={v}" for k, v in positive.items() if not isinstance(v, int) or v < 1]
-        if bad:
-            raise InvalidArgument(f"these settings must be integers ≥ 1: {', '.join(bad)}")
-
+        for name in NUMBERS:
+            check(name, getattr(self, name))
         if self.plan is None and self.policy not in POLICIES:
             raise InvalidArgument(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
         if self.bn not in BN_MODES:
             raise InvalidArgument(f"unknown BatchNorm mode {self.bn!r}; choose one of {', '.join(BN_MODES)}")
         if self.optimizer not in ("adam", "sgd"):
             raise InvalidArgument(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.l1 < 0 or not 0 <= self.dropout < 1:
-            raise InvalidArgument("need lr > 0, weight_decay ≥ 0, l1 ≥ 0 and 0 ≤ dropout < 1")
         if self.memory_format not in MEMORY_FORMATS:
             raise InvalidArgument(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, "
                                   f"got {self.memory_format!r}")
+        object.__setattr__(self, "select", tuple(names(self.select, "select")))
+        if not isinstance(self.augment, Augment):
+            raise InvalidArgument(f"augment must be an Augment(flip, rotation, zoom), got {type(self.augment).__name__}")
         if bool(self.select) != (self.policy == "names"):
             raise InvalidArgument("--select names the layers for --policy names, which needs at least one: give "
                                   "both (e.g. --policy names --select 'features.6' --select 'layer*.0.conv1') "
                                   f"or neither (policy {self.policy!r}, select {list(self.select)})")
         if self.probe is None:
             object.__setattr__(self, "probe", "sgd" if self.finetune else "lbfgs")
-        if self.probe not in ("lbfgs", "sgd") or self.probe_l2 <= 0:
-            raise InvalidArgument(f"probe must be 'lbfgs' or 'sgd' with probe_l2 > 0, got {self.probe!r}, "
-                                  f"{self.probe_l2}")
+        if self.probe not in ("lbfgs", "sgd"):
+            raise InvalidArgument(f"probe must be 'lbfgs' or 'sgd', got {self.probe!r}")
         if self.probe == "lbfgs" and self.finetune:
             raise InvalidArgument("--probe lbfgs measures frozen features; with --finetune use --probe sgd")
         if isinstance(self.control, bool):  # the former flag: True was the data-order control
@@ -413,14 +414,7 @@ def _check_resumable(state: dict[str, Any], cfg: ProtocolConfig, seed: int, spli
                               f"has {world}: resume with the same number (torchrun --nproc_per_node) so that the "
                               "numbers match an uninterrupted run")
     mine = {"config": cfg.identity(), "seed": seed, "split": split, "data": data_settings}
-    theirs = {k: state.get(k) for k in mine}
-    if theirs != mine:
-        old = {**(theirs["config"] or {}), **(theirs["data"] or {})}
-        new = {**mine["config"], **(mine["data"] or {})}
-        diff = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
-        what = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in diff)
-        raise CheckpointError(f"{path} belongs to a different run ({what or 'seed or split differ'}); "
-                              "use another --out folder or the original settings")
+    refuse_changes(path, None if "config" not in state else {k: state.get(k) for k in mine}, mine)
 
 
 def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], ProtocolData], seed: int,
