@@ -37,7 +37,7 @@ def plot_accuracy_vs_parameters(report: dict[str, Any], path: Path) -> None:
         ax.scatter([x], [v["selected_accuracy"]], marker="D", s=50, facecolors="none", edgecolors=colour, zorder=3)
     ax.set_xscale("log")
     ax.set(xlabel="parameters (log scale)", ylabel=f"accuracy on the {report['meta']['evaluation']} set",
-           title=f"{report['meta']['model']}: accuracy vs parameters (filled: final, hollow: selected epoch)")
+           title=f"{report['meta']['model']}: accuracy vs parameters\n(filled: final, hollow: selected epoch)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
