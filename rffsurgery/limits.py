@@ -86,6 +86,7 @@ LIMITS: dict[str, Limit] = {
     "cue": Limit(0, 1, integer=False),
     "probe_l2": Limit(0, None, integer=False, low_open=True),
     "holdout": Limit(0, 1, integer=False, low_open=True, high_open=True),
+    "selection": Limit(0, 1, integer=False, low_open=True, high_open=True),
     "per_class": Limit(1, 1_000_000),
     "image_size": Limit(1, 8192),
     "workers": Limit(0, 256),

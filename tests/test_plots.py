@@ -56,5 +56,7 @@ def test_curves_mark_the_branch_epoch_and_deltas_have_a_legend(monkeypatch) -> N
     runs = [dict(split="a", seed=s, delta=d, n=2, normal_accuracy=0.5, rff_accuracy=0.5, epoch_time_ratio=1.0)
             for s, d in enumerate((0.01, -0.02, 0.03))]
     train_report.plot_deltas(aggregate(runs), Path("unused.png"))
-    legend = [t.get_text() for t in figures[1].axes[0].get_legend().get_texts()]
-    assert any("95%" in t for t in legend) and any("run" in t for t in legend)
+    left, right = figures[1].axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["RFF − normal"]
+    assert "95 % CI over seeds" in left.get_title() and "over split means" in left.get_title()
+    assert right.get_yscale() == "log" and "error-rate ratio" in right.get_ylabel()

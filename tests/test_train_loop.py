@@ -165,3 +165,31 @@ def test_build_model_sizes_the_head():
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
     tv, head, _ = build_model("resnet18", 4)
     assert head == "fc" and tv.fc.out_features == 4
+
+
+@pytest.mark.parametrize("name", ["rff-base-cnn", "resnet18-32"])
+def test_extract_features_gives_the_head_input_and_the_pooled_last_conv_maps(name):
+    """Pooled features, computed by hand: the base CNN's ``features`` output averaged over H and W (not the
+    64-d FC layer); in a ResNet the global average pool of layer4, which is the head's input itself."""
+    from rffsurgery.models.zoo import resolve
+    from rffsurgery.train.loop import extract_features
+
+    torch.manual_seed(0)
+    model = resolve(name).build("cpu", num_classes=3).eval()
+    x = torch.randn(10, 3, 32, 32)
+    with torch.no_grad():
+        if name == "rff-base-cnn":
+            maps = model.features(x)
+            head_input = model.classifier[:-1](maps)
+            model.classifier[-1] = nn.Identity()
+        else:
+            stem = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+            maps = model.layer4(model.layer3(model.layer2(model.layer1(stem))))
+            head_input = maps.mean((2, 3))
+            model.fc = nn.Identity()
+    plain = select_device("cpu", channels_last=False)
+    features, pooled = extract_features(model, TensorBatches(x, torch.zeros(10, dtype=torch.long), 4), plain, 4)
+    assert torch.allclose(features.x, head_input, atol=1e-5)
+    assert pooled.shape == (10, maps.shape[1]) and torch.allclose(pooled, maps.mean((2, 3)), atol=1e-5)
+    no_maps = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))  # nothing 4-D to pool
+    assert extract_features(no_maps, TensorBatches(x, torch.zeros(10, dtype=torch.long), 4), plain, 4)[1] is None

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from rffsurgery.cli import main
 from rffsurgery.errors import InvalidArgument, RffError
-from rffsurgery.train import DatasetNotFound, random_splits
+from rffsurgery.train import DatasetNotFound, random_splits, resolve_splits
 from rffsurgery.data.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxError, read_idx
 from rffsurgery.data import sample_inputs
 from rffsurgery.data.mnist import FASHION_CLASSES, FASHION_SPLITS, fit_side, mnist_source
@@ -186,11 +186,33 @@ def test_per_class_out_of_range(tmp_path):
 # -- splits ----------------------------------------------------------------------------
 
 def test_named_fashion_splits_are_8_plus_2_of_all_classes():
-    assert len(FASHION_SPLITS) >= 4
-    for split in FASHION_SPLITS.values():
+    pairs = [s for s in FASHION_SPLITS.values() if not s.name.startswith("hard.")]
+    assert len(pairs) == 5
+    for split in pairs:
         assert len(split.base) == 8 and len(split.transfer) == 2
         assert sorted(split.base + split.transfer) == sorted(FASHION_CLASSES)
         assert split.name == "-".join(split.transfer)
+
+
+def test_hard_splits_are_every_3_of_the_5_confusable_garments():
+    garments = {"t-shirt", "pullover", "dress", "coat", "shirt"}
+    hard = resolve_splits("hard.*", FASHION_SPLITS)
+    assert len(hard) == 10 and len({frozenset(s.transfer) for s in hard}) == 10  # all C(5, 3), distinct
+    for split in hard:
+        assert set(split.transfer) <= garments and len(split.transfer) == 3 and len(split.base) == 7
+        assert sorted(split.base + split.transfer) == sorted(FASHION_CLASSES)
+        assert split.name == "hard." + "+".join(split.transfer)
+    assert [s.name for s in resolve_splits("hard.*coat*,shirt-coat", FASHION_SPLITS)][-1] == "shirt-coat"
+    with pytest.raises(InvalidArgument, match="split pattern 'easy.\\*' matches none"):
+        resolve_splits("easy.*", FASHION_SPLITS)
+
+
+def test_train_test_is_every_class_with_every_test_image(tmp_path):
+    arrays = _dataset(tmp_path)
+    train, test = mnist_source("fashion-mnist", tmp_path, per_class=4).train_test(seed=2)
+    assert train.classes == test.classes == FASHION_CLASSES
+    assert torch.bincount(train.labels).tolist() == [4] * 10 and len(test) == len(arrays["test"])
+    assert torch.equal(train.images[:, 0, 2, 2].long(), train.labels)  # pixel (0, 0): the original label
 
 
 def test_random_splits_are_distinct_seeded_and_nested():
@@ -212,17 +234,20 @@ def test_cli_done_when_command(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--data", "fashion-mnist", "--data-root", str(tmp_path / "data"), "--split", "random:1",
             "--per-class", "10", "--epochs", "1", "--transfer-epochs", "2", "--probe", "lbfgs", "--control",
-            "--out", str(out), "--no-plots", "--threads", "1", "--batch-size", "32"]
+            "both", "--out", str(out), "--no-plots", "--threads", "1", "--batch-size", "32"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     run = report["runs"][0]
     assert run["probe"] == "lbfgs" and run["delta"] == pytest.approx(run["rff_lbfgs"] - run["normal_lbfgs"])
-    assert run["control_delta"] == pytest.approx(run["control_lbfgs"] - run["normal_lbfgs"])
-    assert {"normal_sgd_final", "normal_sgd_best", "rff_sgd_best", "control_sgd_final"} <= set(run)
-    assert "control − normal" in result.output and "RFF − normal" in result.output
+    assert run["aa_delta"] == pytest.approx(run["aa_lbfgs"] - run["normal_lbfgs"])
+    assert {"normal_sgd_final", "rff_lbfgs_pooled", "aa_sgd_final", "aa_lbfgs_converged"} <= set(run)
+    assert not any(key.endswith("sgd_best") for key in run)  # no epoch is chosen on the test images
+    assert run["placebo_delta"] == pytest.approx(run["placebo_lbfgs"] - run["normal_lbfgs"])
+    for label in ("RFF − normal", "placebo − normal", "A/A − normal", "RFF − placebo"):
+        assert label in result.output
     assert "grey replicated to 3 channels, 28×28 zero-padded to 32×32; validation on the official test" in result.output
-    assert "SGD head best" in (out / "report.txt").read_text()
+    assert "SGD head (last epoch)" in (out / "report.txt").read_text()
 
 
 def test_cli_rejects_bad_random_split_and_per_class(tmp_path):

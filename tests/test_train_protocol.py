@@ -24,7 +24,7 @@ SPLIT = GENERATED_SPLITS["g.1"]
 CFG = ProtocolConfig(epochs=2, transfer_epochs=3, batch_size=32, device="cpu")
 # The paper freezes layers 7 and 13 of its base CNN: the convs right after each max-pool.
 PAPER_FROZEN = {"features.6.weight", "features.6.bias", "features.12.weight", "features.12.bias"}
-TIMING = {"normal_epoch_seconds", "rff_epoch_seconds", "epoch_time_ratio"}
+TIMING = {"normal_epoch_seconds", "rff_epoch_seconds", "epoch_time_ratio", "wall_seconds"}
 
 
 def _clone(state):
@@ -113,8 +113,10 @@ def test_resume_after_the_branch_reproduces_the_uninterrupted_result(full, tmp_p
     result, _, _, workdir = full
     data = SOURCE.protocol_data(SPLIT, 0)
     assert run_protocol(CFG, data, 0, tmp_path, split="g.1", stop_after="branch") is None
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["stage"] == "branch"
+    stopped = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert stopped["stage"] == "branch"
     resumed = run_protocol(CFG, data, 0, tmp_path, split="g.1", resume=True)
+    assert resumed["wall_seconds"] > stopped["wall_seconds"] > 0  # the cost per run counts both sessions
     strip = lambda r: {k: v for k, v in r.items() if k not in TIMING}  # noqa: E731
     assert strip(resumed) == strip(result)
     rows = lambda p: [{k: v for k, v in r.items() if k not in ("seconds", "images_per_second")}  # noqa: E731
@@ -182,9 +184,10 @@ def test_cli_end_to_end_with_two_seeds(tmp_path):
     run = CliRunner().invoke(main, args)
     elapsed = time.perf_counter() - start
     assert run.exit_code == 0, run.output
-    assert "split g.1 seed 1: n=1" in run.output and "only 2 runs" in run.output
+    assert "split g.1 seed 1: n=1" in run.output and "a single split is not evidence" in run.output
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["overall"]["n"] == 2 and report["meta"]["config"]["epochs"] == 1
+    assert report["overall"]["n"] == 1 and report["comparisons"]["rff"]["runs"]["n"] == 2
+    assert report["meta"]["config"]["epochs"] == 1
     for name in ("report.txt", "deltas.png", "split-g.1/seed-0/curves.png", "split-g.1/seed-1/log.csv"):
         assert (tmp_path / name).stat().st_size > 0
     assert elapsed < 60, f"the tiny end-to-end run took {elapsed:.0f} s"

@@ -46,16 +46,22 @@ def test_cli_runs_the_original_and_each_rewrite_on_the_same_data(tmp_path):
         (9 * (c - d // 8 + 1) + 1) * 8 for c, d in conv3d)
     # the paired differences are the per-seed differences, summarised
     runs = {(r["variant"], r["seed"]): r for r in report["runs"]}
-    assert len(runs) == 6 and {r["train_size"] for r in runs.values()} == {16 * 8}
+    # 8 training images per class (80 % of 10); one of them held out to select the epoch, never trained on
+    assert len(runs) == 6 and {(r["train_size"], r["selection_size"]) for r in runs.values()} == {(16 * 7, 16)}
     for name in ("meta", "conv3d"):
         deltas = [runs[name, s]["final_accuracy"] - runs["original", s]["final_accuracy"] for s in (0, 1)]
         assert v[name]["final_delta"]["mean"] == pytest.approx(statistics.mean(deltas))
         assert v[name]["final_delta"]["n"] == 2 and v[name]["final_delta"]["ci_low"] is not None
-    for r in runs.values():
-        assert r["best_accuracy"] >= r["final_accuracy"] and 1 <= r["best_epoch"] <= 2 and r["epoch_seconds"] > 0
-    for name in ("report.txt", "accuracy_vs_parameters.png", "curves.png", "meta/seed-1/log.csv"):
+    for (name, seed), r in runs.items():
+        chosen = max(range(2), key=r["selection_accuracy"].__getitem__)  # the epoch is chosen on the selection set
+        log = json.loads((tmp_path / name / f"seed-{seed}" / "log.json").read_text())
+        assert r["selected_epoch"] == chosen + 1 and r["selected_accuracy"] == log[chosen]["val_accuracy"]
+        assert r["final_accuracy"] == log[-1]["val_accuracy"] and r["epoch_seconds"] > 0
+        assert "best_accuracy" not in r  # no epoch is chosen on the evaluation set
+    assert "| meta | 26,992 (0.31×) |" in (tmp_path / "report.md").read_text()
+    for name in ("report.txt", "report.md", "accuracy_vs_parameters.png", "curves.png", "meta/seed-1/log.csv"):
         assert (tmp_path / name).stat().st_size > 0
-    assert "Δfinal vs original" in run.output and "only 2 runs" in run.output
+    assert "Δfinal vs original" in run.output and "Δselected vs original" in run.output and "only 2 runs" in run.output
     again = CliRunner().invoke(main, args)  # never overwritten without --resume
     assert again.exit_code == 1 and "--resume" in again.output
     resumed = CliRunner().invoke(main, args + ["--resume"])
@@ -133,7 +139,7 @@ def test_cifar10_reader_agrees_with_torchvision(tmp_path, monkeypatch):
 
     write_cifar10(tmp_path)
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)  # our files are not the real md5
-    train, test = cifar10(tmp_path).train_test()
+    train, test = cifar10(tmp_path).train_test(seed=0)
     for ours, flag in ((train, True), (test, False)):
         reference = torchvision.datasets.CIFAR10(str(tmp_path), train=flag, download=False)
         assert ours.classes == tuple(reference.classes)
@@ -152,13 +158,15 @@ def test_cifar10_missing_or_tampered(tmp_path):
 
 
 def test_cli_rewrite_protocol_on_cifar10_evaluates_on_the_test_set(tmp_path):
-    write_cifar10(tmp_path / "data", per_batch=8)
+    write_cifar10(tmp_path / "data", per_batch=40)
     run = CliRunner().invoke(main, ["train", "--protocol", "rewrite", "--data", "cifar10", "--data-root",
                                     str(tmp_path / "data"), "--meta-groups", "4", "--epochs", "1", "--no-plots",
                                     "--device", "cpu", "--threads", "1", "--out", str(tmp_path / "out")])
     assert run.exit_code == 0, run.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["meta"]["source"] == "CIFAR-10" and report["meta"]["evaluation"] == "test"
-    assert report["meta"]["train_size"] == 40 and report["meta"]["eval_size"] == 8
+    meta = report["meta"]
+    assert meta["train_size"] + meta["selection_size"] == 200 and 10 <= meta["selection_size"] <= 30
+    assert meta["eval_size"] == 40
     assert report["meta"]["config"]["batch_size"] == 128 and report["meta"]["config"]["epochs"] == 1  # paper default
     assert report["variants"]["original"]["parameters"] == 88_170  # p002-small-cnn, 10 classes: the paper's count

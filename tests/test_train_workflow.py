@@ -191,7 +191,8 @@ def test_a_finished_run_keeps_no_model_copies(tmp_path):
     assert run.exit_code == 0, run.output
     state = load_checkpoint(tmp_path / "split-g.1" / "seed-0" / "checkpoint.pt")
     assert state["stage"] == "done" and set(state) == {"schema", "schema_version", "tool", "stage", "config", "seed",
-                                                       "split", "data", "world_size", "history", "result"}
+                                                       "split", "data", "world_size", "history", "wall_seconds",
+                                                       "result"}
     assert not any(isinstance(v, torch.Tensor) for v in state["result"].values())
 
 

@@ -77,8 +77,11 @@ _OPTIONS = [
                       "or the SGD-trained head's last epoch (the paper's; default with --finetune)."),
     click.option("--probe-l2", type=number("probe_l2"), default=1e-3, show_default=True,
                  help="L2 strength λ of the L-BFGS probe (on standardised features)."),
-    click.option("--control", is_flag=True,
-                 help="Add a placebo model 2' (branch epoch trained normally in another data order): the noise floor."),
+    click.option("--control", type=click.Choice(["aa", "placebo", "both"]), is_flag=False, flag_value="aa",
+                 default=None,
+                 help="Control arms of the branch epoch: aa (trained normally in another data order: the noise "
+                      "floor; a bare --control means aa, as before), placebo (as many other, non-RF-expanding layers "
+                      "frozen, parameter count matched), or both."),
     click.option("--cue", type=number("cue"), default=0.0, show_default=True,
                  help="Generated data: strength (0…1) of the class cue drawn on base training images."),
     click.option("--image-size", default=None, type=number("image_size"), help="Folder data: side in pixels (default: the model's)."),

@@ -38,7 +38,8 @@ class TrainTestSource(LabelledSource):
 
     test: Callable[[], Images] = field(kw_only=True)
 
-    def train_test(self) -> tuple[Images, Images]:
+    def train_test(self, seed: int = 0) -> tuple[Images, Images]:
+        """Every training and every test image (the seed chooses nothing here: there is no subsampling)."""
         return self.load(self.classes), self.test()
 
 

@@ -30,6 +30,7 @@ How the images meet the model (one rule for every model):
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,7 +45,7 @@ from .base import DatasetNotFound, ImageTensors, ProtocolData, check_classes, ro
 from .idx import find_idx, read_pair
 from .splits import Split
 
-__all__ = ["FASHION_CLASSES", "FASHION_SPLITS", "MNIST_CLASSES", "MnistSource", "fashion_mnist", "fit_side", "mnist",
+__all__ = ["FASHION_CLASSES", "FASHION_SPLITS", "HARD_GARMENTS", "MNIST_CLASSES", "MnistSource", "fashion_mnist", "fit_side", "mnist",
            "mnist_source"]
 
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -66,7 +67,19 @@ def _pair_split(name: str) -> Split:
     return Split(name, tuple(c for c in FASHION_CLASSES if c not in transfer), transfer)
 
 
+HARD_GARMENTS = ("t-shirt", "pullover", "dress", "coat", "shirt")
+"""The upper-body garments that Fashion-MNIST classifiers confuse most (Xiao et al. 2017, the confusion
+matrices of its benchmark): transfer tasks among them are far from the ceiling."""
+
+
+def _hard_split(transfer: tuple[str, ...]) -> Split:
+    return Split("hard." + "+".join(transfer), tuple(c for c in FASHION_CLASSES if c not in transfer), transfer)
+
+
 FASHION_SPLITS: dict[str, Split] = {name: _pair_split(name) for name in _PAIRS}
+FASHION_SPLITS.update((s.name, s) for s in map(_hard_split, itertools.combinations(HARD_GARMENTS, 3)))
+"""The five named pairs, then the ten 7/3 splits ``hard.a+b+c`` whose transfer task is three of the
+:data:`HARD_GARMENTS` (``--split 'hard.*'`` selects them all)."""
 
 _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -150,6 +163,10 @@ class MnistSource:
                             self._take(self.test, split.base, self.base_val_per_class),
                             self._take(self.train, split.transfer, self.per_class, seed),
                             self._take(self.test, split.transfer, None))
+
+    def train_test(self, seed: int) -> tuple[ImageTensors, ImageTensors]:
+        """All classes: the training images (``per_class`` of each, seeded) and every official test image."""
+        return self._take(self.train, self.classes, self.per_class, seed), self._take(self.test, self.classes, None)
 
     def sample(self, count: int, seed: int) -> ImageTensors:
         """``count`` training images of any class, picked with ``seed`` (only those are resized)."""

@@ -6,6 +6,7 @@ base epochs is chosen (fixed, or the onset of overfitting), which is a protocol 
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from math import comb
 
@@ -55,12 +56,19 @@ CIFAR100_SPLITS: dict[str, Split] = {s.name: s for s in (
 
 
 def resolve_splits(names: str, table: dict[str, Split] | None = None) -> list[Split]:
-    """``"all"``, ``"1.3"``, ``"2.3"`` (same split as 1.3), ``"3"`` or a comma list of those."""
+    """``"all"``, ``"1.3"``, ``"2.3"`` (same split as 1.3), ``"3"``, a glob (``"hard.*"``: every matching name,
+    in table order) or a comma list of those."""
     table = CIFAR100_SPLITS if table is None else table
     if names.strip() == "all":
         return list(table.values())
     out = []
     for name in (n.strip() for n in names.split(",") if n.strip()):
+        if any(c in name for c in "*?["):
+            matches = [split for key, split in table.items() if fnmatch.fnmatchcase(key, name)]
+            if not matches:
+                raise InvalidArgument(f"split pattern {name!r} matches none of {', '.join(table)}")
+            out += matches
+            continue
         key = name if name in table else f"1.{name.split('.', 1)[1]}" if name.startswith("2.") else f"1.{name}"
         if key not in table:
             raise InvalidArgument(f"unknown split {name!r}; known: {', '.join(table)} or 'all'")

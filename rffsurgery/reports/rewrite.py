@@ -18,14 +18,14 @@ from ..surgery.recipe import Rewritten
 from .plot import pyplot, save_figure
 from .table import si
 
-__all__ = ["format_report", "format_table", "plot_accuracy_vs_parameters", "plot_variant_curves", "write_report"]
+__all__ = ["format_markdown", "format_report", "format_table", "plot_accuracy_vs_parameters", "plot_variant_curves", "write_report"]
 
 
 COLOURS = ("black", "tab:blue", "tab:red", "tab:green", "tab:purple")
 
 
 def plot_accuracy_vs_parameters(report: dict[str, Any], path: Path) -> None:
-    """Final accuracy of every run (dots) and its mean (diamond) against parameters; hollow: best accuracy."""
+    """Final accuracy of every run (dots) and its mean (diamond) against parameters; hollow: selected accuracy."""
     plt = pyplot("or pass --no-plots")
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for colour, (name, v) in zip(COLOURS * 4, report["variants"].items()):
@@ -34,10 +34,10 @@ def plot_accuracy_vs_parameters(report: dict[str, Any], path: Path) -> None:
         ax.scatter([x] * len(runs), [r["final_accuracy"] for r in runs], s=14, color=colour, alpha=0.5, zorder=2)
         ax.scatter([x], [v["final_accuracy"]], marker="D", s=50, color=colour, zorder=3,
                    label=f"{name}: {x:,} params, final {v['final_accuracy']:.3f}")
-        ax.scatter([x], [v["best_accuracy"]], marker="D", s=50, facecolors="none", edgecolors=colour, zorder=3)
+        ax.scatter([x], [v["selected_accuracy"]], marker="D", s=50, facecolors="none", edgecolors=colour, zorder=3)
     ax.set_xscale("log")
     ax.set(xlabel="parameters (log scale)", ylabel=f"accuracy on the {report['meta']['evaluation']} set",
-           title=f"{report['meta']['model']}: accuracy vs parameters (filled: final, hollow: best)")
+           title=f"{report['meta']['model']}: accuracy vs parameters\n(filled: final, hollow: selected epoch)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -104,34 +104,58 @@ def _ci(summary: dict[str, Any]) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """One row per variant; differences are paired by seed (variant − original) with their 95 % interval."""
     base = next(iter(report["variants"].values()))  # the original model comes first
-    rows = [["variant", "params", "MACs", "best", "final", "Δbest vs original [95% CI]",
+    rows = [["variant", "params", "MACs", "selected", "final", "Δselected vs original [95% CI]",
              "Δfinal vs original [95% CI]", "s/epoch"]]
     for name, v in report["variants"].items():
         rows.append([name, f"{v['parameters']:,} ({v['parameters'] / base['parameters']:.2f}×)",
-                     f"{v['macs'] / 1e6:.2f}M", f"{v['best_accuracy']:.3f}", f"{v['final_accuracy']:.3f}",
-                     _ci(v["best_delta"]) if "best_delta" in v else "—",
+                     f"{v['macs'] / 1e6:.2f}M", f"{v['selected_accuracy']:.3f}", f"{v['final_accuracy']:.3f}",
+                     _ci(v["selected_delta"]) if "selected_delta" in v else "—",
                      _ci(v["final_delta"]) if "final_delta" in v else "—", f"{v['epoch_seconds']:.2f}"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     meta = report["meta"]
     lines.insert(1, "-" * len(lines[0]))
-    lines += [f"seed {seed} (best / final): " + ", ".join(
-        f"{r['variant']} {r['best_accuracy']:.3f} / {r['final_accuracy']:.3f}" for r in report["runs"]
+    lines += [f"seed {seed} (selected / final): " + ", ".join(
+        f"{r['variant']} {r['selected_accuracy']:.3f} / {r['final_accuracy']:.3f}" for r in report["runs"]
         if r["seed"] == seed) for seed in meta["seeds"]]
     lines.append(f"{meta['model']} on {meta['source']} ({meta['classes']} classes, evaluated on the "
-                 f"{meta['evaluation']} set); seeds {', '.join(map(str, meta['seeds']))}; best = highest accuracy "
-                 "of any epoch (the paper's metric, chosen on the evaluation set); s/epoch: single measurements")
+                 f"{meta['evaluation']} set); seeds {', '.join(map(str, meta['seeds']))}; selected = evaluation "
+                 f"accuracy at the epoch chosen on {meta.get('selection_size', '?')} held-out training images; "
+                 "s/epoch: single measurements")
     warnings = {d["warning"] for v in report["variants"].values() for d in (v.get("final_delta"),) if d and d["warning"]}
     lines += [f"warning: {w}" for w in sorted(warnings)]
     return "\n".join(lines)
 
 
+def format_markdown(report: dict[str, Any]) -> str:
+    """The variant table in Markdown (docs/results/): accuracy against parameters, differences paired by seed."""
+    base = next(iter(report["variants"].values()))
+    meta = report["meta"]
+    lines = [f"`{meta['model']}` on {meta['source']} ({meta['classes']} classes, {meta['train_size']:,} training "
+             f"images, {meta.get('selection_size', 0):,} for epoch selection, evaluated on the {meta['eval_size']:,} "
+             f"images of the {meta['evaluation']} set); seeds {', '.join(map(str, meta['seeds']))}; differences "
+             "from the original paired by seed, with 95 % t-intervals:", "",
+             "| variant | parameters | MACs | final accuracy | Δ final [95 % CI] | selected accuracy | "
+             "Δ selected [95 % CI] | s/epoch |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, v in report["variants"].items():
+        lines.append(f"| {name} | {v['parameters']:,} ({v['parameters'] / base['parameters']:.2f}×) | "
+                     f"{v['macs'] / 1e6:.2f}M | {v['final_accuracy']:.4f} | "
+                     f"{_ci(v['final_delta']) if 'final_delta' in v else '—'} | {v['selected_accuracy']:.4f} | "
+                     f"{_ci(v['selected_delta']) if 'selected_delta' in v else '—'} | {v['epoch_seconds']:.1f} |")
+    lines += ["", "Per seed (final accuracy): " + "; ".join(
+        f"seed {seed}: " + ", ".join(f"{r['variant']} {r['final_accuracy']:.4f}" for r in report["runs"]
+                                    if r["seed"] == seed) for seed in meta["seeds"])]
+    return "\n".join(lines)
+
+
 def write_report(out: Path, report: dict[str, Any], results: Sequence[dict[str, Any]],
                  plots: bool = True) -> dict[str, Any]:
-    """Write the rewrite experiment's ``report.json``, ``report.txt`` and (optionally) its plots; returns the report."""
+    """Write the rewrite experiment's ``report.json``, ``report.txt``, ``report.md`` and (optionally) its plots;
+    returns the report."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
     write_text(out / "report.txt", format_table(report) + "\n")
+    write_text(out / "report.md", format_markdown(report) + "\n")
     if plots:
         plot_accuracy_vs_parameters(report, out / "accuracy_vs_parameters.png")
         plot_variant_curves(results, out / "curves.png")

@@ -1,8 +1,8 @@
 """The RFF protocol's report as a readable table, its files, and its plots (matplotlib, Agg backend).
 
-Per run: ``curves.png``.  Per experiment: ``report.json``, ``report.txt`` and
-``deltas.png``, from the report that :func:`rffsurgery.train.protocols.aggregate.aggregate`
-computed.  Every file is written to a temporary name and renamed, so readers never see
+Per run: ``curves.png``.  Per experiment: ``report.json``, ``report.txt``, ``report.md``
+(the tables in Markdown) and ``deltas.png``, from the report that
+:func:`rffsurgery.train.protocols.aggregate.aggregate` computed.  Every file is written to a temporary name and renamed, so readers never see
 half a file.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from ..files import write_text
 from .plot import pyplot, save_figure
 
-__all__ = ["format_table", "plot_curves", "plot_deltas", "write_report"]
+__all__ = ["format_markdown", "format_table", "plot_curves", "plot_deltas", "write_report"]
 
 
 def _signed(x: float | None) -> str:
@@ -33,53 +33,138 @@ def _span(values: Sequence[int]) -> str:
     return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _ratio_ci(r: dict[str, Any]) -> str:
+    if r["geomean"] is None:
+        return "—"
+    ci = "" if r["ci_low"] is None else f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+    return f"{r['geomean']:.2f}{ci}"
+
+
+_SHORT = {"rff": "RFF−n", "placebo": "plac−n", "aa": "A/A−n", "rff_vs_placebo": "RFF−plac"}
+_ARM = {"normal": "normal", "rff": "rff", "placebo": "placebo", "aa": "A/A"}
+
+
 def format_table(report: dict[str, Any]) -> str:
-    """The report as a fixed-width table followed by any warnings."""
-    control = "overall_control" in report
-    header = f"{'split':<8}{'runs':>5}{'n':>7}{'normal':>9}{'rff':>8}{'delta':>9}  {'95% CI':<19}{'improved':>9}"
-    header += f"{'control':>9}{'ctrl Δ':>8}" if control else ""
-    lines = [header, "-" * len(header)]
+    """The report as fixed-width tables (per split; overall over split means; other metrics) and its warnings."""
+    arms, keys = report["arms"], list(report["comparisons"])
+    width = max(8, *(len(name) + 1 for name in report["splits"]))
+    header = f"{'split':<{width}}{'runs':>5}{'n':>6}" + "".join(f"{_ARM[a]:>9}" for a in arms)
+    header += "".join(f"{_SHORT[k]:>10}{'(ratio)':>8}" for k in keys)
+    lines = [f"per split: mean accuracy over seeds ({_metric_name(report)}); differences, and in brackets the "
+             "error-rate ratio (error / reference error; < 1: fewer errors)", header, "-" * len(header)]
     for name, s in report["splits"].items():
-        summ = s["summary"]
-        lines.append(f"{name:<8}{summ['n']:>5}{_span(s['n']):>7}{s['normal_accuracy']:>9.3f}{s['rff_accuracy']:>8.3f}"
-                     f"{_signed(summ['mean']):>9}  {_ci(summ):<19}{summ['improved']:>5}/{summ['n']:<3}"
-                     + (f"{s['control_accuracy']:>9.3f}{_signed(s['summary_control']['mean']):>8}" if control else ""))
-    o = report["overall"]
-    lines.append("-" * len(header))
-    lines.append(f"{'all':<8}{o['n']:>5}{'':>7}{'':>9}{'':>8}{_signed(o['mean']):>9}  {_ci(o):<19}"
-                 f"{o['improved']:>5}/{o['n']:<3}"
-                 + (f"{report['control_accuracy']:>9.3f}{_signed(report['overall_control']['mean']):>8}"
-                    if control else ""))
-    lines.append(f"splits with a positive mean delta: {report['splits_improved']}/{len(report['splits'])}; "
-                 f"RFF/normal epoch time: {report['epoch_time_ratio']:.2f} (single unpaired measurement per run, "
-                 "noisy; see report.json)")
-    lines += _paired_lines(report)
+        row = f"{name:<{width}}{len(s['seeds']):>5}{_span(s['n']):>6}" + "".join(f"{s['accuracy'][a]:>9.3f}" for a in arms)
+        row += "".join(f"{_signed(c['summary']['mean']):>10}{'(' + _ratio(c['error_ratio']) + ')':>8}"
+                       for c in s["comparisons"].values())
+        lines.append(row)
+    lines += ["", f"overall, over the {len(report['splits'])} split means (95 % t-interval, the headline; seeds of "
+              "a split are not independent) and the error-rate ratio (geometric mean over splits):"]
+    for c in report["comparisons"].values():
+        lines.append(_paired(c["label"], c["split_means"], "splits") + f"  error ratio {_ratio_ci(c['error_ratio'])}")
+    lines.append(f"over all {report['comparisons']['rff']['runs']['n']} runs (secondary: treats seeds as "
+                 "independent, so the interval is too narrow when splits differ):")
+    lines += [_paired(c["label"], c["runs"], "runs") for c in report["comparisons"].values()]
+    lines += _metric_lines(report)
+    lines += _placebo_lines(report)
+    fits = report["probe_fits"]
+    if fits["fits"]:
+        lines.append("probe fits not converged: " + ", ".join(
+            f"{METRIC_NAMES[p]} {n}/{fits['fits'][p]}" for p, n in fits["not_converged"].items()))
+    wall = report.get("wall_seconds")
+    lines.append(f"RFF/normal epoch time: {report['epoch_time_ratio']:.2f} (single unpaired measurement per run, "
+                 "noisy; see report.json)" + ("" if wall is None else f"; wall time per run {wall / 60:.1f} min"))
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)
 
 
-def _paired(label: str, s: dict[str, Any]) -> str:
+METRIC_NAMES = {"lbfgs": "L-BFGS probe (head input)", "lbfgs_pooled": "L-BFGS probe (pooled conv)",
+                "sgd_final": "SGD head (last epoch)"}
+
+
+def _metric_name(report: dict[str, Any]) -> str:
+    return METRIC_NAMES.get(report.get("metric") or "", "accuracy")
+
+
+def _paired(label: str, s: dict[str, Any], unit: str) -> str:
     sign = "—" if s["sign_p"] is None else f"{s['sign_p']:.3f}"
     mde = "—" if s["mde"] is None else f"±{s['mde']:.3f}"
-    return (f"{label:<22}{_signed(s['mean']):>7}  95% CI {_ci(s):<19} sign test p={sign} "
-            f"({s['improved']}+/{s['worse']}-)  MDE(80% power) {mde}")
+    t_p = "—" if s.get("t_p") is None else f"{s['t_p']:.3f}"
+    return (f"  {label:<17}{_signed(s['mean']):>7}  95% CI {_ci(s):<19} t-test p={t_p:<6}{s['improved']:>2}+/"
+            f"{s['worse']}- of {s['n']} {unit}, sign test p={sign}, MDE(80%) {mde}")
 
 
-def _paired_lines(report: dict[str, Any]) -> list[str]:
-    """Paired statistics over all runs: the RFF delta, the placebo's (the noise floor), every transfer metric."""
-    probe = report.get("probe")
-    if probe is None:
-        return []
-    metric = {"lbfgs": "L-BFGS probe", "sgd": "SGD head, final epoch"}[probe]
-    lines = [f"metric: {metric}; paired over {report['overall']['n']} runs (splits × seeds)",
-             _paired("RFF − normal", report["overall"])]
-    if "overall_control" in report:
-        lines.append(_paired("control − normal", report["overall_control"]))
-    names = {"lbfgs": "L-BFGS probe", "sgd_final": "SGD head final", "sgd_best": "SGD head best"}
+def _metric_lines(report: dict[str, Any]) -> list[str]:
+    """Every transfer metric: mean accuracy per arm and each comparison over split means."""
+    lines = ["every metric (mean accuracy per arm; differences over split means with 95 % CI; error ratio):"]
     for key, m in report["metrics"].items():
-        accs = "  ".join(f"{k} {v:.3f}" for k, v in m.items() if k != "delta")
-        lines.append(f"{names[key]:<16}{accs}  delta {_signed(m['delta']['mean'])} {_ci(m['delta'])}")
+        accs = "  ".join(f"{_ARM[a]} {v:.3f}" for a, v in m["accuracy"].items())
+        lines.append(f"  {METRIC_NAMES[key]:<27}{accs}")
+        for c in (m[k] for k in report["comparisons"]):
+            lines.append(f"    {c['label']:<17}{_signed(c['split_means']['mean']):>7} {_ci(c['split_means']):<19} "
+                         f"error ratio {_ratio_ci(c['error_ratio'])}")
     return lines
+
+
+def _placebo_lines(report: dict[str, Any]) -> list[str]:
+    p = report.get("placebo_plan")
+    if not p:
+        return []
+    return [f"placebo freezes {', '.join(p['layers'])} ({p['parameters']:,} weights) instead of "
+            f"{', '.join(p['tagged_layers'])} ({p['tagged_parameters']:,}): parameter ratio {p['ratio']:.3f}"]
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _md_ci(s: dict[str, Any]) -> str:
+    return f"{_signed(s['mean'])} {_ci(s)}"
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report's tables in Markdown (docs/results/): per split, overall over split means, every metric."""
+    arms, comparisons = report["arms"], report["comparisons"]
+    labels = [c["label"] for c in comparisons.values()]
+    lines = [f"**Per split** (mean over seeds; {_metric_name(report)}; differences with the 95 % interval over "
+             "seeds, error-rate ratio in brackets):", "",
+             _md_row(["split", "seeds", "n", *(_ARM[a] for a in arms), *labels]),
+             _md_row(["---"] * (3 + len(arms) + len(labels)))]
+    for name, s in report["splits"].items():
+        cells = [f"`{name}`", str(len(s["seeds"])), _span(s["n"]), *(f"{s['accuracy'][a]:.3f}" for a in arms)]
+        cells += [f"{_md_ci(c['summary'])} ({_ratio(c['error_ratio'])})" for c in s["comparisons"].values()]
+        lines.append(_md_row(cells))
+    lines += ["", f"**Overall**, over the {len(report['splits'])} split means (the headline) and, secondary, over "
+              "all runs:", "",
+              _md_row(["comparison", "mean over splits [95 % CI]", "t-test p", "splits improved", "sign test p",
+                       "MDE (80 %)", "error-rate ratio [95 % CI]", "over runs [95 % CI]"]),
+              _md_row(["---"] * 8)]
+    for c in comparisons.values():
+        m = c["split_means"]
+        lines.append(_md_row([c["label"], _md_ci(m), "—" if m.get("t_p") is None else f"{m['t_p']:.3f}",
+                              f"{c['splits_improved']}/{m['n']}", "—" if m["sign_p"] is None else f"{m['sign_p']:.3f}",
+                              "—" if m["mde"] is None else f"±{m['mde']:.3f}", _ratio_ci(c["error_ratio"]),
+                              _md_ci(c["runs"])]))
+    lines += ["", "**Every transfer metric** (mean accuracy per arm; differences over split means):", "",
+              _md_row(["metric", *(_ARM[a] for a in arms), *labels]),
+              _md_row(["---"] * (1 + len(arms) + len(labels)))]
+    for key, m in report["metrics"].items():
+        lines.append(_md_row([METRIC_NAMES[key], *(f"{m['accuracy'][a]:.3f}" for a in arms),
+                              *(f"{_md_ci(m[k]['split_means'])}, ratio {_ratio_ci(m[k]['error_ratio'])}"
+                                for k in comparisons)]))
+    lines += [""] + [f"- {line}" for line in _placebo_lines(report)]
+    fits = report["probe_fits"]
+    if fits["fits"]:
+        lines.append("- probe fits not converged: " + ", ".join(
+            f"{METRIC_NAMES[p]} {n}/{fits['fits'][p]}" for p, n in fits["not_converged"].items()))
+    if report.get("wall_seconds") is not None:
+        walls = [r["wall_seconds"] for r in report["runs"]]
+        lines.append(f"- wall time per run: mean {report['wall_seconds'] / 60:.1f} min (range "
+                     f"{min(walls) / 60:.1f}–{max(walls) / 60:.1f}), {len(walls)} runs")
+    return "\n".join(lines)
 
 
 def write_report(out_dir: Path, report: dict[str, Any], plots: bool = True) -> dict[str, Any]:
@@ -87,13 +172,14 @@ def write_report(out_dir: Path, report: dict[str, Any], plots: bool = True) -> d
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
     write_text(out_dir / "report.txt", format_table(report) + "\n")
+    write_text(out_dir / "report.md", format_markdown(report) + "\n")
     if plots:
         plot_deltas(report, out_dir / "deltas.png")
     return report
 
 
 def _draw(ax, series: Sequence[tuple[str, list[dict[str, Any]]]], title: str) -> None:
-    colours = {"shared": "black", "normal": "tab:blue", "rff": "tab:red", "control": "tab:green"}
+    colours = {"shared": "black", "normal": "tab:blue", "rff": "tab:red", "placebo": "tab:purple", "aa": "tab:green"}
     for model, rows in series:
         if not rows:
             continue
@@ -118,7 +204,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     base = [r for r in history if r["stage"] == "base"]
     left_series, right_series = [("shared", base)], []
-    for model in ("normal", "rff", "control"):
+    for model in ("normal", "rff", "placebo", "aa"):
         branch = [r for r in history if r["stage"] == "branch" and r["model"] == model]
         start = [r for r in base if branch and r["epoch"] == branch[0]["epoch"] - 1]
         left_series.append((model, start + branch))
@@ -132,22 +218,53 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     save_figure(fig, path, force=True, dpi=110)
 
 
+_COLOURS = {"rff": "tab:red", "placebo": "tab:purple", "aa": "tab:green", "rff_vs_placebo": "tab:orange"}
+
+
 def plot_deltas(report: dict[str, Any], path: Path) -> None:
-    """Per split: each run's delta (dots) and the mean with its 95% interval (bar), with a legend."""
+    """Left: per split each comparison's run deltas (dots) and mean with its 95 % interval over seeds, and, at
+    the right end, the headline over split means.  Right: per split error-rate ratios and their geometric mean."""
     plt = pyplot("or pass --no-plots")
-    names = list(report["splits"])
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(names) + 2), 4))
-    for i, name in enumerate(names):
-        deltas = [r["delta"] for r in report["runs"] if r["split"] == name]
-        ax.scatter([i] * len(deltas), deltas, s=12, color="grey", zorder=2, label="one run (seed)" if i == 0 else None)
-        summ = report["splits"][name]["summary"]
-        err = None if summ["ci_low"] is None else [[summ["mean"] - summ["ci_low"]], [summ["ci_high"] - summ["mean"]]]
-        ax.errorbar([i], [summ["mean"]], yerr=err, fmt="o", color="tab:red", capsize=4, zorder=3,
-                    label="mean with 95% t-interval" if i == 0 else None)
-    ax.axhline(0, color="black", lw=0.8, label="no effect")
-    ax.set_xticks(range(len(names)), names)
-    ax.set(xlabel="split", ylabel="delta = RFF − normal accuracy", title="transfer accuracy delta per split")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    names, keys = list(report["splits"]), list(report["comparisons"])
+    width = 0.8 / len(keys)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 1.3 * len(names) + 4), 4.5),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    for j, key in enumerate(keys):
+        c = report["comparisons"][key]
+        arm, ref, label = c["arm"], c["reference"], c["label"]
+        colour, offset = _COLOURS[key], (j - (len(keys) - 1) / 2) * width
+        for i, name in enumerate(names):
+            runs = [r for r in report["runs"] if r["split"] == name]
+            left.scatter([i + offset] * len(runs), [r[f"{arm}_accuracy"] - r[f"{ref}_accuracy"] for r in runs], s=8,
+                         color=colour, alpha=0.4, zorder=2)
+            _bar(left, i + offset, report["splits"][name]["comparisons"][key]["summary"], colour,
+                 label if i == 0 else None)
+        _bar(left, len(names) + offset, report["comparisons"][key]["split_means"], colour, None, marker="D")
+        right.scatter(range(len(names)), [report["splits"][n]["comparisons"][key]["error_ratio"] or float("nan")
+                                          for n in names], color=colour, s=16, label=label)
+        ratio = report["comparisons"][key]["error_ratio"]
+        if ratio["ci_low"] is not None:
+            right.errorbar([len(names) + offset], [ratio["geomean"]], yerr=[[ratio["geomean"] - ratio["ci_low"]],
+                           [ratio["ci_high"] - ratio["geomean"]]], fmt="D", color=colour, capsize=3)
+    for ax in (left, right):
+        ax.set_xticks(range(len(names) + 1), [*names, "all"], rotation=45, ha="right", fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    left.axhline(0, color="black", lw=0.8)
+    right.axhline(1, color="black", lw=0.8)
+    right.set_yscale("log")
+    right.yaxis.set_major_formatter("{x:.2f}")
+    right.yaxis.set_minor_formatter("{x:.2f}")
+    left.set(ylabel="accuracy difference", title="differences: runs (dots), mean ± 95 % CI over seeds; "
+             "'all': over split means")
+    right.set(ylabel="error-rate ratio (log scale)", title="error / reference error per split; 'all': geometric mean")
+    left.title.set_fontsize(8)
+    right.title.set_fontsize(8)
+    left.legend(fontsize=7, loc="best")
     fig.tight_layout()
     save_figure(fig, path, force=True, dpi=110)
+
+
+def _bar(ax, x: float, summary: dict[str, Any], colour: str, label: str | None, marker: str = "o") -> None:
+    err = None if summary["ci_low"] is None else [[summary["mean"] - summary["ci_low"]],
+                                                  [summary["ci_high"] - summary["mean"]]]
+    ax.errorbar([x], [summary["mean"]], yerr=err, fmt=marker, ms=4, color=colour, capsize=3, zorder=3, label=label)

@@ -239,13 +239,35 @@ def evaluate(model: nn.Module, batches: Batches, runtime: Runtime, world: World 
     return _finite(loss_sum / batches.size, "evaluation"), hits / batches.size
 
 
-def extract_features(body: nn.Module, batches: Batches, runtime: Runtime, batch_size: int) -> TensorBatches:
-    """Run the frozen feature extractor once (eval mode) and keep its outputs on the device."""
+def extract_features(body: nn.Module, batches: Batches, runtime: Runtime,
+                     batch_size: int) -> tuple[TensorBatches, torch.Tensor | None]:
+    """Run the frozen feature extractor once (eval mode); keep its outputs on the device.
+
+    Returns the body's output (the head's input, flattened) as batches, and, from the same
+    pass, the **pooled conv features**: the global average over the spatial axes of the last
+    4-D ``(N, C, H, W)`` tensor any leaf module produced — the output of the last conv stage
+    (the base CNN's last ReLU; in a ResNet its average pool, i.e. the head's input itself);
+    ``None`` for a model without such a tensor (a 1-D net).
+    """
     body.eval()
-    xs, ys = [], []
-    with torch.no_grad():  # not inference_mode: the features feed a trained head's backward pass
-        for x, y in batches.epoch(None):
-            with runtime.autocast():
-                xs.append(body(_prepare(x, runtime)).float().flatten(1))
-            ys.append(y)
-    return TensorBatches(torch.cat(xs), torch.cat(ys), batch_size)
+    last: list[torch.Tensor] = []
+
+    def keep_maps(_module: nn.Module, _inputs: object, output: object) -> None:
+        if isinstance(output, torch.Tensor) and output.dim() == 4:
+            last[:] = [output]
+
+    hooks = [m.register_forward_hook(keep_maps) for m in body.modules() if not any(True for _ in m.children())]
+    xs, pooled, ys = [], [], []
+    try:
+        with torch.no_grad():  # not inference_mode: the features feed a trained head's backward pass
+            for x, y in batches.epoch(None):
+                last.clear()
+                with runtime.autocast():
+                    xs.append(body(_prepare(x, runtime)).float().flatten(1))
+                if last:
+                    pooled.append(last[0].float().mean((2, 3)))
+                ys.append(y)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return TensorBatches(torch.cat(xs), torch.cat(ys), batch_size), torch.cat(pooled) if pooled else None

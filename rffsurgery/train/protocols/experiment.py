@@ -1,7 +1,7 @@
 """Several splits × several seeds in one call, then the aggregate report.
 
 Runs live in ``OUT/split-<name>/seed-<k>/`` (checkpoint, logs, plan, curves); the
-report goes to ``OUT/report.{json,txt}`` and ``OUT/deltas.png``; progress lines go to
+report goes to ``OUT/report.{json,txt,md}`` and ``OUT/deltas.png``; progress lines go to
 stderr and ``OUT/train.log``.  With ``resume`` finished runs are read back, interrupted
 ones continue from their checkpoint.  Launched by ``torchrun``, every process runs this
 and the main one writes (see :mod:`.distributed`).
@@ -26,7 +26,7 @@ from .rff import ProtocolConfig, Stage, per_run_epochs, run_protocol
 
 __all__ = ["REPORT_FILES", "run_experiment"]
 
-REPORT_FILES = ("report.json", "report.txt", "deltas.png")  # the experiment's own files in --out, beside the runs
+REPORT_FILES = ("report.json", "report.txt", "report.md", "deltas.png")  # the experiment's own files in --out, beside the runs
 
 
 def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split], seeds: Sequence[int],
@@ -65,9 +65,11 @@ def run_experiment(cfg: ProtocolConfig, source: Source, splits: Sequence[Split],
                 if plots and main:
                     plot_curves(json.loads((workdir / "log.json").read_text()), workdir / "curves.png")
                 if log is not None and main:
+                    controls = "".join(f" {arm} {result[f'{arm}_accuracy']:.3f}" for arm in result["arms"][2:])
                     log(f"split {split.name} seed {seed}: n={result['n']} normal {result['normal_accuracy']:.3f} "
-                        f"rff {result['rff_accuracy']:.3f} delta {result['delta']:+.3f} "
-                        f"(RFF/normal epoch time, one unpaired measurement: {result['epoch_time_ratio']:.2f})")
+                        f"rff {result['rff_accuracy']:.3f}{controls} delta {result['delta']:+.3f} "
+                        f"(RFF/normal epoch time, one unpaired measurement: {result['epoch_time_ratio']:.2f}; "
+                        f"{result['wall_seconds']:.0f} s)")
                 results.append(result)
         if stop_after is not None:
             return None

@@ -6,9 +6,10 @@
    ``patience`` further epochs have failed to lower it* (or ``max_epochs`` is reached, in
    which case ``onset_detected`` is false).  Training then continues from the state saved at
    the end of epoch ``n``.
-2. **Branch** (epoch ``n + 1``): from that identical state (weights and optimizer moments),
-   model 1 trains one epoch normally and model 2 trains it with the freeze plan applied
-   (RFF).  Both see the same batch order, augmentation and dropout masks.
+2. **Branch** (epoch ``n + 1``): every arm starts from a deep copy of that saved state
+   (weights, BatchNorm statistics and optimizer moments and step counts): model 1 trains
+   one epoch normally and model 2 trains it with the freeze plan applied (RFF).  Both see
+   the same batch order, augmentation and dropout masks.
 3. **Transfer**: each model gets the same freshly initialised output layer for the transfer
    classes and trains it for ``transfer_epochs`` with identical hyper-parameters and random
    numbers.  By default only that layer trains (fixed feature extractor, BatchNorm in
@@ -16,11 +17,23 @@
    The metric (``probe``) is the validation accuracy of either an L2-regularised logistic
    regression fit to convergence on the frozen features (``"lbfgs"``, the default, see
    :mod:`rffsurgery.train.probe`) or of that trained head after its last epoch (``"sgd"``,
-   the paper's); with a fixed extractor both are computed and reported, with the SGD
-   head's best epoch too.  ``delta = rff − normal``.
-4. **Control** (``control``): a placebo model 2′ trains the branch epoch normally with a
-   different data order (and dropout masks); ``control_delta = control − normal`` is the
-   noise floor the RFF delta must stand out from.
+   the paper's); with a fixed extractor both are computed and reported, and a second
+   probe on the **pooled conv features** (the global average of the last conv stage's
+   maps, :func:`~rffsurgery.train.loop.extract_features`), since the claim is about conv
+   features.  Each probe fit records whether it converged.  No figure is selected on the
+   validation (test) images: the SGD head counts at its last epoch.  ``delta = rff − normal``.
+4. **Controls** (``control``: ``"aa"``, ``"placebo"`` or ``"both"``), extra arms of the
+   branch epoch, transferred like the others:
+
+   * ``aa`` — an A/A control: the branch epoch trained normally in another data order
+     (and dropout masks); ``aa_delta = aa − normal`` is the noise floor of the data order;
+   * ``placebo`` — a layer-matched placebo: the same data order as RFF, with as many other
+     layers frozen, of about the same parameter count, none of them RF-expanding
+     (:mod:`rffsurgery.plan.placebo`); ``placebo_delta = placebo − normal``, and
+     ``rff − placebo`` asks whether *which* layers are frozen matters.
+
+   The arms differ only by their manipulation: the same starting state, and the same
+   epoch seed except the A/A arm's.
 
 A checkpoint is written atomically after every base epoch, after the branch and at the
 end; with ``resume`` a run continues from it and reproduces the uninterrupted numbers
@@ -40,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -48,12 +62,14 @@ import torch
 from torch import nn
 
 from ...analysis.analyzer import analyze
+from ...analysis.result import Plan
 from ...data.base import Images, ProtocolData, input_size_of
 from ...errors import InvalidArgument, names
 from ...limits import check
 from ...models.head import head_in_features, make_head
 from ...plan.apply import freeze
 from ...plan.document import BN_MODES, FreezePlan, PlanError, Schedule, build_freeze_plan
+from ...plan.placebo import Placebo, placebo_plan
 from ...seeding import derive_seed, seed_everything
 from ...tags import POLICIES
 from ..augment import Augment
@@ -66,9 +82,13 @@ from ..model import build_model
 from ..probe import fit_probe
 from ..progress import Progress
 
-__all__ = ["ProtocolConfig", "base_finished", "check_schedule", "run_protocol"]
+__all__ = ["CONTROLS", "ProtocolConfig", "base_finished", "check_schedule", "run_protocol"]
 
 Stage = Literal["base", "branch"]
+
+CONTROLS: dict[str | None, tuple[str, ...]] = {None: (), "aa": ("aa",), "placebo": ("placebo",),
+                                               "both": ("placebo", "aa")}
+"""``control`` → the extra arms of the branch epoch (module docstring, step 4)."""
 
 NUMBERS = ("epochs", "max_epochs", "patience", "transfer_epochs", "batch_size", "lr", "weight_decay", "l1", "dropout",
            "holdout", "workers", "probe_l2")
@@ -106,7 +126,7 @@ class ProtocolConfig:
     rewrite: dict[str, Any] | None = None  # keyword arguments of rffsurgery.surgery.rewrite, applied to the model
     probe: str | None = None  # None: "lbfgs", or "sgd" with finetune (there are no frozen features to probe)
     probe_l2: float = 1e-3
-    control: bool = False
+    control: str | None = None  # None, "aa", "placebo" or "both"; True/False (the former flag) mean "aa"/None
 
     def __post_init__(self) -> None:
         for name in NUMBERS:
@@ -133,6 +153,20 @@ class ProtocolConfig:
             raise InvalidArgument(f"probe must be 'lbfgs' or 'sgd', got {self.probe!r}")
         if self.probe == "lbfgs" and self.finetune:
             raise InvalidArgument("--probe lbfgs measures frozen features; with --finetune use --probe sgd")
+        if isinstance(self.control, bool):  # the former flag: True was the data-order control
+            object.__setattr__(self, "control", "aa" if self.control else None)
+        if self.control not in CONTROLS:
+            raise InvalidArgument(f"control must be 'aa', 'placebo' or 'both' (or None), got {self.control!r}")
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The models of the branch epoch: normal, RFF and the controls."""
+        return ("normal", "rff", *CONTROLS[self.control])
+
+    @property
+    def metric(self) -> str:
+        """The per-arm key of the reported accuracy: the L-BFGS probe's, or the SGD head's last epoch's."""
+        return "lbfgs" if self.probe == "lbfgs" else "sgd_final"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,13 +220,17 @@ class _Run:
         self.world, self.progress, self.data_settings = current(), progress, data_settings
         runtime = place(select_device(cfg.device, cfg.amp, deterministic=cfg.deterministic), self.world)
         self.path = workdir / "checkpoint.pt"
+        self.clock = (time.perf_counter(), 0.0)  # (start of this session, wall seconds of earlier sessions)
         seed_everything(seed, "init")
         model, self.head_path, _ = build_model(cfg.model, len(data.base_train.classes), cfg.dropout,
                                                rewrite=cfg.rewrite)
         self.runtime: Runtime = with_memory_format(runtime, model, cfg.memory_format)
-        self.plan = self._freeze_plan(model, input_size_of(data.base_train))
+        analysis = analyze(model, input_size_of(data.base_train)) if cfg.plan is None or "placebo" in cfg.arms \
+            else None
+        self.plan = self._freeze_plan(model, analysis)
         if cfg.plan is not None:
             check_schedule(self.plan, cfg, f"plan {cfg.plan}")
+        self.placebo: Placebo | None = placebo_plan(analysis, self.plan) if "placebo" in cfg.arms else None
         self.model = model.to(self.runtime.device)
         if self.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -206,10 +244,10 @@ class _Run:
         size = self.cfg.batch_size if training else max(self.cfg.batch_size, 256)  # evaluation needs no small batches
         return make_batches(images, self.runtime, size, self.cfg.workers)
 
-    def _freeze_plan(self, model: nn.Module, input_size: tuple[int, ...]) -> "FreezePlan":
+    def _freeze_plan(self, model: nn.Module, analysis: Plan | None) -> "FreezePlan":
+        """The plan of ``--plan`` (checked against the model), else one tagged on ``analysis`` by the policy."""
         if self.cfg.plan is None:
-            plan = build_freeze_plan(analyze(model, input_size), policy=self.cfg.policy, bn=self.cfg.bn,
-                                     **self._policy_options())
+            plan = build_freeze_plan(analysis, policy=self.cfg.policy, bn=self.cfg.bn, **self._policy_options())
         else:
             plan = FreezePlan.load(self.cfg.plan)
             try:
@@ -222,11 +260,19 @@ class _Run:
     def _policy_options(self) -> dict[str, Any]:
         return {"patterns": list(self.cfg.select)} if self.cfg.policy == "names" else {}
 
-    def _export_plan(self, branch_epoch: int) -> None:
-        """``plan.json``: the plan as applied, frozen in the branch epoch only."""
+    def _export_plans(self, branch_epoch: int) -> None:
+        """``plan.json`` (and ``placebo-plan.json``): the plans as applied, frozen in the branch epoch only."""
         if self.world.main:
-            applied = dataclasses.replace(self.plan, schedule=Schedule(epochs=(branch_epoch,)))
-            applied.export(self.workdir / "plan.json", force=True)  # the run folder's own copy, rewritten on resume
+            plans = {"plan.json": self.plan, "placebo-plan.json": self.placebo.plan if self.placebo else None}
+            for file, plan in plans.items():
+                if plan is not None:  # the run folder's own copies, rewritten on resume
+                    dataclasses.replace(plan, schedule=Schedule(epochs=(branch_epoch,))).export(self.workdir / file,
+                                                                                              force=True)
+
+    def wall_seconds(self) -> float:
+        """Wall time of this run so far, over every session that worked on it (resumes included)."""
+        start, before = self.clock
+        return before + time.perf_counter() - start
 
     def _optimizer(self, params) -> torch.optim.Optimizer:
         if self.cfg.optimizer == "sgd":
@@ -238,7 +284,8 @@ class _Run:
         if self.world.main:
             save_checkpoint(self.path, {"stage": stage, "config": self.cfg.identity(), "seed": self.seed,
                                         "split": self.split, "data": self.data_settings,
-                                        "world_size": self.world.size, "history": self.history, **payload})
+                                        "world_size": self.world.size, "history": self.history,
+                                        "wall_seconds": self.wall_seconds(), **payload})
             write_logs(self.workdir, self.history)
         self.world.barrier()
 
@@ -290,22 +337,21 @@ class _Run:
             return n, best["model"], best["optimizer"]
         return n, _clone(self.model.state_dict()), _clone(opt.state_dict())
 
-    @property
-    def models(self) -> tuple[str, ...]:
-        return ("normal", "rff", "control") if self.cfg.control else ("normal", "rff")
-
     def branch(self, n: int, model_state: dict, opt_state: dict) -> dict[str, Any]:
-        """Epoch n+1 from the same state: normally (model 1), under the freeze plan (model 2) and,
-        with ``control``, normally in another data order (model 2′)."""
-        self._export_plan(n + 1)
+        """Epoch n+1, every arm from a deep copy of the same state: normally (model 1), under the freeze
+        plan (model 2) and the controls: the placebo's plan, or (A/A) normally in another data order."""
+        self._export_plans(n + 1)
         out: dict[str, Any] = {"n": n, "states": {}, "seconds": {}}
-        for name in self.models:
-            self.model.load_state_dict(model_state)
+        plans = {"rff": self.plan, "placebo": self.placebo.plan if self.placebo else None}
+        for name in self.cfg.arms:
+            self.model.load_state_dict(model_state)  # copies the values into the model's own tensors
             opt = self._optimizer(self.model.parameters())
-            opt.load_state_dict(opt_state)
-            with freeze(self.model, self.plan, check=False) if name == "rff" else contextlib.nullcontext():
+            # a deep copy: load_state_dict keeps the given moment tensors, which the epoch then updates in place
+            opt.load_state_dict(_clone(opt_state))
+            plan = plans.get(name)
+            with freeze(self.model, plan, check=False) if plan is not None else contextlib.nullcontext():
                 stats, _ = self._train(self.model, self.base_train, opt, "branch", name, n + 1, self.base_val,
-                                       self.cfg.augment, "branch-control" if name == "control" else None)
+                                       self.cfg.augment, "branch-control" if name == "aa" else None)
             out["states"][name] = _clone(self.model.state_dict())
             out["seconds"][name] = stats.seconds
         return out
@@ -316,7 +362,7 @@ class _Run:
         seed_everything(self.seed, "head")
         head0 = make_head(head_in_features(self.model, self.head_path), n_transfer, self.cfg.dropout)
         accuracy, finals = {}, {}
-        for name in self.models:
+        for name in self.cfg.arms:
             self.model.load_state_dict(branch["states"][name])
             model = copy.deepcopy(self.model)
             model.set_submodule(self.head_path, copy.deepcopy(head0).to(self.runtime.device))
@@ -324,32 +370,39 @@ class _Run:
             finals[name] = model.state_dict()
         return {"accuracy": accuracy, "states": finals, "head_init": head0.state_dict()}
 
-    def _transfer_one(self, model: nn.Module, name: str) -> dict[str, float]:
-        """Validation accuracy of the SGD-trained head (final and best epoch) and, without finetuning, the probe's."""
-        metrics: dict[str, float] = {}
+    def _transfer_one(self, model: nn.Module, name: str) -> dict[str, Any]:
+        """Validation accuracy of the SGD-trained head after its last epoch and, without finetuning, of the
+        probes on the head's input (``lbfgs``) and on the pooled conv features (``lbfgs_pooled``)."""
+        metrics: dict[str, Any] = {}
         if self.cfg.finetune:
             trained, train_b, val_b, augment = model, self.transfer_train, self.transfer_val, self.cfg.augment
         else:  # fixed feature extractor: the body runs once, only the head trains
             trained = model.get_submodule(self.head_path)
             model.set_submodule(self.head_path, nn.Identity())
-            train_b = extract_features(model, self.transfer_train, self.runtime, self.cfg.batch_size)
-            val_b = extract_features(model, self.transfer_val, self.runtime, self.cfg.batch_size)
+            train_b, train_pooled = extract_features(model, self.transfer_train, self.runtime, self.cfg.batch_size)
+            val_b, val_pooled = extract_features(model, self.transfer_val, self.runtime, self.cfg.batch_size)
             model.set_submodule(self.head_path, trained)
             augment = None
-            probe = fit_probe(train_b.x, train_b.y, len(self.data.transfer_train.classes), self.cfg.probe_l2)
-            metrics.update(lbfgs=probe.accuracy(val_b.x, val_b.y), lbfgs_converged=probe.converged)
+            metrics.update(self._probe("lbfgs", train_b.x, train_b.y, val_b.x, val_b.y))
+            if train_pooled is not None:
+                metrics.update(self._probe("lbfgs_pooled", train_pooled, train_b.y, val_pooled, val_b.y))
         opt = self._optimizer(trained.parameters())
-        accuracies = []
         for epoch in range(1, self.cfg.transfer_epochs + 1):
             _, val = self._train(trained, train_b, opt, "transfer", name, epoch, val_b, augment)
-            accuracies.append(val[1])
-        metrics.update(sgd_final=accuracies[-1], sgd_best=max(accuracies))
+        metrics["sgd_final"] = val[1]  # the last epoch: no epoch is chosen on the validation images
         return metrics
+
+    def _probe(self, key: str, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+               val_y: torch.Tensor) -> dict[str, Any]:
+        """The probe's validation accuracy under ``key``, whether the fit converged, and its final gradient."""
+        probe = fit_probe(train_x, train_y, len(self.data.transfer_train.classes), self.cfg.probe_l2)
+        return {key: probe.accuracy(val_x, val_y), f"{key}_converged": probe.converged,
+                f"{key}_grad_norm": probe.grad_norm}
 
 
 def per_run_epochs(cfg: ProtocolConfig) -> dict[str, int]:
     """Training epochs per stage in one run (base: an upper bound with ``until_overfit``)."""
-    return {"base": cfg.max_epochs if cfg.until_overfit else cfg.epochs, "branch": 2,
+    return {"base": cfg.max_epochs if cfg.until_overfit else cfg.epochs, "branch": len(cfg.arms),
             "transfer": 2 * cfg.transfer_epochs}
 
 
@@ -401,6 +454,7 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
                      + (f"; resuming after the {state['stage']} stage" if state is not None else ""))
     if state is not None:
         run.history = list(state["history"])
+        run.clock = (run.clock[0], state.get("wall_seconds", 0.0))
     if state is None or state["stage"] == "base":
         n, model_state, opt_state = run.base(state)
         if stop_after == "base":
@@ -415,22 +469,24 @@ def run_protocol(cfg: ProtocolConfig, data: ProtocolData | Callable[[], Protocol
     base_rows = [r for r in run.history if r["stage"] == "base"]
     n = branch["n"]
     metrics = transfer["accuracy"]
-    metric = "lbfgs" if cfg.probe == "lbfgs" else "sgd_final"
-    normal, rff = metrics["normal"][metric], metrics["rff"][metric]
+    accuracy = {arm: metrics[arm][cfg.metric] for arm in cfg.arms}
+    seconds = branch["seconds"]
     result = {
         "split": split, "seed": seed, "model": cfg.model, "device": run.runtime.describe(),
         "base_classes": list(data.base_train.classes), "transfer_classes": list(data.transfer_train.classes),
+        "transfer_val_size": len(data.transfer_val),
         "n": n, "branch_epoch": n + 1,
         "onset_detected": (len(base_rows) - n >= cfg.patience) if cfg.until_overfit else None,
         "frozen": list(run.plan.parameter_names),
-        "normal_accuracy": normal, "rff_accuracy": rff, "delta": rff - normal,
-        "normal_epoch_seconds": branch["seconds"]["normal"], "rff_epoch_seconds": branch["seconds"]["rff"],
-        "epoch_time_ratio": branch["seconds"]["rff"] / branch["seconds"]["normal"],
-        "probe": cfg.probe,
+        "probe": cfg.probe, "metric": cfg.metric, "arms": list(cfg.arms),
+        **{f"{arm}_accuracy": accuracy[arm] for arm in cfg.arms},
+        "delta": accuracy["rff"] - accuracy["normal"],
+        **{f"{arm}_delta": accuracy[arm] - accuracy["normal"] for arm in cfg.arms[2:]},
+        "placebo_plan": run.placebo.to_dict() if run.placebo else None,
+        **{f"{arm}_epoch_seconds": seconds[arm] for arm in cfg.arms},
+        "epoch_time_ratio": seconds["rff"] / seconds["normal"],
+        "wall_seconds": run.wall_seconds(),
         **{f"{model}_{k}": v for model, m in metrics.items() for k, v in m.items()},
     }
-    if cfg.control:
-        result.update(control_accuracy=metrics["control"][metric],
-                      control_delta=metrics["control"][metric] - normal)
     run.save("done", result=result)  # resume needs nothing else: no model copies are kept
     return result

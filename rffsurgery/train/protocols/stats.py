@@ -1,4 +1,10 @@
-"""Paired statistics of deltas: mean, Student-t 95% CI, exact sign test, minimal detectable effect.
+"""Paired statistics of deltas: mean, Student-t 95% CI, exact sign test, minimal detectable effect, and ratios.
+
+The unit of a headline interval is the **split**, not the run: runs of one split share its
+classes, so their deltas are correlated, and an interval over all runs treats them as
+independent and comes out too narrow (``tests/test_train_stats.py`` shows its coverage
+falling below 95 % when splits differ).  :mod:`.aggregate` therefore summarises the split
+means; ratios (error-rate ratios) are summarised on the log scale as a geometric mean.
 
 The t quantile and the power of the paired t-test are computed here (Simpson
 integration + bisection) rather than importing SciPy, which is not a dependency of
@@ -12,8 +18,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-__all__ = ["MIN_RUNS", "Summary", "minimal_detectable_effect", "paired_t_power", "sign_test", "summarize",
-           "t_quantile"]
+__all__ = ["MIN_RUNS", "RatioSummary", "Summary", "minimal_detectable_effect", "paired_t_power", "sign_test",
+           "summarize", "summarize_ratios", "t_interval", "t_quantile", "t_test"]
 
 MIN_RUNS = 5
 """Below this many runs the summary carries a warning: the CI is too wide to tell much."""
@@ -112,26 +118,79 @@ class Summary:
     warning: str | None
     sign_p: float | None = None
     mde: float | None = None
+    t_p: float | None = None  # two-sided one-sample t-test of mean 0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def summarize(deltas: Sequence[float], level: float = 0.95) -> Summary:
-    """Mean, sample standard deviation and t confidence interval of ``deltas``."""
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean, sample standard deviation and the two-sided Student-t interval of the mean (needs 2+ values)."""
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"a t-interval needs at least 2 values, got {n}")
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def summarize(deltas: Sequence[float], level: float = 0.95, unit: str = "run") -> Summary:
+    """Mean, sample standard deviation and t confidence interval of ``deltas`` (``unit`` names one in warnings)."""
     n = len(deltas)
     if n == 0:
-        raise ValueError("no runs to summarize")
-    mean = sum(deltas) / n
+        raise ValueError(f"no {unit}s to summarize")
     improved, worse = sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
     if n == 1:
-        return Summary(1, mean, None, None, None, improved, worse,
-                       "a single run is not evidence: no confidence interval; run several seeds (--seeds 0-4)",
-                       sign_test(deltas))
-    std = math.sqrt(sum((d - mean) ** 2 for d in deltas) / (n - 1))
-    half = t_quantile(0.5 + level / 2, n - 1) * std / math.sqrt(n)
+        hint = "run several seeds (--seeds 0-4)" if unit == "run" else f"use several {unit}s"
+        return Summary(1, deltas[0], None, None, None, improved, worse,
+                       f"a single {unit} is not evidence: no confidence interval; {hint}", sign_test(deltas))
+    mean, std, low, high = t_interval(deltas, level)
     warning = None
     if n < MIN_RUNS:
-        warning = f"only {n} runs: the {level:.0%} interval is wide and the sign of the mean may not be reliable"
-    return Summary(n, mean, std, mean - half, mean + half, improved, worse, warning, sign_test(deltas),
-                   minimal_detectable_effect(std, n, 0.8, 1 - level))
+        warning = f"only {n} {unit}s: the {level:.0%} interval is wide and the sign of the mean may not be reliable"
+    return Summary(n, mean, std, low, high, improved, worse, warning, sign_test(deltas),
+                   minimal_detectable_effect(std, n, 0.8, 1 - level), t_test(mean, std, n))
+
+
+def t_test(mean: float, std: float, n: int) -> float:
+    """Two-sided p-value of the one-sample t-test of mean 0 (1.0 when every value is 0)."""
+    if std == 0:
+        return 1.0 if mean == 0 else 0.0
+    t = abs(mean) / (std / math.sqrt(n))
+    return max(0.0, min(1.0, 2 * (1 - _t_cdf(t, n - 1))))
+
+
+@dataclass(frozen=True)
+class RatioSummary:
+    """Geometric mean of positive ratios with a t-interval computed on their logarithms, taken back.
+
+    ``undefined`` counts the ratios left out because a denominator was zero (no errors at all).
+    """
+
+    n: int
+    geomean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    below_one: int
+    above_one: int
+    undefined: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize_ratios(ratios: Sequence[float | None], level: float = 0.95) -> RatioSummary:
+    """Summary of ``ratios`` (``None``: undefined) on the log scale: ``exp`` of the mean log and its interval."""
+    defined = [r for r in ratios if r is not None]
+    if any(r <= 0 for r in defined):
+        raise ValueError("ratios must be positive (a zero numerator has no logarithm)")
+    undefined = len(ratios) - len(defined)
+    below, above = sum(r < 1 for r in defined), sum(r > 1 for r in defined)
+    if not defined:
+        return RatioSummary(0, None, None, None, 0, 0, undefined)
+    logs = [math.log(r) for r in defined]
+    if len(logs) == 1:
+        return RatioSummary(1, defined[0], None, None, below, above, undefined)
+    mean, _, low, high = t_interval(logs, level)
+    return RatioSummary(len(logs), math.exp(mean), math.exp(low), math.exp(high), below, above, undefined)
