@@ -15,6 +15,7 @@ reports) goes through :func:`prepare_output` and :func:`atomic_output`, so that
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Iterable, Iterator
 
 from .errors import OutputExists, RffError
 
-__all__ = ["atomic_output", "check_folder", "load_tensors", "prepare_folder", "prepare_output", "write_text"]
+__all__ = ["atomic_output", "check_folder", "load_tensors", "prepare_folder", "prepare_output", "write_report_files",
+           "write_text"]
 
 
 def _umask() -> int:
@@ -150,6 +152,17 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def write_report_files(out: str | os.PathLike[str], report: dict, table: str, markdown: str) -> Path:
+    """An experiment's ``report.json``, ``report.txt`` and ``report.md`` in ``out`` (created): one layout for
+    every experiment, so ``bench_science --publish`` and readers find the same three files."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
+    write_text(out / "report.txt", table + "\n")
+    write_text(out / "report.md", markdown + "\n")
+    return out
 
 
 def load_tensors(path: str | os.PathLike[str], error: type[RffError], what: str, fix: str) -> object:

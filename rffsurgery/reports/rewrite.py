@@ -6,13 +6,12 @@ hands over its report dict, the ``rewrite`` command its :class:`~rffsurgery.surg
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from statistics import mean
 from typing import Any, Sequence
 
 from ..analysis.macs import count_params, macs
-from ..files import write_text
+from ..files import write_report_files
 from ..surgery.check import Check
 from ..surgery.recipe import Rewritten
 from .plot import pyplot, save_figure
@@ -152,10 +151,7 @@ def write_report(out: Path, report: dict[str, Any], results: Sequence[dict[str, 
                  plots: bool = True) -> dict[str, Any]:
     """Write the rewrite experiment's ``report.json``, ``report.txt``, ``report.md`` and (optionally) its plots;
     returns the report."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
-    write_text(out / "report.txt", format_table(report) + "\n")
-    write_text(out / "report.md", format_markdown(report) + "\n")
+    write_report_files(out, report, format_table(report), format_markdown(report))
     if plots:
         plot_accuracy_vs_parameters(report, out / "accuracy_vs_parameters.png")
         plot_variant_curves(results, out / "curves.png")

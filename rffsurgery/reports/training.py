@@ -8,11 +8,10 @@ half a file.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..files import write_text
+from ..files import write_report_files
 from .plot import pyplot, save_figure
 
 __all__ = ["format_markdown", "format_table", "plot_curves", "plot_deltas", "write_report"]
@@ -169,10 +168,7 @@ def format_markdown(report: dict[str, Any]) -> str:
 
 def write_report(out_dir: Path, report: dict[str, Any], plots: bool = True) -> dict[str, Any]:
     """Write ``report.json``, ``report.txt`` and (optionally) ``deltas.png`` for an aggregated report; returns it."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
-    write_text(out_dir / "report.txt", format_table(report) + "\n")
-    write_text(out_dir / "report.md", format_markdown(report) + "\n")
+    write_report_files(out_dir, report, format_table(report), format_markdown(report))
     if plots:
         plot_deltas(report, out_dir / "deltas.png")
     return report
