@@ -11,16 +11,18 @@ factors were tracked, every node after the first such reshape was reported globa
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from rffsurgery import Plan, analyze
 
-from gradient_rf import Case, GradientProbe, compare_layout
+from gradient_rf import Case, GradientProbe, compare_layout, every_unit, positive_copy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -411,3 +413,57 @@ def test_unit_erf_and_json_on_a_window_token_node() -> None:
     assert result.nodes[0].interval == ((r0, r1), (c0, c1))
     support = (result.nodes[0].heatmap > 0).nonzero()
     assert (support[:, 0].min(), support[:, 0].max(), support[:, 1].min(), support[:, 1].max()) == (r0, r1, c0, c1)
+
+
+# -- a block fx cannot trace, replayed op by op: EfficientViT's linear attention (LiteMLA) -------------------
+class _CutTokenSums(TorchFunctionMode):
+    """Detaches the first matmul, LiteMLA's ``kᵀ v`` (a sum over every token): what is left of a unit's
+    gradient is its query's local path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        if not self.cut and getattr(func, "__name__", "") in ("matmul", "__matmul__"):
+            self.cut = True
+            return out.detach()
+        return out
+
+
+class LiteAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        from timm.models.efficientvit_mit import LiteMLA
+
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.attn = LiteMLA(16, 16, dim=8, scales=(5,))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(self.stem(x))
+
+
+def test_lite_mla_local_query_path_and_global_sums_every_unit() -> None:
+    """Every unit reads the whole input (the token sums), and with the sums cut exactly its query's local
+    path: the stem's 3 plus the multi-scale 5×5 aggregation, 7 pixels, clipped at the border."""
+    size = (3, 16, 14)
+    model = LiteAttention().eval()
+    layer = analyze(model, size)["attn"]
+    assert layer.status == "ok" and layer.global_context and layer.rf == (7, 7)
+    probe = positive_copy(model)
+    x = torch.empty((1, *size), dtype=torch.float64).uniform_(0.5, 1.0).requires_grad_()
+    wrong = []
+    for cut in (False, True):
+        for unit in every_unit(layer.grid):
+            x.grad = None
+            with _CutTokenSums() if cut else contextlib.nullcontext():
+                y = probe(x)
+            y[(0, slice(None), *unit)].sum().backward()
+            read = (x.grad[0].abs().sum(0) > 0).nonzero()
+            got = tuple((int(read[:, a].min()), int(read[:, a].max())) for a in range(2))
+            want = tuple((max(lo, 0), min(hi, n - 1)) for (lo, hi), n in zip(layer.interval(unit), size[1:])) \
+                if cut else ((0, size[1] - 1), (0, size[2] - 1))
+            if got != want:
+                wrong.append((cut, unit, got, want))
+    assert not wrong, wrong[:10]

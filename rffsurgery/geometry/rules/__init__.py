@@ -206,7 +206,7 @@ TABLE: list[tuple[tuple, Rule]] = [
     ((nn.TransformerEncoderLayer, nn.TransformerEncoder), Rule(transformer_layer, name="attention", factors=True)),
     ((nn.TransformerDecoderLayer, nn.Transformer,
       "timm.models.mobilevit.MobileVitBlock", "timm.models.mobilevit.MobileVitV2Block",
-      "timm.models.efficientvit_mit.LiteMLA", "timm.models.convit.GPSA",
+      "timm.models.convit.GPSA",
       f"{TIMM}non_local_attn.BilinearAttnTransform", "timm.models.cpubone.ConvAttention"),
      Rule(attention, name="attention", factors=True)),
     (("timm.models.xcit.PositionalEncodingFourier", "timm.models.edgenext.PositionalEncodingFourier",
@@ -247,12 +247,13 @@ TABLE: list[tuple[tuple, Rule]] = [
     (("timm.models.efficientvit_msra.LocalWindowAttention",),
      Rule(local_window_attention, shape="same", name="window_attention")),
     ((f"{TIMM}halo_attn.HaloAttn",), Rule(halo_attention, name="window_attention", whole=True)),
-    # reshapes (and a block) timm keeps out of fx graphs: replayed op by op through this table
+    # reshapes (and blocks) timm keeps out of fx graphs: replayed op by op through this table
     (tuple(f"timm.models.{f}" for f in (
         "davit.window_reverse", "gcvit.window_reverse", "maxxvit.window_reverse", "maxxvit.window_reverse_nchw",
         "maxxvit.grid_reverse", "maxxvit.grid_reverse_nchw", "nest.deblockify", "mvitv2.reshape_pre_pool",
         "mvitv2.reshape_post_pool", "swin_transformer.window_reverse", "swin_transformer_v2.window_reverse",
-        "swin_transformer_v2_cr.window_reverse", "twins.LocallyGroupedAttn")),
+        "swin_transformer_v2_cr.window_reverse", "twins.LocallyGroupedAttn",
+        "efficientvit_mit.LiteMLA")),
      Rule(replay(lambda op, target: lookup(op, target, None)), name="reshape", factors=True)),
     ((f"{TIMM}attention.maybe_add_mask",), Rule(pointwise, name="pointwise", factors=True)),
     (("torchvision.models.video.mvit._add_rel_pos",), Rule(relative_position_bias, name="attention", factors=True)),

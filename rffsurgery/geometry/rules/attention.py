@@ -7,8 +7,8 @@ every unit of both axes — global; over the tokens of a window (the window inde
 folded into the batch by a ``view``) it is exactly the window, a periodic map.
 Masks are not read: a masked key is reported as read, an outer bound.
 
-Other attention modules (MobileViT, EfficientViT's LiteMLA, ConViT's GPSA…) are
-taken as global.
+Other attention modules (MobileViT, ConViT's GPSA…) are taken as global; EfficientViT's
+LiteMLA is replayed op by op (:mod:`.replay`): a local query path plus global sums.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 timm keeps its window and grid reshapes out of fx graphs (``window_reverse``,
 ``grid_reverse``, NesT's ``deblockify``, MViT-v2's pooling reshapes), and some
 blocks cannot be traced at all (Twins' ``LocallyGroupedAttn`` pads by an amount
-computed from its input's size).  The rules table already knows every op inside
+computed from its input's size; EfficientViT's ``LiteMLA`` switches autocast off, and
+replayed it is exact: each query's local multi-scale path plus the global sums of its
+linear attention, where a whole-module rule could only say "global").  The rules table already knows every op inside
 them (views, permutes, slices, cat, linear layers, attention), and the pass has
 their concrete (meta) arguments, so :func:`replay` runs the function or module
 once and applies each op's rule as it executes — the geometry fx would have
