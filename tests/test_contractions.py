@@ -62,3 +62,25 @@ def test_attention_like_products_have_global_context(equation):
 
     plan = analyze(Attn(), (3, 10, 10))
     assert plan["einsum"].rf == (3, 3) and plan["einsum"].global_context
+
+
+class BroadcastProduct(nn.Module):
+    """An elementwise einsum of a map with one of its rows broadcast over the others, in either operand order."""
+
+    def __init__(self, row_first: bool) -> None:
+        super().__init__()
+        self.row_first = row_first
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        row = x[:, :, 3:4]
+        a, b = (row, x) if self.row_first else (x, row)
+        return torch.einsum("bchw,bchw->bchw", a, b)
+
+
+def test_einsum_answer_does_not_depend_on_operand_order() -> None:
+    """Each operand is laid out at its own broadcast shape, whichever comes last (a product commutes)."""
+    first, last = (analyze(BroadcastProduct(row_first), (3, 10, 9)).output() for row_first in (True, False))
+    assert (first.rf, first.stride, first.padding, first.global_context, first.notes) == \
+        (last.rf, last.stride, last.padding, last.global_context, last.notes)

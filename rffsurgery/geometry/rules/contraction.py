@@ -53,8 +53,7 @@ def contract(call: Call, operands: list[tuple[Any, Any, str]], out_letters: str,
     for geo, value, letters in live:
         where = {c: d for d, c in enumerate(letters)}
         dims = [geo.dims[where[c]] if c in where else None for c in out_letters]
-        shape = tuple(value.shape[where[c]] if c in where else 1 for c in out_letters)
-        laid.append((geo.with_dims(dims), shape))
+        laid.append((geo.with_dims(dims), tuple(value.shape[where[c]] if c in where else 1 for c in out_letters)))
     result = unite(laid, shape)
     call.notes.extend(result.notes)
     g = result.geom
