@@ -35,16 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from _common import OUT, parser, write_result
+
 from rffsurgery.cli.train import parse_seeds
+from rffsurgery.data import open_dataset
+from rffsurgery.reports.rewrite import format_table as rewrite_table
 from rffsurgery.reports.training import format_table, write_report
-from rffsurgery.train import DatasetNotFound, ProtocolConfig, RewriteConfig, mnist_source, resolve_splits
+from rffsurgery.train import DatasetNotFound, ProtocolConfig, RewriteConfig, resolve_splits
 from rffsurgery.train.checkpoint import load_checkpoint
 from rffsurgery.train.protocols.aggregate import aggregate
 from rffsurgery.train.protocols.experiment import run_experiment
 from rffsurgery.train.protocols.rewrite import run_rewrite_experiment
-from rffsurgery.reports.rewrite import format_table as rewrite_table
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 
@@ -131,7 +132,7 @@ def main() -> None:
     out = args.out or OUT / "science" / (args.experiment + ("-quick" if args.quick else ""))
     seeds = parse_seeds(args.seeds or preset.seeds)
     try:
-        source = mnist_source("fashion-mnist", args.data_root, per_class=preset.per_class)
+        source = open_dataset("fashion-mnist", args.data_root, per_class=preset.per_class)
     except DatasetNotFound as exc:
         sys.exit(f"bench_science needs the real Fashion-MNIST files: {exc} (or pass --data-root DIR)")
     start = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "brief", "names"]
+__all__ = ["InvalidArgument", "MissingDependency", "OutputExists", "RffError", "brief", "first_line", "names"]
 
 
 class RffError(Exception):
@@ -34,6 +34,12 @@ def brief(value: object, width: int = 40) -> str:
     """``repr(value)`` cut to ``width`` characters, for naming a wrong value inside a one-line message."""
     text = repr(value)
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line messages."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def names(value: Any, what: str, error: type[RffError] = InvalidArgument) -> list[str]:

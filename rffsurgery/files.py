@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import OutputExists, RffError
+from .errors import OutputExists, RffError, first_line
 
 __all__ = ["atomic_output", "check_folder", "load_tensors", "prepare_folder", "prepare_output", "write_report_files",
            "write_text"]
@@ -190,5 +190,5 @@ def load_tensors(path: str | os.PathLike[str], error: type[RffError], what: str,
         elif isinstance(exc, pickle.UnpicklingError):
             reason = "it holds objects other than tensors and plain values, which are never unpickled"
         else:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
         raise error(f"{what} {path} is corrupt or unreadable ({reason}). {fix}") from None

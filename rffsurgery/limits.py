@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Iterable
 
 import torch
 
 from .errors import InvalidArgument, RffError, brief
 
-__all__ = ["LIMITS", "Limit", "NON_FINITE_WEIGHTS", "check", "require_finite"]
+__all__ = ["LIMITS", "Limit", "NON_FINITE_WEIGHTS", "check", "check_fields", "require_finite"]
 
 NON_FINITE_WEIGHTS = ("Use weights saved before training diverged (or train again with a lower --lr): "
                       "results computed from NaN or infinity would look normal and mean nothing.")
@@ -127,6 +127,18 @@ def check(name: str, value: Any, error: type[RffError] = InvalidArgument, label:
     else:
         shown = str(value)
     raise error(f"{label or name} must be {limit.describe()}, got {shown}")
+
+
+def check_fields(settings: Any) -> None:
+    """:func:`check` every field of a dataclass that has a range in :data:`LIMITS`, in field order.
+
+    A settings class (``ProtocolConfig``, ``RewriteConfig``, ``Augment``, a data source)
+    calls it from ``__post_init__``, so a new numeric field is checked once its name has
+    an entry in the table.
+    """
+    for f in fields(settings):
+        if f.name in LIMITS:
+            check(f.name, getattr(settings, f.name))
 
 
 def require_finite(tensors: Iterable[tuple[str, Any]], what: str, fix: str, error: type[RffError] = RffError) -> None:

@@ -14,21 +14,15 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from .errors import RffError
+from .errors import RffError, first_line
 
-__all__ = ["FORWARD_FIX", "UserCodeError", "first_line", "user_code"]
+__all__ = ["FORWARD_FIX", "UserCodeError", "user_code"]
 
 FORWARD_FIX = "fix the model's forward: it must return the model's output"
 
 
 class UserCodeError(RffError):
     """User code exited, raised, or returned something other than what rffsurgery asked it for."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager

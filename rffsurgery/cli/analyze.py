@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -28,6 +27,7 @@ from .common import (
     plan_schedule,
     policy_options,
     policy_settings,
+    prepare_outputs,
     pytorch_only,
 )
 
@@ -88,18 +88,11 @@ def analyze_command(model: str, input_size: str | None, num_classes: int | None,
     only_with(bool(with_erf), given_flags("weights"), "--with-erf")
     only_with(any((export_path, plot_path, graph_path, out_image)), given_flags("force"),
               "an output file (--export-plan, --plot, --graph or --out-image)")
-    outputs = {"--export-plan": export_path, "--plot": plot_path, "--graph": graph_path}
-    given = [(o, os.path.abspath(p)) for o, p in outputs.items() if p]
-    clash = [o for o, p in given if [q for _, q in given].count(p) > 1]
-    if clash:
-        raise click.UsageError(f"{' and '.join(clash)} name the same file: give each its own")
     if graph_path and Path(graph_path).suffix.lower() not in GRAPH_FORMATS:
         raise click.BadParameter("the file type comes from its name: use .graphml (GraphML) or .json (node-link "
                                  "JSON)", param_hint="--graph")
     reading = source_files(model)
-    for option, path in outputs.items():
-        if path:
-            prepare_output(path, force=force, option=option, reading=reading)
+    prepare_outputs({"--export-plan": export_path, "--plot": plot_path, "--graph": graph_path}, force, reading)
     if plot_path:
         pyplot()  # fail before the analysis when matplotlib is missing or the file type is unknown
         image_format(plot_path)

@@ -14,16 +14,16 @@ import click
 
 from ..analysis import Plan
 from ..data import DATASETS, option_users
-from ..errors import RffError
+from ..errors import RffError, first_line
+from ..files import prepare_output
 from ..limits import LIMITS
 from ..models.onnx_file import is_onnx_file
 from ..plan import DEFAULT_SCHEDULE, FreezePlan, Schedule, build_freeze_plan
 from ..trace.capture import CAPTURES
-from ..usercode import first_line
 from .types import number
 
 __all__ = ["DEBUG_ENV", "ERF_INPUTS", "Group", "analysis_options", "check_erf_inputs", "erf_input_options",
-           "export_plan", "given_flags", "only_with", "parse_unit", "plan_options", "plan_schedule", "policy_options",
+           "export_plan", "given_flags", "only_with", "option_group", "parse_unit", "prepare_outputs", "plan_options", "plan_schedule", "policy_options",
            "policy_settings", "pytorch_only", "schedule_option_value"]
 
 DEBUG_ENV = "RFFSURGERY_DEBUG"
@@ -92,6 +92,18 @@ def only_with(condition: bool, flags: list[str], what: str) -> None:
         raise click.UsageError(f"{', '.join(flags)} only appl{'ies' if len(flags) == 1 else 'y'} with {what}")
 
 
+def prepare_outputs(outputs: dict[str, str | None], force: bool, reading: list[str]) -> None:
+    """Check every output file a command will write (option → path, unset ones skipped) before any work:
+    no two options name the same file, and none would replace a file without ``--force`` or one being read."""
+    given = [(o, os.path.abspath(p)) for o, p in outputs.items() if p]
+    clash = [o for o, p in given if [q for _, q in given].count(p) > 1]
+    if clash:
+        raise click.UsageError(f"{' and '.join(clash)} name the same file: give each its own")
+    for option, path in outputs.items():
+        if path:
+            prepare_output(path, force=force, option=option, reading=reading)
+
+
 def schedule_option_value(epochs: str | None, every: int | None, start: int, stop: int | None) -> Schedule:
     """The plan schedule from ``--epochs`` or ``--every/--start/--stop`` (default: every 2nd epoch from 2)."""
     if epochs and every is not None:
@@ -122,7 +134,7 @@ def parse_unit(text: str | None) -> tuple[int, ...] | None:
                                  param_hint="--unit") from None
 
 
-def _options(*decorators: Callable) -> Callable:
+def option_group(*decorators: Callable) -> Callable:
     """Several ``click.option`` decorators as one, in the order given (as ``--help`` lists them)."""
     def apply(f: Callable) -> Callable:
         for decorator in reversed(decorators):
@@ -131,7 +143,7 @@ def _options(*decorators: Callable) -> Callable:
     return apply
 
 
-analysis_options = _options(
+analysis_options = option_group(
     click.option("--input-size", "input_size", default=None, metavar="SIZE",
                  help="Input size: 224 (H=W), 224x192 (HxW), or channels first with commas: 1,16000 (1-D), "
                       "3,224,224, 3,16,112,112 (video). Default: the model's own, else 3,224,224."),
@@ -153,7 +165,7 @@ def pytorch_only(model: str) -> None:
     if is_onnx_file(model):
         only_with(False, given_flags("leaves", "how", "with_erf", "weights"), "PyTorch models, not an ONNX file")
 
-policy_options = _options(
+policy_options = option_group(
     click.option("--policy", type=click.Choice(["paper", "growth", "names"]), default=None,
                  help="Tagging policy (default paper). See 'Tagging policies' in the README."),
     click.option("--include-stem", is_flag=True, help="paper: also tag the stem layer that reads the image."),
@@ -167,7 +179,7 @@ policy_options = _options(
 )
 """Which layers are tagged RF-expanding: read with :func:`policy_settings`."""
 
-plan_options = _options(
+plan_options = option_group(
     click.option("--export-plan", "export_path", type=click.Path(dir_okay=False), default=None,
                  help="Write the freeze plan JSON for the tagged layers."),
     click.option("--epochs", default=None, metavar="N[,N…]", help="Plan schedule: frozen in these (1-based) epochs."),
@@ -179,7 +191,7 @@ plan_options = _options(
 )
 """The freeze plan to write (``--export-plan``) and its schedule: read with :func:`export_plan`."""
 
-erf_input_options = _options(
+erf_input_options = option_group(
     click.option("--images", type=number("images"), default=8, show_default=True,
                  help="ERF: how many inputs to aggregate |gradient| over."),
     click.option("--data", type=click.Choice(["noise", *DATASETS]), default="noise", show_default=True,

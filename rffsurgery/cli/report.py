@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from ..analysis import analyze
 from ..analysis.erf import erf, growth_nodes
-from ..files import prepare_output
 from ..models.zoo import import_module_class, source_files
 from ..reports.html import html_report
 from ..tags import tag
@@ -24,6 +21,7 @@ from .common import (
     plan_schedule,
     policy_options,
     policy_settings,
+    prepare_outputs,
     pytorch_only,
 )
 
@@ -61,19 +59,15 @@ def report_command(model: str, input_size: str | None, num_classes: int | None, 
     schedule = plan_schedule(export_path, epochs, every, start, stop)
     only_with(with_erf, given_flags(*ERF_INPUTS), "--erf")
     check_erf_inputs(data)
-    if export_path and os.path.abspath(export_path) == os.path.abspath(out_path):
-        raise click.UsageError("--out and --export-plan name the same file: give each its own")
-    reading = [*source_files(model), *([image] if image else [])]
-    prepare_output(out_path, force=force, option="--out", reading=reading)  # fail before the work
-    if export_path:
-        prepare_output(export_path, force=force, option="--export-plan", reading=reading)
+    prepare_outputs({"--out": out_path, "--export-plan": export_path}, force,
+                    [*source_files(model), *([image] if image else [])])  # fail before the work
     plan = analyze(model, input_size, strict=strict, leaf_modules=[import_module_class(spec) for spec in leaves],
                    num_classes=num_classes, capture=how)
     freeze_plan = export_plan(plan, settings, schedule, bn, export_path, force) if export_path else None
     measured = None
     if with_erf:
         measured = erf(model, growth_nodes(plan), images=images, data=data, data_root=data_root,
-                       input_size=input_size, weights=weights, seed=seed, batch=batch)
+                       input_size=plan.input_size, weights=weights, seed=seed, batch=batch)
     path = html_report(plan, out_path, image=image, erf=measured, freeze_plan=freeze_plan,
                        tags=tag(plan, settings[0], **settings[1]), force=force)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): open it in a browser", err=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 import torch
@@ -23,7 +23,7 @@ from ..train.augment import Augment
 from ..train.model import model_input_size
 from ..train.protocols.experiment import run_experiment
 from ..train.protocols.rff import ProtocolConfig
-from .common import given_flags, only_with
+from .common import given_flags, only_with, option_group
 from .train_rewrite import REWRITE_OPTIONS, rewrite_options, run_rewrite_protocol
 from .types import number
 
@@ -109,11 +109,8 @@ _OPTIONS = [
 ]
 
 
-def train_options(fn: Callable) -> Callable:
-    """Every option of ``train``: the RFF protocol's and the rewrite options."""
-    for option in reversed(_OPTIONS + REWRITE_OPTIONS):
-        fn = option(fn)
-    return fn
+train_options = option_group(*_OPTIONS, *REWRITE_OPTIONS)
+"""Every option of ``train``: the RFF protocol's and the rewrite options."""
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidArgument
-from ..limits import check
+from ..limits import check, check_fields
 from ..seeding import generator
 from .base import ImageTensors, ProtocolData, check_classes, pick
 from .splits import Split
@@ -145,8 +145,7 @@ class GeneratedSource:
     splits: dict[str, Split] = field(default_factory=lambda: dict(GENERATED_SPLITS))
 
     def __post_init__(self) -> None:
-        for name in ("per_class", "cue", "image_size"):
-            check(name, getattr(self, name))
+        check_fields(self)
 
     def protocol_data(self, split: Split, seed: int, fraction: float = 0.2) -> ProtocolData:
         check_classes(self.name, self.classes, split.base + split.transfer)

@@ -115,12 +115,6 @@ class TensorGeom:
     def rank(self) -> int:
         return len(self.dims)
 
-    def track_of(self, axis: int) -> Track | None:
-        for t in self.dims:
-            if isinstance(t, Track) and t.axis == axis:
-                return t
-        return None
-
     @property
     def is_global(self) -> bool:
         """Depends on the input but no dim keeps a local map."""

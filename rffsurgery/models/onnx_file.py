@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidArgument, RffError
+from ..errors import InvalidArgument, RffError, first_line
 
 __all__ = ["OnnxFileError", "OnnxModel", "data_files", "is_onnx_file", "load_onnx", "onnx_input"]
 
@@ -123,18 +123,13 @@ def _read(path: Path, mtime_ns: int, size: int) -> Any:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError (not imported: protobuf is onnx's dependency), OSError …
         if type(exc).__name__ == "DecodeError":
-            raise OnnxFileError(f"{path} is not a valid ONNX file ({_first_line(exc)}): it is corrupt or truncated; "
+            raise OnnxFileError(f"{path} is not a valid ONNX file ({first_line(exc)}): it is corrupt or truncated; "
                                 "export or download it again") from None
-        raise OnnxFileError(f"cannot read {path} as ONNX: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise OnnxFileError(f"cannot read {path} as ONNX: {type(exc).__name__}: {first_line(exc)}") from None
     if proto.ir_version == 0 or not proto.graph.node:
         raise OnnxFileError(f"{path} holds no ONNX graph (ir_version {proto.ir_version}, {len(proto.graph.node)} "
                             "nodes): it is not an ONNX model, or it is truncated; export it again")
     return proto
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _proto(path: str | Path) -> tuple[Path, Any]:

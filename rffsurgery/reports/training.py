@@ -69,10 +69,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines += [_paired(c["label"], c["runs"], "runs") for c in report["comparisons"].values()]
     lines += _metric_lines(report)
     lines += _placebo_lines(report)
-    fits = report["probe_fits"]
-    if fits["fits"]:
-        lines.append("probe fits not converged: " + ", ".join(
-            f"{METRIC_NAMES[p]} {n}/{fits['fits'][p]}" for p, n in fits["not_converged"].items()))
+    lines += [_fits_line(report)] if report["probe_fits"]["fits"] else []
     wall = report.get("wall_seconds")
     lines.append(f"RFF/normal epoch time: {report['epoch_time_ratio']:.2f} (single unpaired measurement per run, "
                  "noisy; see report.json)" + ("" if wall is None else f"; wall time per run {wall / 60:.1f} min"))
@@ -88,10 +85,23 @@ def _metric_name(report: dict[str, Any]) -> str:
     return METRIC_NAMES.get(report.get("metric") or "", "accuracy")
 
 
+def _fits_line(report: dict[str, Any]) -> str:
+    fits = report["probe_fits"]
+    return "probe fits not converged: " + ", ".join(
+        f"{METRIC_NAMES[p]} {n}/{fits['fits'][p]}" for p, n in fits["not_converged"].items())
+
+
+def _p(value: float | None) -> str:
+    """A p-value cell ("—" when there is none)."""
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _mde(value: float | None) -> str:
+    return "—" if value is None else f"±{value:.3f}"
+
+
 def _paired(label: str, s: dict[str, Any], unit: str) -> str:
-    sign = "—" if s["sign_p"] is None else f"{s['sign_p']:.3f}"
-    mde = "—" if s["mde"] is None else f"±{s['mde']:.3f}"
-    t_p = "—" if s.get("t_p") is None else f"{s['t_p']:.3f}"
+    sign, mde, t_p = _p(s["sign_p"]), _mde(s["mde"]), _p(s.get("t_p"))
     return (f"  {label:<17}{_signed(s['mean']):>7}  95% CI {_ci(s):<19} t-test p={t_p:<6}{s['improved']:>2}+/"
             f"{s['worse']}- of {s['n']} {unit}, sign test p={sign}, MDE(80%) {mde}")
 
@@ -143,10 +153,8 @@ def format_markdown(report: dict[str, Any]) -> str:
               _md_row(["---"] * 8)]
     for c in comparisons.values():
         m = c["split_means"]
-        lines.append(_md_row([c["label"], _md_ci(m), "—" if m.get("t_p") is None else f"{m['t_p']:.3f}",
-                              f"{c['splits_improved']}/{m['n']}", "—" if m["sign_p"] is None else f"{m['sign_p']:.3f}",
-                              "—" if m["mde"] is None else f"±{m['mde']:.3f}", _ratio_ci(c["error_ratio"]),
-                              _md_ci(c["runs"])]))
+        lines.append(_md_row([c["label"], _md_ci(m), _p(m.get("t_p")), f"{c['splits_improved']}/{m['n']}",
+                              _p(m["sign_p"]), _mde(m["mde"]), _ratio_ci(c["error_ratio"]), _md_ci(c["runs"])]))
     lines += ["", "**Every transfer metric** (mean accuracy per arm; differences over split means):", "",
               _md_row(["metric", *(_ARM[a] for a in arms), *labels]),
               _md_row(["---"] * (1 + len(arms) + len(labels)))]
@@ -155,10 +163,7 @@ def format_markdown(report: dict[str, Any]) -> str:
                               *(f"{_md_ci(m[k]['split_means'])}, ratio {_ratio_ci(m[k]['error_ratio'])}"
                                 for k in comparisons)]))
     lines += [""] + [f"- {line}" for line in _placebo_lines(report)]
-    fits = report["probe_fits"]
-    if fits["fits"]:
-        lines.append("- probe fits not converged: " + ", ".join(
-            f"{METRIC_NAMES[p]} {n}/{fits['fits'][p]}" for p, n in fits["not_converged"].items()))
+    lines += ["- " + _fits_line(report)] if report["probe_fits"]["fits"] else []
     if report.get("wall_seconds") is not None:
         walls = [r["wall_seconds"] for r in report["runs"]]
         lines.append(f"- wall time per run: mean {report['wall_seconds'] / 60:.1f} min (range "
@@ -175,13 +180,12 @@ def write_report(out_dir: Path, report: dict[str, Any], plots: bool = True) -> d
 
 
 def _draw(ax, series: Sequence[tuple[str, list[dict[str, Any]]]], title: str) -> None:
-    colours = {"shared": "black", "normal": "tab:blue", "rff": "tab:red", "placebo": "tab:purple", "aa": "tab:green"}
     for model, rows in series:
         if not rows:
             continue
         xs = [r["epoch"] for r in rows]
-        ax.plot(xs, [r["train_accuracy"] for r in rows], "--", color=colours[model], label=f"{model} train")
-        ax.plot(xs, [r["val_accuracy"] for r in rows], "-o", ms=3, color=colours[model], label=f"{model} val")
+        ax.plot(xs, [r["train_accuracy"] for r in rows], "--", color=_COLOURS[model], label=f"{model} train")
+        ax.plot(xs, [r["val_accuracy"] for r in rows], "-o", ms=3, color=_COLOURS[model], label=f"{model} val")
     ax.set(xlabel="epoch", ylabel="accuracy", title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
@@ -214,7 +218,9 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path) -> None:
     save_figure(fig, path, force=True, dpi=110)
 
 
-_COLOURS = {"rff": "tab:red", "placebo": "tab:purple", "aa": "tab:green", "rff_vs_placebo": "tab:orange"}
+_COLOURS = {"shared": "black", "normal": "tab:blue", "rff": "tab:red", "placebo": "tab:purple", "aa": "tab:green",
+            "rff_vs_placebo": "tab:orange"}
+"""Colours of the arms (curves) and of the comparisons against normal named by their arm (deltas)."""
 
 
 def plot_deltas(report: dict[str, Any], path: Path) -> None:

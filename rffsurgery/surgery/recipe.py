@@ -20,13 +20,12 @@ import torch
 from torch import nn
 
 from ..analysis.analyzer import declared_input_size, parse_input_size
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, first_line
 from ..files import atomic_output, check_folder, load_tensors, prepare_folder, prepare_output, write_text
 from ..formats import read_stamp, stamp
 from ..limits import NON_FINITE_WEIGHTS, check, require_finite
 from ..models.given import require_module
 from ..models.zoo import build, parse_size, resolve
-from ..usercode import first_line
 from . import conv3d, head
 from .select import Change, RewriteError, Skip, count_params
 

@@ -32,7 +32,7 @@ from typing import Iterator
 import torch
 from torch import fx, nn
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, first_line
 from ..usercode import FORWARD_FIX, user_code
 from .tracer import Traced, TraceError
 
@@ -69,9 +69,8 @@ def capture_export(model: nn.Module, input_shape: tuple[int, ...], example: torc
         with _quiet(), user_code(f"the forward of {type(model).__name__}", FORWARD_FIX, exits_only=True):
             exported = torch.export.draft_export(model, (x,))
     except Exception as exc:  # torch raises many kinds; the first line says what
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TraceError(f"torch.export cannot capture {type(model).__name__} either: {type(exc).__name__}: "
-                         f"{first[:300]}") from exc
+                         f"{first_line(exc)[:300]}") from exc
     finally:
         model.train(was_training)
     gm = exported.module()

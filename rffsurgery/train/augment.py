@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ..limits import check
+from ..limits import check_fields
 
 __all__ = ["Augment"]
 
@@ -28,8 +28,7 @@ class Augment:
     zoom: float = 0.0
 
     def __post_init__(self) -> None:
-        check("rotation", self.rotation)
-        check("zoom", self.zoom)
+        check_fields(self)
 
     @property
     def active(self) -> bool:

@@ -12,7 +12,7 @@ from ..factors import Spread, bound_note, has_factors, regroup
 from ..tensor import Digit, Geo, TensorGeom, Track
 
 __all__ = ["Rule", "RuleFn", "RuleError", "bound", "compose", "lose", "mix_channels", "norm_dims", "ntuple",
-           "spatial", "tensor_geo"]
+           "slide_or_bound", "spatial", "tensor_geo"]
 
 RuleFn = Callable[[Call], Geo]
 
@@ -36,8 +36,9 @@ class Rule:
     the geometry that the rule knows exactly.
 
     ``factors``: the rule understands dims that carry factors of spatial axes
-    (:mod:`~rffsurgery.geometry.factors`).  For any other rule the propagation pass
-    reports such axes global before calling it, with a note (an outer bound).
+    (:mod:`~rffsurgery.geometry.factors`), as most do.  For a rule with ``factors=False``
+    (blocks that partition windows themselves) the propagation pass reports such axes
+    global before calling it, with a note (an outer bound).
     """
 
     fn: RuleFn
@@ -46,7 +47,7 @@ class Rule:
     name: str = ""
     whole: bool = False
     mixed: bool = False  # returns a tuple of a tensor and plain values (torchvision MViT's ``_unsqueeze``)
-    factors: bool = False  # follows dims that carry factors of axes (tensor.Packed); else they are lost first
+    factors: bool = True  # follows dims that carry factors of axes (tensor.Packed); False: they are lost first
 
 
 def tensor_geo(call: Call, index: int = 0, name: str = "input") -> TensorGeom:
@@ -128,6 +129,15 @@ def bound(call: Call, what: str, spread: Spread, axes: Iterable[int]) -> None:
         call.notes.append(bound_note(what, axes))
 
 
+def slide_or_bound(call: Call, spread: Spread, dim: int, m: AxisMap, size: int, what: str) -> bool:
+    """Slide the window map ``m`` along ``dim`` of ``spread`` (now ``size`` long); where the factors that dim
+    merges do not allow it, lose them (:func:`bound`, ``what`` names the op).  Whether it slid."""
+    if spread.slide(dim, m, size):
+        return True
+    bound(call, what, spread, spread.axes_in(dim))
+    return False
+
+
 def mix_channels(call: Call, spread: Spread, dim: int, groups: int, out_channels: int) -> None:
     """A conv's channel mixing on a spread whose channel dim ``dim`` may carry factors (space-to-depth).
 
@@ -158,6 +168,6 @@ def _spatial_factors(call: Call, n: int, maps: list[AxisMap | None], g: TensorGe
     if groups is not None and rank > n:
         mix_channels(call, spread, rank - n - 1, groups, call.out_shape[rank - n - 1])
     for k, m in zip(range(rank - n, rank), maps):
-        if m is not None and spread.axes_in(k) and not spread.slide(k, m, call.out_shape[k]):
-            bound(call, "a window sliding along a dim that merges factors", spread, spread.axes_in(k))
+        if m is not None and spread.axes_in(k):
+            slide_or_bound(call, spread, k, m, call.out_shape[k], "a window sliding along a dim that merges factors")
     return spread.geom(g, call.out_shape)

@@ -14,7 +14,7 @@ from ..call import Call, RuleError
 from ..factors import Spread, has_factors, regroup
 from ..tensor import Digit, Geo, TensorGeom, Track
 from ..union import unite
-from .base import RuleFn, bound, compose, ntuple, spatial, tensor_geo
+from .base import RuleFn, bound, compose, ntuple, slide_or_bound, spatial, tensor_geo
 
 __all__ = [
     "adaptive_map", "adaptive_pool", "interpolate", "interpolation_map", "multi_scale_fusion", "onnx_resize",
@@ -42,8 +42,8 @@ def _resample(call: Call, n: int, make: Callable[[int, int], AxisMap | None]) ->
         if spread is not None:
             if m is None:
                 spread.sum_away(d)
-            elif spread.axes_in(d) and not spread.slide(d, m, size_out):
-                bound(call, "resampling a dim that merges factors", spread, spread.axes_in(d))
+            elif spread.axes_in(d):
+                slide_or_bound(call, spread, d, m, size_out, "resampling a dim that merges factors")
             continue
         t = dims[d]
         if t is None or t.map is None:

@@ -13,7 +13,7 @@ from ..call import Call, RuleError
 from ..factors import Spread, has_factors, regroup
 from ..tensor import Digit, Geo, Packed, TensorGeom, Track
 from ..union import unite
-from .base import bound, norm_dims, tensor_geo
+from .base import bound, norm_dims, slide_or_bound, tensor_geo
 from .elementwise import pointwise
 
 __all__ = [
@@ -393,8 +393,7 @@ def roll(call: Call) -> Geo:
         if not spread.axes_in(d) or shift % n == 0:
             continue
         table = AxisMap.from_function(n, n, lambda j, n=n, shift=shift: ((j - shift) % n,) * 2)
-        if not spread.slide(d, table, n):
-            bound(call, "roll along a dim that merges factors", spread, spread.axes_in(d))
+        if not slide_or_bound(call, spread, d, table, n, "roll along a dim that merges factors"):
             continue
         call.notes.append(f"roll by {shift} along axis {min(spread.axes_in(d))}: a window that wraps around the "
                           "edge reads both edges (an outer bound if a mask keeps them apart)")

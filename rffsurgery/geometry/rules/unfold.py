@@ -20,7 +20,7 @@ from ..algebra import AxisMap
 from ..call import Call, RuleError
 from ..factors import Spread, regroup
 from ..tensor import Digit, Geo
-from .base import bound, ntuple, tensor_geo
+from .base import bound, ntuple, slide_or_bound, tensor_geo
 from .conv import transposed_map
 
 __all__ = ["fold", "tensor_unfold", "unfold"]
@@ -32,8 +32,9 @@ def tensor_unfold(call: Call) -> Geo:
     dim = call.arg(1, "dimension") % g.rank
     size, step = call.arg(2, "size"), call.arg(3, "step")
     spread = Spread.of(g, call.in_shape)
-    if spread.axes_in(dim) and not spread.slide(dim, AxisMap.window(size, step, 0), call.out_shape[dim]):
-        bound(call, "unfold along a dim that merges factors", spread, spread.axes_in(dim))
+    if spread.axes_in(dim):
+        slide_or_bound(call, spread, dim, AxisMap.window(size, step, 0), call.out_shape[dim],
+                       "unfold along a dim that merges factors")
     spread.dims.append([])
     spread.lead.append(0)
     spread.trail.append(0)
@@ -64,8 +65,8 @@ def unfold(call: Call) -> Geo:
         if tiled:
             return spread.geom(g, call.out_shape)
     for d, (k, s, p, dil), n in zip((2, 3), params, blocks):
-        if spread.axes_in(d) and not spread.slide(d, AxisMap.window(k, s, p, dil), n):
-            bound(call, "unfold along a dim that merges factors", spread, spread.axes_in(d))
+        if spread.axes_in(d):
+            slide_or_bound(call, spread, d, AxisMap.window(k, s, p, dil), n, "unfold along a dim that merges factors")
     columns = [_plain(spread, d, size) for d, size in ((2, blocks[0]), (3, blocks[1]))]
     channels = _plain(spread, 1, call.in_shape[1])
     spread.dims = [spread.dims[0], channels + [Digit(None, 1, params[0][0] * params[1][0])], columns[0] + columns[1]]
@@ -118,6 +119,6 @@ def fold(call: Call) -> Geo:
     out = Spread([spread.dims[0], [], *map(list, parts)], [spread.lead[0], 0, 0, 0], [spread.trail[0], 0, 0, 0],
                  spread.maps)
     for d, (k, s, p, dil), part in zip((2, 3), params, parts):
-        if part and not out.slide(d, transposed_map(k, s, p, dil), call.out_shape[d]):
-            bound(call, "fold", out, out.axes_in(d))
+        if part:
+            slide_or_bound(call, out, d, transposed_map(k, s, p, dil), call.out_shape[d], "fold")
     return out.geom(g, call.out_shape)

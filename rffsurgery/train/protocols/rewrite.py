@@ -46,7 +46,7 @@ from ...data.base import ImageFiles, Images, ImageTensors, Source, data_settings
 from ...data.splits import Split
 from ...errors import InvalidArgument
 from ...files import write_text
-from ...limits import check
+from ...limits import check_fields
 from ...models.builtin import BUILTIN
 from ...reports.rewrite import write_report
 from ...seeding import derive_seed, seed_everything
@@ -63,10 +63,6 @@ from .stats import summarize
 __all__ = ["RewriteConfig", "classification_data", "run_rewrite_experiment"]
 
 ORIGINAL = "original"
-NUMBERS = ("meta_groups", "meta_out", "conv3d_filters", "epochs", "batch_size", "lr", "weight_decay", "l1", "holdout",
-           "selection", "workers")
-"""The numeric fields of :class:`RewriteConfig`, checked against :data:`rffsurgery.limits.LIMITS`."""
-
 
 @dataclass(frozen=True)
 class RewriteConfig:
@@ -102,8 +98,7 @@ class RewriteConfig:
             raise InvalidArgument("--conv3d-layers needs --conv3d-filters")
         if self.combined and (self.meta_groups is None or self.conv3d_filters is None):
             raise InvalidArgument("--combined needs both --meta-groups and --conv3d-filters")
-        for name in NUMBERS:
-            check(name, getattr(self, name))
+        check_fields(self)
         if self.optimizer not in ("adam", "sgd"):
             raise InvalidArgument(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
 

@@ -65,7 +65,7 @@ from ...analysis.analyzer import analyze
 from ...analysis.result import Plan
 from ...data.base import Images, ProtocolData, input_size_of
 from ...errors import InvalidArgument, names
-from ...limits import check
+from ...limits import check_fields
 from ...models.head import head_in_features, make_head
 from ...plan.apply import freeze
 from ...plan.document import BN_MODES, FreezePlan, PlanError, Schedule, build_freeze_plan
@@ -89,10 +89,6 @@ Stage = Literal["base", "branch"]
 CONTROLS: dict[str | None, tuple[str, ...]] = {None: (), "aa": ("aa",), "placebo": ("placebo",),
                                                "both": ("placebo", "aa")}
 """``control`` → the extra arms of the branch epoch (module docstring, step 4)."""
-
-NUMBERS = ("epochs", "max_epochs", "patience", "transfer_epochs", "batch_size", "lr", "weight_decay", "l1", "dropout",
-           "holdout", "workers", "probe_l2")
-"""The numeric fields of :class:`ProtocolConfig`, checked against :data:`rffsurgery.limits.LIMITS`."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +125,7 @@ class ProtocolConfig:
     control: str | None = None  # None, "aa", "placebo" or "both"; True/False (the former flag) mean "aa"/None
 
     def __post_init__(self) -> None:
-        for name in NUMBERS:
-            check(name, getattr(self, name))
+        check_fields(self)
         if self.plan is None and self.policy not in POLICIES:
             raise InvalidArgument(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
         if self.bn not in BN_MODES:
@@ -383,9 +378,13 @@ class _Run:
             val_b, val_pooled = extract_features(model, self.transfer_val, self.runtime, self.cfg.batch_size)
             model.set_submodule(self.head_path, trained)
             augment = None
-            metrics.update(self._probe("lbfgs", train_b.x, train_b.y, val_b.x, val_b.y))
+            head_input = self._probe("lbfgs", train_b.x, train_b.y, val_b.x, val_b.y)
+            metrics.update(head_input)
             if train_pooled is not None:
-                metrics.update(self._probe("lbfgs_pooled", train_pooled, train_b.y, val_pooled, val_b.y))
+                # where the head reads the pooled maps themselves (ResNets) the fit is the same: not fitted twice
+                same = torch.equal(train_pooled, train_b.x) and torch.equal(val_pooled, val_b.x)
+                metrics.update({f"lbfgs_pooled{k[len('lbfgs'):]}": v for k, v in head_input.items()} if same
+                               else self._probe("lbfgs_pooled", train_pooled, train_b.y, val_pooled, val_b.y))
         opt = self._optimizer(trained.parameters())
         for epoch in range(1, self.cfg.transfer_epochs + 1):
             _, val = self._train(trained, train_b, opt, "transfer", name, epoch, val_b, augment)
